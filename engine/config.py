@@ -1,0 +1,219 @@
+"""Run configuration: one TOML file plus `--set key=value` overrides, validated field by field.
+
+A config is resolved in layers: the built-in defaults, then a preset or a TOML file, then each
+`--set` in order. Every mistake is reported as one `ConfigError` line naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ConfigError
+
+EMBEDDED_MODEL = "embedded:tiny-opt"
+EMBEDDED_DATASET = "embedded:stdlib-code"
+
+STRATEGIES = ("fedprox", "fedavg", "fedavgm")
+PARTITIONS = ("iid", "by-source")
+
+
+def _spec(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
+          exclusive_minimum: bool = False) -> Any:
+    return field(default=default, metadata={
+        "help": help, "choices": choices, "minimum": minimum, "exclusive": exclusive_minimum,
+    })
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    enabled: bool = _spec(False, "stop when central eval loss stops improving")
+    patience: int = _spec(2, "rounds without an improvement of at least min_delta", minimum=1)
+    min_delta: float = _spec(0.0, "smallest decrease of eval loss that counts", minimum=0.0)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = _spec("", "run name shown in the UI and used in the run id")
+    model: str = _spec(EMBEDDED_MODEL, "embedded:tiny-opt, a Hub name or a save_pretrained folder")
+    dataset: str = _spec(EMBEDDED_DATASET,
+                         "embedded:stdlib-code, a Hub name or a .jsonl/.json/.parquet/.txt file")
+    text_column: str = _spec("content", "column holding the text (Hub and file datasets)")
+    source_column: str = _spec("repo_name", "column naming each row's source (partition=by-source)")
+    num_clients: int = _spec(2, "number of clients (one SuperNode each)", minimum=1)
+    samples_per_client: int = _spec(256, "training samples held by each client", minimum=1)
+    eval_samples: int = _spec(128, "held-out samples for the server's central evaluation", minimum=1)
+    partition: str = _spec("iid", "iid, or by-source: each client holds different sources",
+                           choices=PARTITIONS)
+    local_epochs: int = _spec(1, "local epochs per round", minimum=1)
+    learning_rate: float = _spec(1e-3, "client AdamW learning rate", minimum=0.0,
+                                 exclusive_minimum=True)
+    train_batch_size: int = _spec(8, "client training batch size", minimum=1)
+    eval_batch_size: int = _spec(16, "central evaluation batch size", minimum=1)
+    seq_len: int = _spec(64, "tokens per sample", minimum=8)
+    rounds: int = _spec(5, "federated rounds", minimum=1)
+    strategy: str = _spec("fedprox", "fedprox, fedavg or fedavgm", choices=STRATEGIES)
+    proximal_mu: float = _spec(0.1, "FedProx proximal term weight mu", minimum=0.0)
+    server_momentum: float = _spec(0.9, "FedAvgM server momentum", minimum=0.0)
+    server_learning_rate: float = _spec(1.0, "FedAvgM server learning rate", minimum=0.0,
+                                        exclusive_minimum=True)
+    seed: int = _spec(0, "seed for model init, data split and shuffling")
+    device: str = _spec("auto", "auto, cpu, cuda or cuda:N")
+    threads_per_client: int = _spec(0, "torch threads per client process (0: cores / clients)",
+                                    minimum=0)
+    round_timeout: float = _spec(3600.0, "seconds to wait for client replies in a round",
+                                 minimum=0.0, exclusive_minimum=True)
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def describe_strategy(self) -> str:
+        if self.strategy == "fedprox":
+            return f"FedProx mu={self.proximal_mu:g}"
+        if self.strategy == "fedavgm":
+            return f"FedAvgM momentum={self.server_momentum:g} lr={self.server_learning_rate:g}"
+        return "FedAvg"
+
+
+def presets() -> dict[str, Path]:
+    """Built-in presets by name (the TOML files shipped in engine/presets)."""
+    folder = resources.files("engine") / "presets"
+    return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+                ) -> RunConfig:
+    """Resolve defaults, then `source` (a TOML path or a preset name), then `--set` overrides."""
+    values: dict[str, Any] = {}
+    if source is not None:
+        values = _read_toml(_locate(str(source)))
+    for item in overrides:
+        key, value = parse_override(item)
+        _assign_dotted(values, key, value)
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, Any]) -> RunConfig:
+    return _build(RunConfig, values, prefix="")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value`: the value is read as TOML (numbers, booleans, strings, lists), else a string."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def to_toml(config: RunConfig) -> str:
+    """The resolved config as TOML, written into every run folder."""
+    top, tables = [], []
+    for name, value in config.to_dict().items():
+        if isinstance(value, dict):
+            tables.append(f"\n[{name}]")
+            tables.extend(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        else:
+            top.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(top + tables) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _locate(source: str) -> Path:
+    path = Path(source)
+    if path.is_file():
+        return path
+    known = presets()
+    if source in known:
+        return known[source]
+    if path.suffix == ".toml" or "/" in source:
+        raise ConfigError(f"config file not found: {source}")
+    raise ConfigError(f"no config file or preset named {source!r} "
+                      f"(presets: {', '.join(sorted(known))})")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+
+
+def _assign_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    *tables, leaf = key.split(".")
+    target = values
+    for table in tables:
+        target = target.setdefault(table, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {key}: {table!r} is not a table")
+    target[leaf] = value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
+            raise ConfigError(f"unknown config key {prefix + key!r}{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if f.type == "EarlyStopping":
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {prefix + name!r} must be a table")
+            kwargs[name] = _build(EarlyStopping, value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_value(f"{prefix}{name}", f, value)
+    return cls(**kwargs)
+
+
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
+    expected = _TYPES[f.type]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"config key {key!r} must be {f.type}, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}; got {value!r}")
+    minimum = f.metadata.get("minimum")
+    if minimum is not None:
+        too_small = value <= minimum if f.metadata["exclusive"] else value < minimum
+        if too_small:
+            relation = ">" if f.metadata["exclusive"] else ">="
+            raise ConfigError(f"config key {key!r} must be {relation} {minimum:g}, got {value!r}")
+    if key == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(value)):
+        raise ConfigError(f"config key 'device' must be auto, cpu, cuda or cuda:N; got {value!r}")
+    return value
+
+
+def _is_cuda_index(value: str) -> bool:
+    prefix, _, index = value.partition(":")
+    return prefix == "cuda" and index.isdigit()

@@ -1,0 +1,128 @@
+"""The event schema: the one contract between the engine and every UI.
+
+A run is a stream of events, one JSON object per line of `runs/<id>/events.jsonl`. Every event
+has `v` (schema version), `t` (unix seconds, stamped by the controller, the file's single
+writer) and `type`; round- and client-scoped events add `round` and `client` (the client's
+partition id). The ServerApp and ClientApps send events to the controller; the controller adds
+its own (run and process lifecycle). Live views and replays fold the same events through
+`engine.run_state.RunState`.
+
+| type              | fields (besides v, t, type)                                               |
+|-------------------|---------------------------------------------------------------------------|
+| run_started       | run_id, config (resolved, as a table), version                            |
+| notice            | message (a phase of the run: preparing data, starting Flower, ...)        |
+| process_started   | role, pid, [client], [command]                                            |
+| process_exited    | role, pid, returncode (None when not our child), [client]                 |
+| round_started     | round, clients (how many were sampled)                                    |
+| client_progress   | round, client, step, steps_total, loss                                    |
+| client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
+|                   | [peak_vram_bytes]                                                         |
+| round_done        | round, train_loss (None at round 0), eval_loss, seconds, eval_seconds,    |
+|                   | bytes_sent, bytes_received (model payload bytes, server side)             |
+| stop_requested    | source ("user", "signal")                                                 |
+| early_stop        | round, best_round, best_eval_loss, patience, reason                       |
+| run_finished      | status (completed/stopped/aborted/failed), rounds_completed, best_round,  |
+|                   | best_eval_loss, seconds                                                   |
+| error             | message, [source], [client], [round]                                      |
+
+Round 0 is the central evaluation of the initial model, before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from engine.errors import RunFolderError
+
+SCHEMA_VERSION = 1
+
+RUN_STARTED = "run_started"
+NOTICE = "notice"
+PROCESS_STARTED = "process_started"
+PROCESS_EXITED = "process_exited"
+ROUND_STARTED = "round_started"
+CLIENT_PROGRESS = "client_progress"
+CLIENT_ROUND_DONE = "client_round_done"
+ROUND_DONE = "round_done"
+STOP_REQUESTED = "stop_requested"
+EARLY_STOP = "early_stop"
+RUN_FINISHED = "run_finished"
+ERROR = "error"
+
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    RUN_STARTED: ("run_id", "config"),
+    NOTICE: ("message",),
+    PROCESS_STARTED: ("role", "pid"),
+    PROCESS_EXITED: ("role", "pid"),
+    ROUND_STARTED: ("round",),
+    CLIENT_PROGRESS: ("round", "client", "step", "steps_total"),
+    CLIENT_ROUND_DONE: ("round", "client", "train_loss", "examples"),
+    ROUND_DONE: ("round", "eval_loss"),
+    STOP_REQUESTED: (),
+    EARLY_STOP: ("round", "best_round", "best_eval_loss"),
+    RUN_FINISHED: ("status",),
+    ERROR: ("message",),
+}
+
+FINAL_STATUSES = ("completed", "stopped", "aborted", "failed")
+
+Event = dict[str, Any]
+
+
+def make(type_: str, **fields: Any) -> Event:
+    """A new, unstamped event; raises ValueError when `type_` or a required field is wrong."""
+    event = {"type": type_, **fields}
+    check(event)
+    return event
+
+
+def check(event: Event) -> None:
+    type_ = event.get("type")
+    if type_ not in REQUIRED_FIELDS:
+        raise ValueError(f"unknown event type {type_!r}")
+    missing = [name for name in REQUIRED_FIELDS[type_] if name not in event]
+    if missing:
+        raise ValueError(f"event {type_!r} lacks {', '.join(missing)}")
+
+
+def stamp(event: Event, now: float | None = None) -> Event:
+    """The event as it is written: version and time first."""
+    return {"v": SCHEMA_VERSION, "t": time.time() if now is None else now, **event}
+
+
+def encode(event: Event) -> str:
+    return json.dumps(event, separators=(",", ":"), allow_nan=False) + "\n"
+
+
+def read_events(path: Path) -> list[Event]:
+    return list(iter_events(path))
+
+
+def iter_events(path: Path) -> Iterator[Event]:
+    """Events of an events.jsonl file. A torn last line (a crash mid-write) is skipped; any other
+    unreadable line raises RunFolderError naming the line."""
+    try:
+        handle = open(path, "rb")
+    except OSError as err:
+        raise RunFolderError(f"cannot read {path}: {err.strerror}") from None
+    with handle:
+        lines = handle.read().split(b"\n")
+    last = len(lines) - 1
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            event = json.loads(raw)
+            check(event)
+        except (ValueError, TypeError) as err:
+            if number - 1 == last:  # no newline after it: the writer died mid-line
+                return
+            raise RunFolderError(f"{path}:{number}: not a valid event ({err})") from None
+        if event.get("v", 0) > SCHEMA_VERSION:
+            raise RunFolderError(f"{path}:{number}: event schema v{event['v']} is newer than "
+                                 f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui")
+        yield event

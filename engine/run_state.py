@@ -1,0 +1,196 @@
+"""What a run looks like after a sequence of events: the same fold for live runs and replays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import events as ev
+
+
+@dataclass
+class RoundResult:
+    round: int
+    eval_loss: float | None = None
+    train_loss: float | None = None
+    seconds: float | None = None
+    eval_seconds: float | None = None
+    bytes_sent: int | None = None
+    bytes_received: int | None = None
+    client_train_loss: dict[int, float] = field(default_factory=dict)
+    client_examples: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class ClientState:
+    client: int
+    state: str = "waiting"  # waiting, training, failed
+    round: int | None = None
+    step: int = 0
+    steps_total: int = 0
+    loss: float | None = None
+    steps_per_second: float | None = None
+    last_train_loss: float | None = None
+    round_started_at: float | None = None
+
+
+@dataclass
+class RunState:
+    run_id: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    status: str = "starting"  # starting, running, stopping, completed, stopped, aborted, failed
+    started_at: float | None = None
+    last_event_at: float | None = None
+    finished_at: float | None = None
+    current_round: int = 0
+    rounds: dict[int, RoundResult] = field(default_factory=dict)
+    clients: dict[int, ClientState] = field(default_factory=dict)
+    processes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    notice: str | None = None
+    best_round: int | None = None
+    best_eval_loss: float | None = None
+    early_stop_reason: str | None = None
+
+    @classmethod
+    def from_events(cls, events: Iterable[ev.Event]) -> RunState:
+        state = cls()
+        for event in events:
+            state.apply(event)
+        return state
+
+    @property
+    def total_rounds(self) -> int | None:
+        return self.config.get("rounds")
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ev.FINAL_STATUSES
+
+    @property
+    def rounds_completed(self) -> int:
+        return max((r for r in self.rounds if r > 0 and self.rounds[r].eval_loss is not None),
+                   default=0)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else self.last_event_at
+        return (end or self.started_at) - self.started_at
+
+    def apply(self, event: ev.Event) -> None:
+        kind = event["type"]
+        now = event.get("t")
+        if now is not None:
+            self.last_event_at = now
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, event)
+
+    def _round(self, number: int) -> RoundResult:
+        return self.rounds.setdefault(number, RoundResult(number))
+
+    def _client(self, number: int) -> ClientState:
+        return self.clients.setdefault(number, ClientState(number))
+
+    def _on_run_started(self, event: ev.Event) -> None:
+        self.run_id = event["run_id"]
+        self.config = event["config"]
+        self.started_at = event.get("t")
+        self.status = "running"
+        for client in range(self.config.get("num_clients", 0)):
+            self._client(client)
+
+    def _on_notice(self, event: ev.Event) -> None:
+        self.notice = event["message"]
+
+    def _on_process_started(self, event: ev.Event) -> None:
+        self.processes[event["pid"]] = {**event, "alive": True}
+
+    def _on_process_exited(self, event: ev.Event) -> None:
+        self.processes.setdefault(event["pid"], dict(event))["alive"] = False
+
+    def _on_round_started(self, event: ev.Event) -> None:
+        self.current_round = event["round"]
+        for client in self.clients.values():
+            if client.state != "failed":
+                client.state = "waiting"
+                client.round = event["round"]
+                client.step = client.steps_total = 0
+                client.loss = client.steps_per_second = None
+                client.round_started_at = None
+
+    def _on_client_progress(self, event: ev.Event) -> None:
+        client = self._client(event["client"])
+        now = event.get("t")
+        if client.round != event["round"] or client.round_started_at is None:
+            client.round = event["round"]
+            client.round_started_at = now
+        client.state = "training"
+        client.step = event["step"]
+        client.steps_total = event["steps_total"]
+        client.loss = event.get("loss")
+        if now is not None and client.round_started_at is not None and now > client.round_started_at:
+            client.steps_per_second = client.step / (now - client.round_started_at)
+
+    def _on_client_round_done(self, event: ev.Event) -> None:
+        client = self._client(event["client"])
+        client.state = "waiting"
+        client.round = event["round"]
+        client.step = client.steps_total = event.get("steps", client.steps_total)
+        client.last_train_loss = event["train_loss"]
+        result = self._round(event["round"])
+        result.client_train_loss[event["client"]] = event["train_loss"]
+        result.client_examples[event["client"]] = event["examples"]
+
+    def _on_round_done(self, event: ev.Event) -> None:
+        result = self._round(event["round"])
+        result.eval_loss = event["eval_loss"]
+        result.train_loss = event.get("train_loss")
+        result.seconds = event.get("seconds")
+        result.eval_seconds = event.get("eval_seconds")
+        result.bytes_sent = event.get("bytes_sent")
+        result.bytes_received = event.get("bytes_received")
+        self.current_round = event["round"]
+        if self.best_eval_loss is None or event["eval_loss"] < self.best_eval_loss:
+            self.best_round, self.best_eval_loss = event["round"], event["eval_loss"]
+
+    def _on_stop_requested(self, event: ev.Event) -> None:
+        if not self.finished:
+            self.status = "stopping"
+
+    def _on_early_stop(self, event: ev.Event) -> None:
+        self.early_stop_reason = event.get("reason")
+        self.best_round, self.best_eval_loss = event["best_round"], event["best_eval_loss"]
+
+    def _on_run_finished(self, event: ev.Event) -> None:
+        self.status = event["status"]
+        self.finished_at = event.get("t")
+        if event.get("best_round") is not None:
+            self.best_round, self.best_eval_loss = event["best_round"], event["best_eval_loss"]
+        for client in self.clients.values():
+            if client.state == "training":
+                client.state = "waiting"
+
+    def _on_error(self, event: ev.Event) -> None:
+        self.errors.append(event["message"])
+        if event.get("client") is not None:
+            self._client(event["client"]).state = "failed"
+
+
+_HANDLERS = {
+    ev.RUN_STARTED: RunState._on_run_started,
+    ev.NOTICE: RunState._on_notice,
+    ev.PROCESS_STARTED: RunState._on_process_started,
+    ev.PROCESS_EXITED: RunState._on_process_exited,
+    ev.ROUND_STARTED: RunState._on_round_started,
+    ev.CLIENT_PROGRESS: RunState._on_client_progress,
+    ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,
+    ev.ROUND_DONE: RunState._on_round_done,
+    ev.STOP_REQUESTED: RunState._on_stop_requested,
+    ev.EARLY_STOP: RunState._on_early_stop,
+    ev.RUN_FINISHED: RunState._on_run_finished,
+    ev.ERROR: RunState._on_error,
+}

@@ -1,0 +1,74 @@
+"""Run folders: open one, list a folder of them, export per-round metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import RunFolderError
+from engine.events import read_events
+from engine.run_state import RunState
+
+EVENTS_FILE = "events.jsonl"
+EXPORT_COLUMNS = ("round", "eval_loss", "train_loss", "seconds", "eval_seconds", "bytes_sent",
+                  "bytes_received", "clients")
+
+
+def open_run(path: str | Path) -> RunState:
+    folder = Path(path)
+    if not folder.is_dir():
+        raise RunFolderError(f"not a run folder: {path}")
+    if not (folder / EVENTS_FILE).is_file():
+        raise RunFolderError(f"not a run folder (no {EVENTS_FILE}): {path}")
+    return RunState.from_events(read_events(folder / EVENTS_FILE))
+
+
+@dataclass
+class RunListing:
+    path: Path
+    state: RunState | None
+    problem: str | None = None
+
+
+def list_runs(folder: str | Path) -> list[RunListing]:
+    """Every run folder directly under `folder`, oldest first; unreadable ones say why."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise RunFolderError(f"not a folder: {folder}")
+    listings = []
+    for path in sorted(p for p in root.iterdir() if (p / EVENTS_FILE).is_file()):
+        try:
+            listings.append(RunListing(path, open_run(path)))
+        except RunFolderError as err:
+            listings.append(RunListing(path, None, str(err)))
+    return listings
+
+
+def export_rows(state: RunState) -> list[dict]:
+    rows = []
+    for number in sorted(state.rounds):
+        result = state.rounds[number]
+        rows.append({
+            "round": number, "eval_loss": result.eval_loss, "train_loss": result.train_loss,
+            "seconds": result.seconds, "eval_seconds": result.eval_seconds,
+            "bytes_sent": result.bytes_sent, "bytes_received": result.bytes_received,
+            "clients": len(result.client_train_loss),
+        })
+    return rows
+
+
+def export(state: RunState, fmt: str) -> str:
+    rows = export_rows(state)
+    if fmt == "json":
+        return json.dumps({"run_id": state.run_id, "status": state.status,
+                           "best_round": state.best_round, "best_eval_loss": state.best_eval_loss,
+                           "rounds": rows}, indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: "" if value is None else value for key, value in row.items()})
+    return buffer.getvalue()

@@ -1,0 +1,110 @@
+import json
+
+import numpy as np
+import pytest
+
+from engine import data
+from engine.config import RunConfig
+from engine.errors import ConfigError
+from engine.model import build_model
+
+SMALL = dict(num_clients=2, samples_per_client=24, eval_samples=8, seq_len=32)
+
+
+def test_embedded_corpus_gives_each_client_and_the_eval_set_its_samples():
+    config = RunConfig(**SMALL)
+    data.prepare(config)
+    eval_set = data.load_eval_samples(config)
+    clients = [data.load_client_samples(config, k) for k in range(2)]
+    assert eval_set.ids.shape == (8, 32)
+    assert [c.ids.shape for c in clients] == [(24, 32), (24, 32)]
+    assert all(c.mask.sum() > 0.9 * c.mask.size for c in clients)  # mostly real tokens
+    assert not np.array_equal(clients[0].ids, clients[1].ids)
+
+
+def test_partitions_are_a_function_of_the_seed():
+    first = data.load_client_samples(RunConfig(**SMALL, seed=1), 0)
+    again = data.load_client_samples(RunConfig(**SMALL, seed=1), 0)
+    other = data.load_client_samples(RunConfig(**SMALL, seed=2), 0)
+    np.testing.assert_array_equal(first.ids, again.ids)
+    assert not np.array_equal(first.ids, other.ids)
+
+
+def test_by_source_gives_each_client_whole_sources_of_its_own(tmp_path):
+    # 12 repositories, each with documents that contain only that repository's marker word
+    path = tmp_path / "code.jsonl"
+    with open(path, "w") as handle:
+        for repo in range(12):
+            for doc in range(4):
+                text = f"def repo{repo}_fn{doc}():\n    return {repo}\n" * 30
+                handle.write(json.dumps({"content": text, "repo_name": f"org/repo{repo}"}) + "\n")
+    config = RunConfig(dataset=str(path), partition="by-source", **SMALL)
+    tokenizer = data.load_tokenizer(config)
+    repos_per_client = []
+    for client in range(2):
+        samples = data.load_client_samples(config, client)
+        texts = tokenizer.batch_decode(samples.ids, skip_special_tokens=True)
+        repos_per_client.append({repo for repo in range(12) for text in texts
+                                 if f"repo{repo}_" in text})
+    assert repos_per_client[0] and repos_per_client[1]
+    assert not repos_per_client[0] & repos_per_client[1]
+
+
+def test_iid_split_of_a_file_dataset_mixes_sources(tmp_path):
+    path = tmp_path / "code.jsonl"
+    with open(path, "w") as handle:
+        for repo in range(6):
+            for doc in range(8):
+                handle.write(json.dumps({"content": f"x_{repo} = {doc}\n" * 40}) + "\n")
+    config = RunConfig(dataset=str(path), **SMALL)
+    texts = data.load_tokenizer(config).batch_decode(data.load_client_samples(config, 0).ids)
+    assert len({repo for repo in range(6) for text in texts if f"x_{repo} " in text}) >= 3
+
+
+def test_text_files_load_through_the_same_path(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text("".join(f"print('line {i}')  # some python code here\n" for i in range(3000)))
+    config = RunConfig(dataset=str(path), text_column="text", **SMALL)
+    assert len(data.load_client_samples(config, 1)) == 24
+
+
+def test_a_save_pretrained_model_folder_loads_as_the_model(tmp_path):
+    embedded = RunConfig(**SMALL)
+    build_model(embedded, pretrained=True).save_pretrained(tmp_path / "model")
+    data.load_tokenizer(embedded).save_pretrained(tmp_path / "model")
+    config = RunConfig(model=str(tmp_path / "model"), **SMALL)
+    data.prepare(config)
+    model = build_model(config, pretrained=True)
+    assert model.config.vocab_size == data.EMBEDDED_VOCAB_SIZE
+    assert len(data.load_eval_samples(config)) == 8
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(dataset="missing.jsonl"), "dataset file not found: missing.jsonl"),
+    (dict(dataset="./no/such/folder"), "dataset './no/such/folder': use a .jsonl"),
+    (dict(dataset="codeparrot/codeparrot-clean-valid"),
+     "cannot load dataset 'codeparrot/codeparrot-clean-valid': it is not in the local"),
+    (dict(model="facebook/opt-350m"), "cannot load model 'facebook/opt-350m': it is not in the local Hugging Face cache"),
+    (dict(samples_per_client=10_000_000), "the config needs 20000000"),
+])
+def test_unloadable_inputs_fail_with_one_clear_line(overrides, message, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as raised:
+        data.prepare(RunConfig(**{**SMALL, **overrides}))
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_a_missing_text_column_names_the_columns(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"body": "x = 1"}) + "\n")
+    with pytest.raises(ConfigError, match=r"no column 'content' \(columns: body\)"):
+        data.prepare(RunConfig(dataset=str(path), **SMALL))
+
+
+def test_an_unreachable_hub_fails_fast_naming_the_host(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    with pytest.raises(ConfigError, match=r"not in the local Hugging Face cache and the Hub "
+                                          r"\(127.0.0.1\) cannot be reached"):
+        data.prepare(RunConfig(**{**SMALL, "model": "org/not-cached-model"}))

@@ -1,0 +1,79 @@
+import json
+
+import pytest
+
+from engine import events as ev
+from engine.errors import RunFolderError
+from engine.run_state import RunState
+from tests.factories import simple_run_events, write_run
+
+
+def test_make_rejects_unknown_types_and_missing_fields():
+    with pytest.raises(ValueError, match="unknown event type"):
+        ev.make("round_exploded", round=1)
+    with pytest.raises(ValueError, match="lacks eval_loss"):
+        ev.make(ev.ROUND_DONE, round=1)
+
+
+def test_stamped_events_carry_version_and_time_first():
+    line = ev.encode(ev.stamp(ev.make(ev.NOTICE, message="hi"), now=12.5))
+    assert list(json.loads(line))[:3] == ["v", "t", "type"]
+    assert json.loads(line)["v"] == ev.SCHEMA_VERSION
+
+
+def test_a_torn_last_line_is_skipped(tmp_path):
+    folder = write_run(tmp_path / "run", simple_run_events())
+    path = folder / "events.jsonl"
+    complete = ev.read_events(path)
+    with open(path, "a") as handle:
+        handle.write('{"v":1,"t":2000,"type":"round_do')
+    assert ev.read_events(path) == complete
+
+
+def test_a_corrupt_line_in_the_middle_names_the_line(tmp_path):
+    folder = write_run(tmp_path / "run", simple_run_events())
+    path = folder / "events.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[2] = "garbage\n"
+    path.write_text("".join(lines))
+    with pytest.raises(RunFolderError, match=r"events.jsonl:3: not a valid event"):
+        ev.read_events(path)
+
+
+def test_events_from_a_newer_schema_are_refused(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps({"v": ev.SCHEMA_VERSION + 1, "t": 1, "type": "notice",
+                                "message": "x"}) + "\n")
+    with pytest.raises(RunFolderError, match="newer than this fedtui"):
+        ev.read_events(path)
+
+
+def test_run_state_folds_rounds_clients_and_best_round():
+    events = [ev.stamp(ev.make(**e), now=100.0 + i) for i, e in
+              enumerate(simple_run_events(rounds=((8.0, None), (7.0, 7.5), (7.2, 6.9))))]
+    state = RunState.from_events(events)
+    assert state.status == "completed"
+    assert state.rounds_completed == 2
+    assert (state.best_round, state.best_eval_loss) == (1, 7.0)
+    assert state.rounds[2].client_train_loss == {0: 6.9, 1: pytest.approx(7.0)}
+    assert state.clients[1].last_train_loss == pytest.approx(7.0)
+    assert state.elapsed == pytest.approx(len(events) - 1)
+
+
+def test_client_progress_gives_state_step_and_rate():
+    state = RunState()
+    state.apply(ev.stamp(ev.make(ev.ROUND_STARTED, round=1, clients=1), now=10.0))
+    state.apply(ev.stamp(ev.make(ev.CLIENT_PROGRESS, round=1, client=0, step=1, steps_total=20,
+                                 loss=5.0), now=11.0))
+    state.apply(ev.stamp(ev.make(ev.CLIENT_PROGRESS, round=1, client=0, step=11, steps_total=20,
+                                 loss=4.0), now=13.0))
+    client = state.clients[0]
+    assert (client.state, client.step, client.steps_total, client.loss) == ("training", 11, 20, 4.0)
+    assert client.steps_per_second == pytest.approx(11 / 2.0)
+
+
+def test_a_client_error_marks_that_client_failed():
+    state = RunState()
+    state.apply(ev.make(ev.ERROR, message="client 1 failed", client=1, round=1))
+    assert state.clients[1].state == "failed"
+    assert state.errors == ["client 1 failed"]
