@@ -16,6 +16,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
@@ -35,18 +36,20 @@ class EventPublisher:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_env(cls, role: str, client: int | None = None) -> EventPublisher | None:
+    def from_env(cls, role: str, **identity: Any) -> EventPublisher | None:
+        """Connect if the environment names a channel; `identity` (client, node_id) goes into
+        the hello."""
         address, key = os.environ.get(ADDRESS_ENV), os.environ.get(KEY_ENV)
         if not address or not key:
             return None
         host, _, port = address.rpartition(":")
         try:
             connection = Client((host, int(port)), family="AF_INET", authkey=bytes.fromhex(key))
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, AuthenticationError) as err:
             log.warning("fedtui event channel unavailable (%s); not publishing", err)
             return None
         publisher = cls(connection)
-        publisher._send({"hello": {"role": role, "client": client, "pid": os.getpid()}})
+        publisher._send({"hello": {"role": role, "pid": os.getpid(), **identity}})
         return publisher
 
     def publish(self, type_: str, **fields: Any) -> None:
@@ -79,10 +82,13 @@ class EventPublisher:
 
 
 class EventHub:
-    """The controller side: accepts app connections and hands each event to `on_event`."""
+    """The controller side: accepts app connections and hands each hello to `on_hello` and each
+    event to `on_event`."""
 
-    def __init__(self, on_event: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(self, on_event: Callable[[dict[str, Any]], None],
+                 on_hello: Callable[[dict[str, Any]], None] = lambda hello: None) -> None:
         self._on_event = on_event
+        self._on_hello = on_hello
         self._key = secrets.token_bytes(32)
         self._listener = Listener(("127.0.0.1", 0), family="AF_INET", authkey=self._key)
         self._server: Connection | None = None
@@ -114,7 +120,7 @@ class EventHub:
         while not self._closed:
             try:
                 connection = self._listener.accept()
-            except (OSError, EOFError):
+            except (OSError, EOFError, AuthenticationError):
                 if self._closed:
                     return
                 continue  # a peer that failed authentication: keep listening
@@ -124,6 +130,7 @@ class EventHub:
     def _read_loop(self, connection: Connection) -> None:
         try:
             hello = json.loads(connection.recv_bytes()).get("hello") or {}
+            self._on_hello(hello)
             if hello.get("role") == "server":
                 with self._lock:
                     self._server = connection

@@ -15,6 +15,7 @@ events, and at the end terminates every process the run started, by PID.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import threading
 import time
 import traceback
 import urllib.request
+import weakref
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -66,7 +68,7 @@ class RunController:
         self.status = "created"
         self.input_error: FedtuiError | None = None
         self._subscribers: list[Subscriber] = []
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()  # subscribers may call back (request_stop)
         self._events_file = None
         self._stop_requested = False
         self._abort = threading.Event()
@@ -92,6 +94,7 @@ class RunController:
         self._started_at = time.time()
         self._emit(ev.make(ev.RUN_STARTED, run_id=self.run_id, config=self.config.to_dict(),
                            version=_version()))
+        _running.add(self)
         self._thread.start()
         return self
 
@@ -128,7 +131,7 @@ class RunController:
         status, error = "failed", None
         flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{self.run_id}-"))
         try:
-            self._hub = EventHub(self._on_app_event)
+            self._hub = EventHub(self._on_app_event, self._on_app_hello)
             if self._stop_requested:
                 self._hub.send_to_server({"command": "stop"})
             self._notice("preparing data")
@@ -162,6 +165,7 @@ class RunController:
                            seconds=time.time() - self._started_at))
         self._events_file.close()
         self._finished.set()
+        _running.discard(self)
 
     def _start_superlink(self, flwr_home: Path) -> int:
         port = _free_port()
@@ -268,6 +272,13 @@ class RunController:
             return
         self._emit(event)
 
+    def _on_app_hello(self, hello: dict) -> None:
+        """Tell the ServerApp which client a node is, so even a client that crashes before its
+        first reply is named in the error."""
+        if hello.get("role") == "client" and hello.get("node_id") is not None:
+            self._hub.send_to_server({"command": "client_of_node", "node_id": hello["node_id"],
+                                      "client": hello["client"]})
+
     def _on_process_started(self, process: TrackedProcess) -> None:
         self._emit(ev.make(ev.PROCESS_STARTED, role=process.role, pid=process.pid,
                            client=process.client))
@@ -289,6 +300,16 @@ class RunController:
                     subscriber(stamped)
                 except Exception:  # a broken view must not break the record
                     log.exception("event subscriber failed")
+
+
+_running: weakref.WeakSet[RunController] = weakref.WeakSet()
+
+
+@atexit.register
+def _end_processes_of_unfinished_runs() -> None:
+    """fedtui is exiting (its supervisor threads die with it): end what they started."""
+    for controller in list(_running):
+        controller._processes.terminate_all(grace_s=2.0)
 
 
 def new_run_id(config: RunConfig, runs_dir: Path) -> str:

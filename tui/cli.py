@@ -11,11 +11,16 @@ from engine.errors import FedtuiError
 DEFAULT_RUNS_DIR = "runs"
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.exit(2, f"fedtui: error: {message} (fedtui --help for usage)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedtui", description="Launch, watch and steer federated fine-tuning of language "
                                    "models (FedProx on Flower), and look back at saved runs.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="start a run and watch it")
     run.add_argument("config", nargs="?", metavar="CONFIG",

@@ -39,7 +39,7 @@ def train(msg: Message, context: Context) -> Message:
     torch.set_num_threads(threads_per_client(config.threads_per_client, config.num_clients))
     device = models.resolve_device(config)
 
-    publisher = EventPublisher.from_env(role="client", client=client)
+    publisher = EventPublisher.from_env(role="client", client=client, node_id=context.node_id)
     last_sent = 0.0
 
     def on_step(step: int, steps_total: int, loss: float) -> None:

@@ -196,6 +196,8 @@ class FederatedRun:
         for command in self.publisher.commands():
             if command.get("command") == "stop":
                 self.stop_requested = True
+            elif command.get("command") == "client_of_node":
+                self.client_of_node[command["node_id"]] = command["client"]
 
     def _publish(self, type_: str, **fields) -> None:
         logging.getLogger("fedtui").info("%s %s", type_, fields)

@@ -1,0 +1,153 @@
+"""Real runs: flower-superlink, one flower-supernode per client, the ServerApp and ClientApps
+as separate processes talking over loopback. Small (2 clients, tiny model) but nothing faked."""
+
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+
+from engine import events as ev
+from engine.config import load_config
+from engine.controller import RunController
+
+pytestmark = pytest.mark.e2e
+
+SMALL = ["samples_per_client=64", "eval_samples=32"]
+
+
+def alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def start(tmp_path, overrides, on_event=None):
+    controller = RunController(load_config(None, overrides), tmp_path / "runs")
+    recorded = []
+
+    def subscriber(event):
+        recorded.append(event)
+        if on_event is not None:
+            on_event(controller, event)
+
+    controller.subscribe(subscriber)
+    controller.start()
+    return controller, recorded
+
+
+def finish(controller, timeout=300):
+    status = controller.wait(timeout)
+    assert status is not None, "run did not end"
+    survivors = [pid for pid in controller.pids() if alive(pid)]
+    assert survivors == [], f"processes left alive: {survivors}"
+    return status, ev.read_events(controller.run_dir / "events.jsonl")
+
+
+def of_type(events, kind):
+    return [event for event in events if event["type"] == kind]
+
+
+def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
+    controller, _ = start(tmp_path, ["rounds=2"])
+    status, events = finish(controller)
+
+    assert status == "completed"
+    assert events[0]["type"] == ev.RUN_STARTED and events[0]["config"]["rounds"] == 2
+    roles = {(e["role"], e.get("client")) for e in of_type(events, ev.PROCESS_STARTED)}
+    assert {("superlink", None), ("supernode", 0), ("supernode", 1), ("serverapp", None),
+            ("clientapp", 0), ("clientapp", 1)} <= roles
+    assert {(e["round"], e["client"]) for e in of_type(events, ev.CLIENT_PROGRESS)} == {
+        (1, 0), (1, 1), (2, 0), (2, 1)}
+    done = of_type(events, ev.CLIENT_ROUND_DONE)
+    assert sorted((e["round"], e["client"], e["examples"]) for e in done) == [
+        (1, 0, 256), (1, 1, 256), (2, 0, 256), (2, 1, 256)]
+    rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
+    assert sorted(rounds) == [0, 1, 2]
+    assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
+    for number in (1, 2):  # the aggregate is the example-weighted mean of what clients sent
+        losses = [e["train_loss"] for e in done if e["round"] == number]
+        assert rounds[number]["train_loss"] == pytest.approx(sum(losses) / 2)
+        assert rounds[number]["bytes_sent"] > 0 and rounds[number]["bytes_received"] > 0
+    assert events[-1]["type"] == ev.RUN_FINISHED
+    assert (events[-1]["status"], events[-1]["rounds_completed"]) == ("completed", 2)
+    assert (controller.run_dir / "config.toml").is_file()
+    logs = {path.name for path in (controller.run_dir / "logs").iterdir()}
+    assert {"superlink.log", "supernode-0.log", "supernode-1.log", "serverapp.log"} <= logs
+
+
+def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
+    def stop_during_round_1(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 1:
+            controller.request_stop()
+
+    controller, _ = start(tmp_path, ["rounds=3", *SMALL], stop_during_round_1)
+    status, events = finish(controller)
+
+    assert status == "stopped"
+    assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1]
+    assert [e["round"] for e in of_type(events, ev.ROUND_STARTED)] == [1]
+    assert len(of_type(events, ev.STOP_REQUESTED)) == 1
+    assert events[-1]["status"] == "stopped" and events[-1]["rounds_completed"] == 1
+
+
+def test_abort_ends_every_process_mid_round(tmp_path):
+    aborted = threading.Event()
+
+    def abort_while_training(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and not aborted.is_set():
+            aborted.set()
+            controller.abort()
+
+    controller, _ = start(tmp_path, ["rounds=2", *SMALL], abort_while_training)
+    started = time.monotonic()
+    status, events = finish(controller)
+
+    assert status == "aborted"
+    assert time.monotonic() - started < 120
+    assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0]
+    assert events[-1]["type"] == ev.RUN_FINISHED and events[-1]["status"] == "aborted"
+
+
+def test_a_crashed_supernode_fails_the_run_and_leaves_nothing_behind(tmp_path):
+    killed = []
+
+    def kill_supernode_1(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and not killed:
+            for process in controller._processes.all():
+                if process.role == "supernode" and process.client == 1:
+                    killed.append(process.pid)
+                    os.kill(process.pid, signal.SIGKILL)
+
+    controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_supernode_1)
+    status, events = finish(controller)
+
+    assert status == "failed"
+    (error,) = [e for e in of_type(events, ev.ERROR) if e.get("source") == "controller"]
+    assert f"supernode 1 (pid {killed[0]}) exited with code -9" in error["message"]
+
+
+def test_a_crashed_clientapp_is_reported_by_client_and_the_run_goes_on(tmp_path):
+    killed = []
+
+    def kill_client_1_training(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and event["client"] == 1 and not killed:
+            for process in controller._processes.alive():
+                if process.role == "clientapp" and process.client == 1:
+                    killed.append(process.pid)
+                    os.kill(process.pid, signal.SIGKILL)
+
+    controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_client_1_training)
+    status, events = finish(controller)
+
+    assert killed
+    assert status == "completed"
+    errors = [e for e in of_type(events, ev.ERROR) if e.get("client") == 1]
+    assert errors and errors[0]["round"] == 1
+    assert "client 1 failed in round 1" in errors[0]["message"]
+    round_1 = [e for e in of_type(events, ev.CLIENT_ROUND_DONE) if e["round"] == 1]
+    assert [e["client"] for e in round_1] == [0]
+    assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1, 2]

@@ -1,0 +1,71 @@
+import os
+import sys
+import time
+
+import psutil
+
+from engine.processes import ProcessTable
+
+# A parent that starts a child in a new session (as Flower's SuperExec does), then waits.
+PARENT = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+time.sleep(120)
+"""
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def gone(pid):
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
+    started, exited = [], []
+    table = ProcessTable(started.append, exited.append)
+    parent = table.spawn("supernode", [sys.executable, "-c", PARENT], env=dict(os.environ),
+                         log_path=tmp_path / "parent.log", client=1)
+    wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
+    child = next(p for p in table.alive() if p.pid != parent.pid)
+    assert child.client == 1
+    assert os.getsid(child.pid) != os.getsid(parent.pid)
+
+    table.terminate_all(grace_s=2)
+    assert table.alive() == []
+    assert gone(parent.pid) and gone(child.pid)
+    assert {p.pid for p in exited} == {parent.pid, child.pid}
+
+
+def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
+    table = ProcessTable(lambda p: None, lambda p: None)
+    parent = table.spawn("supernode", [sys.executable, "-c", PARENT], env=dict(os.environ),
+                         log_path=tmp_path / "parent.log", client=0)
+    wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
+    orphan = next(p for p in table.alive() if p.pid != parent.pid)
+    parent.popen.kill()
+    parent.popen.wait()
+    table.scan()
+    assert [p.pid for p in table.alive()] == [orphan.pid]
+    table.terminate_all(grace_s=2)
+    assert gone(orphan.pid)
+
+
+def test_a_process_ignoring_sigterm_is_killed(tmp_path):
+    table = ProcessTable(lambda p: None, lambda p: None)
+    stubborn = table.spawn("superlink", [sys.executable, "-c",
+                                         "import signal, time\n"
+                                         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                         "time.sleep(120)"],
+                           env=dict(os.environ), log_path=tmp_path / "stubborn.log")
+    time.sleep(0.5)
+    table.terminate_all(grace_s=0.5)
+    assert gone(stubborn.pid)
+    assert stubborn.returncode == -9
