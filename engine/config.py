@@ -74,11 +74,18 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def describe_strategy(self) -> str:
-        if self.strategy == "fedprox":
-            return f"FedProx mu={self.proximal_mu:g}"
-        if self.strategy == "fedavgm":
-            return f"FedAvgM momentum={self.server_momentum:g} lr={self.server_learning_rate:g}"
-        return "FedAvg"
+        return describe_strategy(self.to_dict())
+
+
+def describe_strategy(config: dict[str, Any]) -> str:
+    """"FedProx mu=0.1" and the like, from a config table (recorded runs hold tables)."""
+    name = config.get("strategy", "?")
+    if name == "fedprox":
+        return f"FedProx mu={config.get('proximal_mu', 0):g}"
+    if name == "fedavgm":
+        return (f"FedAvgM momentum={config.get('server_momentum', 0):g} "
+                f"server lr={config.get('server_learning_rate', 1):g}")
+    return "FedAvg" if name == "fedavg" else str(name)
 
 
 def presets() -> dict[str, Path]:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.errors import RunFolderError
-from engine.events import read_events
+from engine.events import Event, read_events
 from engine.run_state import RunState
 
 EVENTS_FILE = "events.jsonl"
@@ -17,13 +17,20 @@ EXPORT_COLUMNS = ("round", "eval_loss", "train_loss", "seconds", "eval_seconds",
                   "bytes_received", "clients")
 
 
-def open_run(path: str | Path) -> RunState:
+def read_run_events(path: str | Path) -> list[Event]:
     folder = Path(path)
     if not folder.is_dir():
         raise RunFolderError(f"not a run folder: {path}")
     if not (folder / EVENTS_FILE).is_file():
         raise RunFolderError(f"not a run folder (no {EVENTS_FILE}): {path}")
-    return RunState.from_events(read_events(folder / EVENTS_FILE))
+    events = read_events(folder / EVENTS_FILE)
+    if not events:
+        raise RunFolderError(f"run folder has no events yet: {path}")
+    return events
+
+
+def open_run(path: str | Path) -> RunState:
+    return RunState.from_events(read_run_events(path))
 
 
 @dataclass

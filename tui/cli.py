@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.set_defaults(handler=_export)
 
+    replay = commands.add_parser("replay", help="replay saved runs (several: overlaid)")
+    replay.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    replay.set_defaults(handler=_replay)
+
     presets = commands.add_parser("presets", help="list the built-in config presets")
     presets.set_defaults(handler=_presets)
     return parser
@@ -49,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command is None:  # until the launcher screen exists: the default run
-        args = build_parser().parse_args(["run", "--headless"])
+    if args.command is None:
+        args.handler = _launcher
     try:
         return args.handler(args)
     except FedtuiError as err:
@@ -69,10 +73,54 @@ def _run(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir)
     if runs_dir.exists() and not runs_dir.is_dir():
         raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
-    return run_headless(RunController(config, runs_dir))
+    controller = RunController(config, runs_dir)
+    if args.headless:
+        return run_headless(controller)
+    from tui.app import live_app
+
+    live_app(controller).run()
+    return _report(controller)
+
+
+def _launcher(args: argparse.Namespace) -> int:
+    from tui.app import launcher_app
+
+    from engine.controller import RunController
+
+    runs_dir = Path(DEFAULT_RUNS_DIR)
+    started: list[RunController] = []
+
+    def start_run(config):
+        started.append(RunController(config, runs_dir))
+        return started[-1]
+
+    launcher_app([Path("sample_runs"), runs_dir], start_run=start_run).run()
+    return _report(started[-1]) if started else 0
+
+
+def _report(controller) -> int:
+    """After the TUI closes: where the run is and how it ended."""
+    from tui.headless import EXIT_CODES
+
+    controller.wait()
+    if controller.input_error is not None:
+        print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
+        return 2
+    print(f"run {controller.status}: {controller.run_dir}")
+    return EXIT_CODES.get(controller.status, 1)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from engine.runs import read_run_events
+    from tui.app import replay_app
+
+    recorded = [(Path(run).resolve().name, read_run_events(run)) for run in args.runs]
+    replay_app(recorded).run()
+    return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from engine.config import describe_strategy
     from engine.runs import list_runs
 
     listings = list_runs(args.folder)
@@ -88,7 +136,7 @@ def _runs(args: argparse.Namespace) -> int:
         best = f"{state.best_eval_loss:.4f}" if state.best_eval_loss is not None else "-"
         best_round = state.best_round if state.best_round is not None else "-"
         rounds = f"{state.rounds_completed}/{state.total_rounds or '?'}"
-        strategy = _describe(state.config)
+        strategy = describe_strategy(state.config)
         print(f"{listing.path.name:<40} {state.status:<10} {rounds:>7} {best:>10} "
               f"{best_round:>3}  {strategy}")
     return 0
@@ -107,15 +155,6 @@ def _presets(args: argparse.Namespace) -> int:
     for name, path in sorted(presets().items()):
         print(f"{name:<32} {path}")
     return 0
-
-
-def _describe(config: dict) -> str:
-    from engine.config import config_from_dict
-
-    try:
-        return config_from_dict(config).describe_strategy()
-    except FedtuiError:
-        return config.get("strategy", "?")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from engine import events as ev
-from engine.config import config_from_dict
+from engine.config import describe_strategy
 from engine.controller import RunController
 from engine.run_state import RunState
 
@@ -42,7 +42,7 @@ class HeadlessPrinter:
         if kind == ev.RUN_STARTED:
             c = event["config"]
             return (f"run {event['run_id']}: {c['model']} on {c['dataset']}, "
-                    f"{config_from_dict(c).describe_strategy()}, {c['num_clients']} clients x {c['samples_per_client']} "
+                    f"{describe_strategy(c)}, {c['num_clients']} clients x {c['samples_per_client']} "
                     f"samples, {c['rounds']} rounds")
         if kind == ev.NOTICE:
             return f"  {event['message']}"

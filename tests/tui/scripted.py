@@ -1,0 +1,75 @@
+"""A live run whose events the test writes: the monitor cannot tell it from RunController."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine import events as ev
+from engine.config import RunConfig
+
+
+class ScriptedRun:
+    def __init__(self, config: RunConfig | None = None, run_id: str = "scripted-run",
+                 t0: float = 1_800_000_000.0) -> None:
+        self.config = config or dataclasses.replace(RunConfig(), name="scripted", rounds=3)
+        self.run_id = run_id
+        self.subscribers = []
+        self.started = self.stop_requested = self.aborted = False
+        self.finished = False
+        self.status = "created"
+        self.clock = t0
+
+    def subscribe(self, subscriber) -> None:
+        self.subscribers.append(subscriber)
+
+    def emit(self, type_: str, seconds_later: float = 1.0, **fields) -> None:
+        self.clock += seconds_later
+        event = ev.stamp(ev.make(type_, **fields), now=self.clock)
+        if type_ == ev.RUN_FINISHED:
+            self.finished, self.status = True, fields["status"]
+        for subscriber in self.subscribers:
+            subscriber(event)
+
+    def start(self):
+        self.started, self.status = True, "running"
+        self.emit(ev.RUN_STARTED, run_id=self.run_id, config=self.config.to_dict())
+        return self
+
+    def request_stop(self, source: str = "user") -> None:
+        self.stop_requested = True
+        self.emit(ev.STOP_REQUESTED, source=source)
+
+    def abort(self) -> None:
+        self.aborted = True
+        if not self.finished:
+            self.emit(ev.RUN_FINISHED, status="aborted")
+
+    def wait(self, timeout=None):
+        return self.status if self.finished else None
+
+    # a few rounds' worth of what a real run says
+
+    def play_round(self, number: int, eval_loss: float, client_losses=(7.0, 7.2),
+                   steps: int = 32) -> None:
+        self.emit(ev.ROUND_STARTED, round=number, clients=len(client_losses))
+        for client, loss in enumerate(client_losses):
+            for step in (1, steps // 2, steps):
+                self.emit(ev.CLIENT_PROGRESS, 0.5, round=number, client=client, step=step,
+                          steps_total=steps, loss=loss + 0.5 * (steps - step) / steps)
+            self.emit(ev.CLIENT_ROUND_DONE, round=number, client=client, train_loss=loss,
+                      examples=256, steps=steps, seconds=3.0)
+        self.emit(ev.ROUND_DONE, round=number, eval_loss=eval_loss,
+                  train_loss=sum(client_losses) / len(client_losses), seconds=12.0,
+                  eval_seconds=0.5, bytes_sent=7_900_000, bytes_received=7_900_000)
+
+    def play_until_training(self, rounds: list[float]) -> None:
+        """Round 0's evaluation, `rounds` finished with these eval losses, then the next round
+        half done."""
+        self.emit(ev.NOTICE, message="preparing data")
+        self.emit(ev.ROUND_DONE, round=0, eval_loss=8.3, seconds=0.5, eval_seconds=0.5)
+        for number, eval_loss in enumerate(rounds, start=1):
+            self.play_round(number, eval_loss, client_losses=(eval_loss + 0.2, eval_loss + 0.3))
+        current = len(rounds) + 1
+        self.emit(ev.ROUND_STARTED, round=current, clients=2)
+        self.emit(ev.CLIENT_PROGRESS, round=current, client=0, step=20, steps_total=32, loss=6.1)
+        self.emit(ev.CLIENT_PROGRESS, round=current, client=1, step=8, steps_total=32, loss=6.4)

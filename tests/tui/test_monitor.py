@@ -1,0 +1,234 @@
+"""The monitor, driven as a user would: keys, dialogs, live and replayed runs."""
+
+import threading
+import time
+
+import pytest
+
+from engine import events as ev
+from engine.config import RunConfig
+from tests.factories import simple_run_events, write_run
+from tests.tui.scripted import ScriptedRun
+from tui.app import launcher_app, live_app, replay_app
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.monitor import MonitorScreen
+from tui.widgets.comparison_table import ComparisonTable
+from tui.widgets.loss_chart import LossChart
+
+SIZE = (120, 40)
+
+
+def stamped(events):
+    return [ev.stamp(ev.make(**e), now=1000.0 + 5 * i) for i, e in enumerate(events)]
+
+
+async def settle(pilot, seconds=0.3):
+    await pilot.pause(seconds)
+
+
+async def test_launcher_starts_a_live_run_and_s_stops_it_after_the_round(tmp_path):
+    scripted = ScriptedRun()
+    configs = []
+
+    def start_run(config):
+        configs.append(config)
+        return scripted
+
+    app = launcher_app([tmp_path], start_run=start_run, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("d")
+        await settle(pilot)
+        monitor = app.screen
+        assert isinstance(monitor, MonitorScreen) and scripted.started
+        assert configs[0].name == "default"
+
+        scripted.play_until_training([7.5])
+        await settle(pilot)
+        assert monitor.live_state.clients[0].state == "training"
+        assert monitor.live_state.rounds[1].eval_loss == 7.5
+
+        await pilot.press("s")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.click("#stop")
+        await settle(pilot)
+        assert scripted.stop_requested
+        assert monitor.live_state.status == "stopping"
+
+        scripted.play_round(2, 7.1)  # the round in progress finishes, then the run ends
+        scripted.emit(ev.RUN_FINISHED, status="stopped", rounds_completed=2, best_round=2,
+                      best_eval_loss=7.1)
+        await settle(pilot)
+        assert monitor.live_state.status == "stopped"
+        assert sorted(monitor.live_state.rounds) == [0, 1, 2]
+        assert "STOPPED" in str(monitor.query_one("#header").render())
+
+
+async def test_cancelling_the_stop_dialog_keeps_the_run_going():
+    scripted = ScriptedRun()
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.play_until_training([])
+        await pilot.press("s")
+        await settle(pilot)
+        await pilot.press("escape")
+        await settle(pilot)
+        assert not scripted.stop_requested
+        assert isinstance(pilot.app.screen, MonitorScreen)
+
+
+async def test_abort_asks_then_ends_the_run():
+    scripted = ScriptedRun()
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4])
+        await pilot.press("a")
+        await settle(pilot)
+        await pilot.click("#abort")
+        await settle(pilot)
+        assert scripted.aborted
+        assert pilot.app.screen.live_state.status == "aborted"
+
+
+async def test_quitting_a_live_run_asks_and_abort_quits():
+    scripted = ScriptedRun()
+    app = live_app(scripted, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4])
+        await pilot.press("q")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmScreen)
+        assert [answer for answer, _ in dialog.answers] == ["stop", "abort", "watch"]
+        await pilot.click("#abort")
+        await settle(pilot)
+    assert scripted.aborted and app.return_code in (0, None)
+
+
+async def test_leaving_the_app_with_a_live_run_aborts_it():
+    scripted = ScriptedRun()
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4])
+        await settle(pilot)
+        pilot.app.exit()
+    assert scripted.aborted
+
+
+async def test_replay_opens_at_the_end_and_steps_plays_and_jumps(tmp_path):
+    events = stamped(simple_run_events(rounds=((8.0, None), (7.0, 7.5), (6.5, 6.9), (6.4, 6.6))))
+    app = replay_app([("r1", events)])
+    async with app.run_test(size=SIZE) as pilot:
+        monitor = app.screen
+        player = monitor.players[0]
+        await settle(pilot)
+        assert player.at_end and monitor.states[0].status == "completed"
+
+        await pilot.press("left")
+        await settle(pilot)
+        assert player.state.rounds_completed == 3 and not player.at_end
+        await pilot.press("left", "left")
+        await settle(pilot)
+        assert player.state.rounds_completed == 1
+        await pilot.press("right")
+        await settle(pilot)
+        assert player.state.rounds_completed == 2
+
+        await pilot.press("end")
+        await settle(pilot)
+        assert player.at_end
+
+        await pilot.press("space")  # at the end, play starts over
+        assert player.playing and player.state.rounds_completed == 0
+        await pilot.press("space")
+        assert not player.playing
+        for _ in range(12):
+            await pilot.press("plus")
+        assert player.speed_label == "max"
+        await pilot.press("space")
+        await settle(pilot, 0.5)
+        assert player.at_end and not player.playing
+
+
+async def test_two_runs_overlay_with_a_legend_and_a_comparison_table():
+    first = stamped(simple_run_events(run_id="a", rounds=((8.0, None), (7.0, 7.5), (6.8, 6.9))))
+    second = stamped(simple_run_events(run_id="b", rounds=((8.0, None), (6.5, 7.2), (6.9, 6.7))))
+    app = replay_app([("fedprox-run", first), ("fedavg-run", second)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 0.8)
+        legend = app.screen.query_one(LossChart).legend()
+        assert "fedprox-run: central eval" in legend and "fedavg-run: central eval" in legend
+        table = app.screen.query_one(ComparisonTable)
+        assert table.row_count == 2
+        best_rounds = [str(table.get_row_at(row)[4]) for row in range(2)]
+        assert best_rounds == ["2", "1"]
+
+
+async def test_chart_keys_toggle_log_scale_smoothing_and_client_lines():
+    events = stamped(simple_run_events())
+    async with replay_app([("r1", events)]).run_test(size=SIZE) as pilot:
+        chart = pilot.app.screen.query_one(LossChart)
+        assert "client 0" in chart.legend()
+        await pilot.press("l", "m", "c")
+        assert (chart.log_y, chart.smoothing, chart.show_clients) == (True, True, False)
+        assert "client 0" not in chart.legend()
+
+
+async def test_help_lists_the_screens_keys():
+    async with replay_app([("r1", stamped(simple_run_events()))]).run_test(size=SIZE) as pilot:
+        await pilot.press("question_mark")
+        await settle(pilot)
+        assert isinstance(pilot.app.screen, HelpScreen)
+        descriptions = [description for _, description in pilot.app.screen.rows()]
+        assert "Play/pause" in descriptions and "Log-Y" in descriptions
+        assert "Stop after round" not in descriptions  # a replay cannot be stopped
+
+
+async def test_command_palette_offers_the_live_actions():
+    scripted = ScriptedRun()
+    app = live_app(scripted, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Stop after this round" in titles and "Abort the run now" in titles
+        assert "Play / pause replay" not in titles
+
+
+async def test_a_thousand_events_a_second_keep_keys_responsive_and_redraws_throttled():
+    scripted = ScriptedRun(config=RunConfig(rounds=1000, num_clients=4))
+    app = live_app(scripted, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.screen.query_one(LossChart)
+        stop = threading.Event()
+        sent = [0]
+
+        def flood():  # 1,000 events per second from an engine thread, for 3 seconds
+            number = 0
+            while not stop.is_set() and sent[0] < 3000:
+                started = time.monotonic()
+                for _ in range(100):
+                    number += 1
+                    if number % 50 == 0:
+                        scripted.emit(ev.ROUND_DONE, 0.001, round=number // 50,
+                                      eval_loss=8 - number / 1e4, train_loss=8.1 - number / 1e4)
+                    else:
+                        scripted.emit(ev.CLIENT_PROGRESS, 0.001, round=number // 50 + 1,
+                                      client=number % 4, step=number % 50, steps_total=50,
+                                      loss=7.0)
+                    sent[0] += 1
+                time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
+
+        producer = threading.Thread(target=flood)
+        producer.start()
+        renders_before = chart.renders
+        latencies = []
+        for option, key in (("log_y", "l"), ("smoothing", "m"), ("show_clients", "c")):
+            before = getattr(chart, option)
+            pressed = time.monotonic()
+            await pilot.press(key)
+            latencies.append(time.monotonic() - pressed)
+            assert getattr(chart, option) is not before
+            await pilot.pause(0.4)
+        producer.join()
+        stop.set()
+        await settle(pilot, 0.5)
+        assert app.screen.live_state.rounds_completed == 60
+        assert chart.renders - renders_before < sent[0] / 50
+        assert max(latencies) < 1.0

@@ -1,0 +1,145 @@
+"""The launcher: start the default run or one from a config, or pick saved runs to replay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
+
+from engine.config import RunConfig, load_config
+from engine.errors import FedtuiError
+from engine.runs import list_runs, read_run_events
+from tui import format as fmt
+from tui.screens.monitor import LiveRun, MonitorScreen
+
+RUN_COLUMNS = ("run", "strategy", "mu", "rounds", "best eval loss", "status", "date")
+MARK = "● "
+
+
+class LauncherScreen(Screen):
+    BINDINGS = [
+        Binding("d", "start_default", "Start default run"),
+        Binding("space", "mark", "Mark for comparison"),
+        Binding("c", "compare", "Compare marked"),
+        Binding("r", "refresh_runs", "Refresh"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, *, saved_dirs: list[Path], start_run: Callable[[RunConfig], LiveRun],
+                 clock) -> None:
+        super().__init__()
+        self.saved_dirs = saved_dirs
+        self.start_run = start_run
+        self.clock = clock
+        self.marked: list[str] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text.assemble(("fedtui", "bold cyan"),
+                                   "  federated fine-tuning of language models, on Flower"),
+                     id="title")
+        with Horizontal(id="start-row"):
+            yield Button("Start the default run", id="start-default", variant="primary")
+            yield Input(placeholder="config file (.toml) or preset name", id="config-path")
+            yield Button("Start from config", id="start-config")
+        yield Label("", id="launch-error")
+        yield Label(f"Saved runs in {', '.join(str(d) for d in self.saved_dirs)}: enter "
+                    f"replays, space marks, c compares the marked runs", id="runs-caption")
+        yield DataTable(id="saved-runs", cursor_type="row")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#saved-runs", DataTable).add_columns(*RUN_COLUMNS)
+        self.action_refresh_runs()
+        self.query_one("#saved-runs", DataTable).focus()
+
+    def action_refresh_runs(self) -> None:
+        table = self.query_one("#saved-runs", DataTable)
+        table.clear()
+        for folder in self.saved_dirs:
+            if not folder.is_dir():
+                continue
+            for listing in reversed(list_runs(folder)):
+                table.add_row(*self._row(listing), key=str(listing.path))
+
+    def _row(self, listing) -> list:
+        state = listing.state
+        marked = str(listing.path) in self.marked
+        name = Text((MARK if marked else "") + listing.path.name, style="bold" if marked else "")
+        if state is None:
+            return [name, Text(listing.problem or "unreadable", style="red"), "", "", "", "", ""]
+        config = state.config
+        mu = f"{config.get('proximal_mu', 0):g}" if config.get("strategy") == "fedprox" else "-"
+        return [name, config.get("strategy", "?"), mu,
+                f"{state.rounds_completed}/{state.total_rounds or '?'}",
+                fmt.loss(state.best_eval_loss), state.status, fmt.date_time(state.started_at)]
+
+    # -- starting runs ------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "start-default":
+            self.action_start_default()
+        elif event.button.id == "start-config":
+            self._start_from(self.query_one("#config-path", Input).value.strip())
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._start_from(event.value.strip())
+
+    def action_start_default(self) -> None:
+        self._start_from("default")
+
+    def _start_from(self, source: str) -> None:
+        error = self.query_one("#launch-error", Label)
+        if not source:
+            error.update(Text("type a config file path or a preset name", style="red"))
+            return
+        try:
+            config = load_config(source)
+        except FedtuiError as err:
+            error.update(Text(str(err), style="bold red"))
+            return
+        error.update("")
+        self.app.push_screen(MonitorScreen(live=self.start_run(config), clock=self.clock))
+
+    # -- replaying runs -------------------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self._replay([event.row_key.value])
+
+    def action_mark(self) -> None:
+        table = self.query_one("#saved-runs", DataTable)
+        if not table.row_count:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key in self.marked:
+            self.marked.remove(key)
+        else:
+            self.marked.append(key)
+        label = Text((MARK if key in self.marked else "") + Path(key).name,
+                     style="bold" if key in self.marked else "")
+        table.update_cell(key, table.ordered_columns[0].key, label)
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with space first")
+            return
+        self._replay(list(self.marked))
+
+    def _replay(self, paths: list[str]) -> None:
+        try:
+            recorded = [(Path(p).name, read_run_events(p)) for p in paths]
+        except FedtuiError as err:
+            self.notify(str(err), severity="error")
+            return
+        self.app.push_screen(MonitorScreen(recorded=recorded))
+
+    def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(self))

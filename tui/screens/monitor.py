@@ -1,0 +1,258 @@
+"""The run monitor: one screen for live runs and replays (one run, or several overlaid).
+
+Events from the engine arrive on engine threads and wait in an inbox; a 10 Hz timer drains it,
+folds them into `RunState`, and sends the widgets one message per tick, however many events
+came in. The chart redraws at most twice a second on top of that.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from engine import events as ev
+from engine.run_state import RunState
+from tui.messages import NewEvents, ReplayPosition, RunsChanged
+from tui.replay import ReplayPlayer
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.clients_table import ClientsTable
+from tui.widgets.comparison_table import ComparisonTable
+from tui.widgets.event_log import EventLog
+from tui.widgets.loss_chart import LossChart
+from tui.widgets.replay_bar import ReplayBar
+from tui.widgets.run_header import RunHeader
+
+TICK_S = 0.1
+LOG_TAIL_ON_SEEK = 500
+LIVE_ONLY = {"stop", "abort"}
+REPLAY_ONLY = {"play_pause", "step", "jump_end", "faster", "slower"}
+
+
+class LiveRun(Protocol):
+    """What the monitor needs of a run: `engine.controller.RunController` is one."""
+
+    run_id: str
+    finished: bool
+
+    def subscribe(self, subscriber: Callable[[ev.Event], None]) -> None: ...
+    def start(self) -> object: ...
+    def request_stop(self) -> None: ...
+    def abort(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> str | None: ...
+
+
+class MonitorScreen(Screen):
+    BINDINGS = [
+        Binding("s", "stop", "Stop after round"),
+        Binding("a", "abort", "Abort"),
+        Binding("space", "play_pause", "Play/pause", priority=True),
+        Binding("left", "step(-1)", "Round back", priority=True),
+        Binding("right", "step(1)", "Round fwd", priority=True),
+        Binding("end", "jump_end", "End", priority=True),
+        Binding("plus", "faster", "Faster"),
+        Binding("minus", "slower", "Slower"),
+        Binding("l", "toggle_chart('log_y')", "Log-Y"),
+        Binding("m", "toggle_chart('smoothing')", "Smoothing"),
+        Binding("c", "toggle_chart('show_clients')", "Client lines"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit_monitor", "Quit"),
+    ]
+
+    def __init__(self, *, live: LiveRun | None = None,
+                 recorded: list[tuple[str, list[ev.Event]]] | None = None,
+                 clock: Callable[[], float] | None = time.time) -> None:
+        super().__init__()
+        if (live is None) == (not recorded):
+            raise ValueError("a monitor shows either a live run or recorded runs")
+        self.live = live
+        self.players = [ReplayPlayer(events) for _, events in recorded or []]
+        self.names = [name for name, _ in recorded] if recorded else [live.run_id]
+        self.live_state = RunState()
+        self._inbox: deque[ev.Event] = deque()
+        self._clock = clock if live is not None else None
+        self._quit_when_finished = False
+        self._last_tick = time.monotonic()
+
+    @property
+    def states(self) -> list[RunState]:
+        return [self.live_state] if self.live is not None else [p.state for p in self.players]
+
+    def compose(self) -> ComposeResult:
+        yield RunHeader(clock=self._clock, id="header")
+        yield LossChart(id="chart")
+        with Horizontal(id="bottom"):
+            yield ClientsTable(id="clients")
+            yield EventLog(id="log")
+        if len(self.names) > 1:
+            yield ComparisonTable(id="comparison")
+        if self.players:
+            yield ReplayBar(id="replay-bar")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#clients").border_title = "clients"
+        self.query_one("#log").border_title = "events"
+        if len(self.names) > 1:
+            self.query_one("#comparison").border_title = "comparison"
+        if self.live is not None:
+            self.live.subscribe(self._inbox.append)
+            self.live.start()
+            self.set_interval(TICK_S, self._drain_inbox)
+            self._drain_inbox()
+        else:
+            for player in self.players:
+                player.jump_to_end()
+            self._show_seek()
+            self.set_interval(TICK_S, self._advance_replay)
+
+    def on_unmount(self) -> None:
+        if self.live is not None and not self.live.finished:
+            self.live.abort()  # leaving the monitor must never leave a process behind
+            self.live.wait(30)
+
+    # -- data in ----------------------------------------------------------------------------
+
+    def _drain_inbox(self) -> None:
+        arrived = []
+        while self._inbox:
+            arrived.append(self._inbox.popleft())
+        if not arrived:
+            return
+        for event in arrived:
+            self.live_state.apply(event)
+        self._publish(arrived)
+        if self._quit_when_finished and self.live_state.finished:
+            self.app.exit()
+
+    def _advance_replay(self) -> None:
+        now = time.monotonic()
+        elapsed, self._last_tick = now - self._last_tick, now
+        released = [player.advance(elapsed) for player in self.players]
+        if any(released):
+            self._publish(released[0])
+        self._post_position()
+
+    def _show_seek(self) -> None:
+        primary = self.players[0]
+        tail = [e for e in primary.events[:primary.position]
+                if e["type"] != ev.CLIENT_PROGRESS][-LOG_TAIL_ON_SEEK:]
+        self._publish(tail, reset=True)
+        self._post_position()
+
+    def _publish(self, events: list[ev.Event], reset: bool = False) -> None:
+        message_args = (self.states, self.names)
+        for widget_id in ("header", "chart", "clients", "comparison"):
+            for widget in self.query(f"#{widget_id}"):
+                widget.post_message(RunsChanged(*message_args))
+        if events or reset:
+            self.query_one(EventLog).post_message(NewEvents(events, reset=reset))
+
+    def _post_position(self) -> None:
+        if not self.players:
+            return
+        primary = self.players[0]
+        self.query_one(ReplayBar).post_message(ReplayPosition(
+            primary.playing, primary.speed_label, primary.state.current_round,
+            primary.state.total_rounds or 0, primary.position, len(primary.events)))
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in LIVE_ONLY:
+            return self.live is not None
+        if action in REPLAY_ONLY:
+            return bool(self.players)
+        return True
+
+    def action_stop(self) -> None:
+        if self.live_state.finished or self.live_state.status == "stopping":
+            self.notify("the run is already ending")
+            return
+
+        def decided(answer: str | None) -> None:
+            if answer == "stop":
+                self.live.request_stop()
+                self.notify("stopping after the current round")
+
+        self.app.push_screen(ConfirmScreen(
+            "Stop the run after the current round? Rounds so far stay recorded.",
+            [("stop", "Stop after this round"), ("cancel", "Keep running")]), decided)
+
+    def action_abort(self) -> None:
+        if self.live_state.finished:
+            self.notify("the run has already ended")
+            return
+
+        def decided(answer: str | None) -> None:
+            if answer == "abort":
+                self.live.abort()
+                self.notify("aborting: ending every process now", severity="warning")
+
+        self.app.push_screen(ConfirmScreen(
+            "Abort now? The current round is lost; every Flower process is ended.",
+            [("abort", "Abort now"), ("cancel", "Keep running")]), decided)
+
+    def action_quit_monitor(self) -> None:
+        if self.live is None or self.live_state.finished:
+            self.app.exit()
+            return
+
+        def decided(answer: str | None) -> None:
+            if answer == "stop":
+                self._quit_when_finished = True
+                self.live.request_stop()
+                self.notify("stopping after the current round; fedtui quits when it ends")
+            elif answer == "abort":
+                self.live.abort()
+                self.app.exit()
+
+        self.app.push_screen(ConfirmScreen(
+            "The run is live. Quitting ends it.",
+            [("stop", "Stop after this round, then quit"), ("abort", "Abort now and quit"),
+             ("watch", "Keep watching")]), decided)
+
+    def action_toggle_chart(self, option: str) -> None:
+        on = self.query_one(LossChart).toggle(option)
+        label = {"log_y": "log-Y", "smoothing": "smoothing", "show_clients": "client lines"}
+        self.notify(f"{label[option]} {'on' if on else 'off'}", timeout=1.5)
+
+    def action_play_pause(self) -> None:
+        for player in self.players:
+            player.toggle()
+        if self.players[0].position == 0:
+            self._show_seek()
+        self._last_tick = time.monotonic()
+        self._post_position()
+
+    def action_step(self, direction: int) -> None:
+        for player in self.players:
+            player.playing = False
+            player.step_round(direction)
+        self._show_seek()
+
+    def action_jump_end(self) -> None:
+        for player in self.players:
+            player.jump_to_end()
+        self._show_seek()
+
+    def action_faster(self) -> None:
+        for player in self.players:
+            player.faster()
+        self._post_position()
+
+    def action_slower(self) -> None:
+        for player in self.players:
+            player.slower()
+        self._post_position()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(self))

@@ -1,0 +1,58 @@
+"""One row per client: state, local-step progress with rate, step loss, last round's loss."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from engine.run_state import ClientState, RunState
+from tui import format as fmt
+from tui.messages import RunsChanged
+
+BAR_WIDTH = 10
+STATE_STYLES = {"training": "bold green", "waiting": "dim", "failed": "bold red"}
+COLUMNS = (("client", "client"), ("state", "state"), ("progress", "local steps"),
+           ("rate", "it/s"), ("loss", "loss"), ("last", "last round"), ("vram", "VRAM"),
+           ("vram_peak", "VRAM peak"))
+
+
+class ClientsTable(DataTable):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        state: RunState = message.states[0]
+        for number in sorted(state.clients):
+            cells = self.cells(state.clients[number])
+            key = str(number)
+            if key not in self.rows:
+                self.add_row(*cells, key=key)
+                continue
+            for (column, _), value in zip(COLUMNS, cells):
+                self.update_cell(key, column, value)
+
+    @staticmethod
+    def cells(client: ClientState) -> list:
+        return [
+            Text(str(client.client), justify="right"),
+            Text(client.state, style=STATE_STYLES.get(client.state, "")),
+            progress_bar(client.step, client.steps_total),
+            Text(f"{client.steps_per_second:.1f}" if client.steps_per_second else "-",
+                 justify="right"),
+            Text(fmt.loss(client.loss), justify="right"),
+            Text(fmt.loss(client.last_train_loss), justify="right"),
+            Text("n/a", style="dim"),
+            Text("n/a", style="dim"),
+        ]
+
+
+def progress_bar(step: int, total: int) -> Text:
+    if not total:
+        return Text("·" * BAR_WIDTH + "      -", style="dim")
+    filled = round(BAR_WIDTH * min(step, total) / total)
+    bar = Text("━" * filled, style="green")
+    bar.append("━" * (BAR_WIDTH - filled), style="grey30")
+    bar.append(f" {step:>4}/{total}")
+    return bar

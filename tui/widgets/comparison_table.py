@@ -1,0 +1,43 @@
+"""Runs side by side: best round, best and final eval loss, rounds, wall time, bytes."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from engine.config import describe_strategy
+from engine.run_state import RunState
+from tui import format as fmt
+from tui.messages import RunsChanged
+from tui.widgets.loss_chart import RUN_COLORS
+
+COLUMNS = ("run", "strategy", "status", "rounds", "best round", "best eval", "final eval",
+           "wall time", "bytes exchanged")
+
+
+class ComparisonTable(DataTable):
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        self.add_columns(*COLUMNS)
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        self.clear()
+        for index, (state, name) in enumerate(zip(message.states, message.names)):
+            self.add_row(*self.cells(state, name, RUN_COLORS[index % len(RUN_COLORS)]),
+                         key=str(index))
+
+    @staticmethod
+    def cells(state: RunState, name: str, color: str) -> list:
+        done = [r for n, r in sorted(state.rounds.items()) if r.eval_loss is not None]
+        exchanged = sum((r.bytes_sent or 0) + (r.bytes_received or 0) for r in done)
+        return [
+            Text(f"■ {name}", style=color),
+            describe_strategy(state.config),
+            state.status,
+            Text(f"{state.rounds_completed}/{state.total_rounds or '?'}", justify="right"),
+            Text("-" if state.best_round is None else str(state.best_round), justify="right"),
+            Text(fmt.loss(state.best_eval_loss), justify="right", style="bold green"),
+            Text(fmt.loss(done[-1].eval_loss if done else None), justify="right"),
+            Text(fmt.duration(state.elapsed), justify="right"),
+            Text(fmt.byte_size(exchanged) if exchanged else "-", justify="right"),
+        ]

@@ -1,0 +1,126 @@
+"""Central eval loss and aggregated train loss per round, per-client lines, best round marked,
+other runs overlaid. Redraws at most twice a second, however often data arrives."""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual_plotext import PlotextPlot
+
+from engine.run_state import RunState
+from tui.charts import debiased_ema, downsample, log_ticks
+from tui.messages import RunsChanged
+
+SMOOTHING_WEIGHT = 0.6
+REDRAW_INTERVAL_S = 0.5
+RUN_COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")
+CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
+
+
+class LossChart(PlotextPlot):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.log_y = False
+        self.smoothing = False
+        self.show_clients = True
+        self.renders = 0  # full plot builds, for tests of the throttle
+        self._states: list[RunState] = []
+        self._names: list[str] = []
+        self._stale = False
+        self._cached: tuple[tuple, Text] | None = None
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(REDRAW_INTERVAL_S, self._redraw_if_stale)
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        self._states, self._names = message.states, message.names
+        self._stale = True
+
+    def toggle(self, option: str) -> bool:
+        """Flip log_y, smoothing or show_clients; redraw now (a key press deserves it)."""
+        setattr(self, option, not getattr(self, option))
+        self._stale = True
+        self._redraw_if_stale()
+        return getattr(self, option)
+
+    def legend(self) -> list[str]:
+        return [label for label, _, _, _ in self._series()]
+
+    def _redraw_if_stale(self) -> None:
+        if self._stale:
+            self._cached = None
+            self._stale = False
+            self.refresh()
+
+    def render(self) -> Text:
+        key = (self.size.width, self.size.height, self.app.theme)
+        if self._cached is None or self._cached[0] != key:
+            self._build()
+            self._cached = (key, super().render())
+            self.renders += 1
+        return self._cached[1]
+
+    def _series(self) -> list[tuple[str, list[float], list[float], str | int]]:
+        series = []
+        overlay = len(self._states) > 1
+        for index, (state, name) in enumerate(zip(self._states, self._names)):
+            color = RUN_COLORS[index % len(RUN_COLORS)]
+            rounds = sorted(state.rounds.values(), key=lambda r: r.round)
+            evals = [(r.round, r.eval_loss) for r in rounds if r.eval_loss is not None]
+            trains = [(r.round, r.train_loss) for r in rounds if r.train_loss is not None]
+            prefix = f"{name}: " if overlay else ""
+            if evals:
+                series.append((f"{prefix}central eval", *zip(*evals), color))
+            if trains:
+                train_color = color if overlay else "orange"
+                series.append((f"{prefix}train (aggregated)", *zip(*trains), train_color))
+            if self.show_clients and index == 0 and not overlay:
+                for client in sorted(state.clients):
+                    points = [(r.round, r.client_train_loss[client]) for r in rounds
+                              if client in r.client_train_loss]
+                    if points:
+                        color = CLIENT_COLORS[client % len(CLIENT_COLORS)]
+                        series.append((f"client {client}", *zip(*points), color))
+        return [(label, list(xs), list(ys), color) for label, xs, ys, color in series]
+
+    def _build(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        flags = [name for name, on in (("log-y", self.log_y),
+                                      (f"smoothed {SMOOTHING_WEIGHT}", self.smoothing)) if on]
+        plt.title("loss per round" + (f"  [{', '.join(flags)}]" if flags else ""))
+        plt.xlabel("round")
+        series = self._series()
+        if not series:
+            plt.title("loss per round: waiting for the first central evaluation")
+            return
+        limit = max(2 * self.size.width, 2)
+        all_y = []
+        for label, xs, ys, color in series:
+            if self.smoothing:
+                ys = debiased_ema(ys, SMOOTHING_WEIGHT)
+            xs, ys = downsample(xs, ys, limit)
+            if self.log_y:
+                ys = [math.log10(max(y, 1e-12)) for y in ys]
+            all_y.extend(ys)
+            plt.plot(xs, ys, label=label, color=color, marker="braille")
+        self._mark_best(plt)
+        max_round = max(max(xs) for _, xs, _, _ in series)
+        plt.xticks(list(range(0, int(max_round) + 1, max(1, int(max_round) // 10 or 1))))
+        if self.log_y and all_y:
+            positions, labels = log_ticks(10 ** min(all_y), 10 ** max(all_y))
+            plt.yticks(positions, labels)
+
+    def _mark_best(self, plt) -> None:
+        state = self._states[0]
+        best = state.best_round
+        if best is None or best not in state.rounds:
+            return
+        value = state.rounds[best].eval_loss
+        if self.log_y:
+            value = math.log10(max(value, 1e-12))
+        plt.vline(best, "green")
+        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}")

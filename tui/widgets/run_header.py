@@ -1,0 +1,88 @@
+"""Run name, strategy, round r/N, elapsed, ETA and status at the top of the monitor."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.widgets import Static
+
+from engine.config import describe_strategy
+from engine.run_state import RunState
+from tui import format as fmt
+from tui.messages import RunsChanged
+
+STATUS_STYLES = {
+    "starting": "bold yellow", "running": "bold green", "stopping": "bold yellow",
+    "completed": "bold cyan", "stopped": "bold yellow", "aborted": "bold red",
+    "failed": "bold red", "replay": "bold magenta",
+}
+
+
+class RunHeader(Static):
+    """`clock` gives the wall time for a live run's elapsed time; without one (replays,
+    scripted runs) elapsed time comes from the events themselves."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._clock = clock
+        self._states: list[RunState] = []
+        self._names: list[str] = []
+
+    def on_mount(self) -> None:
+        if self._clock is not None:
+            self.set_interval(1.0, self._redraw)
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        self._states, self._names = message.states, message.names
+        self._redraw()
+
+    def _redraw(self) -> None:
+        if self._states:
+            self.update(self.render_header(self._states[0], self._names[0], len(self._states)))
+
+    def render_header(self, state: RunState, name: str, runs: int) -> Text:
+        config = state.config
+        total = state.total_rounds or 0
+        elapsed = self._elapsed(state)
+        line = Text()
+        line.append(f" {state.status.upper()} ", style=f"reverse {STATUS_STYLES.get(state.status, 'bold')}")
+        line.append(f"  {name}", style="bold")
+        line.append(f"  {describe_strategy(config)}" if config else "")
+        line.append(f"  round {state.current_round}/{total}")
+        line.append(f"  elapsed {fmt.duration(elapsed)}")
+        eta = self._eta(state, total)
+        if eta is not None:
+            line.append(f"  ETA {fmt.duration(eta)}")
+        if state.best_round is not None:
+            line.append(f"  best eval {state.best_eval_loss:.4f} @ round {state.best_round}",
+                        style="green")
+        detail = Text()
+        if config:
+            detail.append(f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
+                          f"{config.get('num_clients', '?')} clients x "
+                          f"{config.get('samples_per_client', '?')} samples, "
+                          f"{config.get('local_epochs', '?')} local epoch(s), "
+                          f"lr {config.get('learning_rate', 0):g}", style="dim")
+        if runs > 1:
+            detail.append(f"  +{runs - 1} run(s) overlaid", style="bold magenta")
+        if state.early_stop_reason:
+            detail.append(f"  early stop: {state.early_stop_reason}", style="yellow")
+        elif state.notice and not state.finished and not state.rounds:
+            detail.append(f"  {state.notice}", style="italic")
+        return Text("\n").join([line, detail])
+
+    def _elapsed(self, state: RunState) -> float | None:
+        if self._clock is not None and state.started_at is not None and not state.finished:
+            return self._clock() - state.started_at
+        return state.elapsed
+
+    @staticmethod
+    def _eta(state: RunState, total: int) -> float | None:
+        if state.finished:
+            return None
+        durations = [r.seconds for n, r in state.rounds.items() if n > 0 and r.seconds]
+        if not durations:
+            return None
+        return statistics.fmean(durations) * max(total - state.rounds_completed, 0)
