@@ -31,7 +31,7 @@ class ClientsTable(DataTable):
                 self.add_row(*cells, key=key)
                 continue
             for (column, _), value in zip(COLUMNS, cells):
-                self.update_cell(key, column, value)
+                self.update_cell(key, column, value, update_width=True)
 
     @staticmethod
     def cells(client: ClientState) -> list:
