@@ -30,7 +30,7 @@ def byte_size(count: float | None) -> str:
     if count is None:
         return "-"
     for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000 or unit == "GB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        if count < 1000:
+            break
         count /= 1000
-    return f"{count:.1f} TB"
+    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

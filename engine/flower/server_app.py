@@ -80,6 +80,8 @@ class FederatedRun:
         self.best_round: int | None = None
         self.best_eval_loss = math.inf
         self.rounds_without_improvement = 0
+        self.train_loss: float | None = None  # of the round being finished
+        self.bytes_sent = self.bytes_received = 0
 
     def run(self) -> None:
         from engine import model as models
@@ -163,12 +165,10 @@ class FederatedRun:
         eval_loss = task.evaluate(self.model, self.eval_samples,
                                   batch_size=self.config.eval_batch_size, device=self.device)
         now = time.monotonic()
-        trained = server_round > 0
         self._publish(ev.ROUND_DONE, round=server_round, eval_loss=eval_loss,
-                      train_loss=self.train_loss if trained else None,
-                      seconds=now - started, eval_seconds=now - eval_started,
-                      bytes_sent=self.bytes_sent if trained else 0,
-                      bytes_received=self.bytes_received if trained else 0)
+                      train_loss=self.train_loss, seconds=now - started,
+                      eval_seconds=now - eval_started, bytes_sent=self.bytes_sent,
+                      bytes_received=self.bytes_received)
         return self._update_early_stopping(server_round, eval_loss)
 
     def _update_early_stopping(self, server_round: int, eval_loss: float) -> bool:

@@ -14,7 +14,8 @@ from tui.messages import RunsChanged
 
 SMOOTHING_WEIGHT = 0.6
 REDRAW_INTERVAL_S = 0.5
-RUN_COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")
+RUN_COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")  # plotext names
+RICH_COLORS = {"orange": "dark_orange"}  # the same colours, as Rich names them
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
 
 
