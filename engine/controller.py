@@ -4,8 +4,11 @@
     controller.subscribe(print)          # each event, as written to events.jsonl
     controller.start()
     controller.request_stop()            # end after the current round: status "stopped"
+    controller.set_early_stopping(patience=3)  # the ServerApp applies it and says so
     controller.abort()                   # end every process now: status "aborted"
     controller.wait()                    # -> final status
+
+    RunController.resume("runs/<id>").start()   # a stopped run goes on from its last model
 
 The controller is the single writer of `runs/<id>/events.jsonl`. Its supervisor thread prepares
 the data, starts `flower-superlink` and one `flower-supernode` per client on free loopback
@@ -33,14 +36,15 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from engine import data, events as ev
+from engine import checkpoints, data, events as ev
 from engine.channel import EventHub
-from engine.config import RunConfig, to_toml
-from engine.errors import FedtuiError
+from engine.config import RunConfig, load_config, to_toml
+from engine.errors import ConfigError, FedtuiError
 from engine.flower.client_app import threads_per_client
 from engine.flower.run_config import to_run_config
-from engine.flower.server_app import LOG_DIR_ENV
+from engine.flower.server_app import RESUME_ENV, RUN_DIR_ENV
 from engine.processes import ProcessTable, TrackedProcess
+from engine.runs import EVENTS_FILE, open_run
 
 Subscriber = Callable[[ev.Event], None]
 
@@ -51,6 +55,9 @@ SUBMIT_TIMEOUT_S = 120.0
 SERVERAPP_GONE_GRACE_S = 3.0
 TICK_S = 0.25
 ROOT_ROLES = ("superlink", "supernode")
+RESUMABLE = ("stopped", "aborted", "failed")
+# What may change when a run resumes; everything else would make it a different run.
+RESUME_OVERRIDABLE = ("rounds", "round_timeout", "device", "threads_per_client", "early_stopping")
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +86,34 @@ class RunController:
         self._thread = threading.Thread(target=self._supervise, name="run-supervisor",
                                         daemon=True)
         self._started_at = 0.0
+        self._resume: dict | None = None
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
+               ) -> RunController:
+        """A controller that continues a stopped run from its last global model, appending to
+        the same events file. `overrides` may raise `rounds` or change early stopping."""
+        run_dir = Path(run_dir)
+        state = open_run(run_dir)
+        if state.status not in RESUMABLE:
+            raise FedtuiError(f"run {run_dir.name} is {state.status}: only a stopped, aborted or "
+                              f"failed run can be resumed")
+        last = checkpoints.read_info(run_dir / "checkpoints" / "last")
+        if last is None:
+            raise FedtuiError(f"run {run_dir.name} has no saved global model to resume from")
+        for item in overrides:
+            if item.partition("=")[0].split(".")[0].strip() not in RESUME_OVERRIDABLE:
+                raise ConfigError(f"--set {item}: a resumed run can only change "
+                                  f"{', '.join(RESUME_OVERRIDABLE)}")
+        config = load_config(run_dir / "config.toml", overrides)
+        if last["round"] >= config.rounds:
+            raise FedtuiError(f"run {run_dir.name} already has {last['round']} of "
+                              f"{config.rounds} rounds; --set rounds=N to go further")
+        controller = cls(config, run_dir.parent, run_id=run_dir.name)
+        controller._resume = {"round": last["round"], "best_round": state.best_round,
+                              "best_eval_loss": state.best_eval_loss,
+                              "rounds_without_improvement": state.rounds_without_improvement}
+        return controller
 
     # -- public API -------------------------------------------------------------------------
 
@@ -87,13 +122,21 @@ class RunController:
         self._subscribers.append(subscriber)
 
     def start(self) -> RunController:
-        (self.run_dir / "logs").mkdir(parents=True, exist_ok=False)
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=self._resume is not None)
         (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
-        self._events_file = open(self.run_dir / "events.jsonl", "a", encoding="utf-8")
+        events_path = self.run_dir / EVENTS_FILE
+        if self._resume is not None:
+            _drop_torn_tail(events_path)
+        self._events_file = open(events_path, "a", encoding="utf-8")
         self.status = "running"
         self._started_at = time.time()
-        self._emit(ev.make(ev.RUN_STARTED, run_id=self.run_id, config=self.config.to_dict(),
-                           version=_version()))
+        self._hub = EventHub(self._on_app_event, self._on_app_hello)
+        if self._resume is None:
+            self._emit(ev.make(ev.RUN_STARTED, run_id=self.run_id, config=self.config.to_dict(),
+                               version=_version()))
+        else:
+            self._emit(ev.make(ev.RUN_RESUMED, from_round=self._resume["round"],
+                               config=self.config.to_dict(), version=_version()))
         _running.add(self)
         self._thread.start()
         return self
@@ -105,8 +148,17 @@ class RunController:
         self._stop_requested = True
         self.status = "stopping"
         self._emit(ev.make(ev.STOP_REQUESTED, source=source))
-        if self._hub is not None:
-            self._hub.send_to_server({"command": "stop"})
+        self._hub.send_to_server({"command": "stop"})
+
+    def set_early_stopping(self, enabled: bool | None = None, patience: int | None = None
+                           ) -> None:
+        """Change automatic early stopping of the live run; the ServerApp applies it before its
+        next decision and records an `early_stopping_changed` event."""
+        if patience is not None and patience < 1:
+            raise ConfigError(f"patience must be >= 1, got {patience}")
+        if not self._finished.is_set():
+            self._hub.send_to_server({"command": "early_stopping", "enabled": enabled,
+                                      "patience": patience})
 
     def abort(self) -> None:
         """End every process now; rounds already recorded stay recorded."""
@@ -131,9 +183,6 @@ class RunController:
         status, error = "failed", None
         flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{self.run_id}-"))
         try:
-            self._hub = EventHub(self._on_app_event, self._on_app_hello)
-            if self._stop_requested:
-                self._hub.send_to_server({"command": "stop"})
             self._notice("preparing data")
             data.prepare(self.config, progress=self._notice)
             self._check_abort()
@@ -151,8 +200,7 @@ class RunController:
             (self.run_dir / "logs" / "controller.log").write_text(traceback.format_exc())
         finally:
             self._processes.terminate_all()
-            if self._hub is not None:
-                self._hub.close()
+            self._hub.close()
             shutil.rmtree(flwr_home, ignore_errors=True)
         if error:
             self._emit(ev.make(ev.ERROR, source="controller", message=error))
@@ -259,9 +307,10 @@ class RunController:
         env.update(FLWR_HOME=str(flwr_home), FLWR_TELEMETRY_ENABLED="0",
                    FLWR_DISABLE_UPDATE_CHECK="1", PYTHONUNBUFFERED="1",
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-        env[LOG_DIR_ENV] = str((self.run_dir / "logs").resolve())
-        if self._hub is not None:
-            env.update(self._hub.environment())
+        env[RUN_DIR_ENV] = str(self.run_dir.resolve())
+        if self._resume is not None:
+            env[RESUME_ENV] = json.dumps(self._resume)
+        env.update(self._hub.environment())
         return env
 
     # -- events -----------------------------------------------------------------------------
@@ -320,6 +369,13 @@ def new_run_id(config: RunConfig, runs_dir: Path) -> str:
         suffix += 1
         run_id = f"{base}-{suffix}"
     return run_id
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """A crash can leave half a line at the end; appending after it would corrupt the file."""
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        path.write_bytes(content[:content.rfind(b"\n") + 1])
 
 
 def _free_port() -> int:

@@ -13,12 +13,17 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | notice            | message (a phase of the run: preparing data, starting Flower, ...)        |
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
-| round_started     | round, clients (how many were sampled)                                    |
+| run_resumed       | from_round, config (a stopped run continues in the same file)             |
+| round_started     | round, clients (how many were sampled), start_model_sha256                |
 | client_progress   | round, client, step, steps_total, loss                                    |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
 |                   | [peak_vram_bytes]                                                         |
 | round_done        | round, train_loss (None at round 0), eval_loss, seconds, eval_seconds,    |
-|                   | bytes_sent, bytes_received (model payload bytes, server side)             |
+|                   | bytes_sent, bytes_received (model payload bytes, server side),            |
+|                   | model_sha256 (of the global model after the round), best_round,           |
+|                   | rounds_without_improvement                                                |
+| checkpoint_saved  | round, kind ("best" or "last"), eval_loss, path (relative to the run)     |
+| early_stopping_changed | enabled, patience, min_delta (the ServerApp applied a live change)   |
 | stop_requested    | source ("user", "signal")                                                 |
 | early_stop        | round, best_round, best_eval_loss, patience, reason                       |
 | run_finished      | status (completed/stopped/aborted/failed), rounds_completed, best_round,  |
@@ -41,6 +46,7 @@ from engine.errors import RunFolderError
 SCHEMA_VERSION = 1
 
 RUN_STARTED = "run_started"
+RUN_RESUMED = "run_resumed"
 NOTICE = "notice"
 PROCESS_STARTED = "process_started"
 PROCESS_EXITED = "process_exited"
@@ -48,6 +54,8 @@ ROUND_STARTED = "round_started"
 CLIENT_PROGRESS = "client_progress"
 CLIENT_ROUND_DONE = "client_round_done"
 ROUND_DONE = "round_done"
+CHECKPOINT_SAVED = "checkpoint_saved"
+EARLY_STOPPING_CHANGED = "early_stopping_changed"
 STOP_REQUESTED = "stop_requested"
 EARLY_STOP = "early_stop"
 RUN_FINISHED = "run_finished"
@@ -55,6 +63,7 @@ ERROR = "error"
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     RUN_STARTED: ("run_id", "config"),
+    RUN_RESUMED: ("from_round", "config"),
     NOTICE: ("message",),
     PROCESS_STARTED: ("role", "pid"),
     PROCESS_EXITED: ("role", "pid"),
@@ -62,6 +71,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     CLIENT_PROGRESS: ("round", "client", "step", "steps_total"),
     CLIENT_ROUND_DONE: ("round", "client", "train_loss", "examples"),
     ROUND_DONE: ("round", "eval_loss"),
+    CHECKPOINT_SAVED: ("round", "kind", "path"),
+    EARLY_STOPPING_CHANGED: ("enabled", "patience"),
     STOP_REQUESTED: (),
     EARLY_STOP: ("round", "best_round", "best_eval_loss"),
     RUN_FINISHED: ("status",),

@@ -51,6 +51,9 @@ class RunState:
     notice: str | None = None
     best_round: int | None = None
     best_eval_loss: float | None = None
+    best_checkpoint_round: int | None = None
+    early_stopping: dict[str, Any] = field(default_factory=dict)  # enabled, patience, min_delta
+    rounds_without_improvement: int = 0
     early_stop_reason: str | None = None
 
     @classmethod
@@ -97,10 +100,20 @@ class RunState:
 
     def _on_run_started(self, event: ev.Event) -> None:
         self.run_id = event["run_id"]
-        self.config = event["config"]
         self.started_at = event.get("t")
+        self._take_config(event["config"])
+
+    def _on_run_resumed(self, event: ev.Event) -> None:
+        self.finished_at = None
+        self.early_stop_reason = None
+        self.current_round = event["from_round"]
+        self._take_config(event["config"])
+
+    def _take_config(self, config: dict[str, Any]) -> None:
+        self.config = config
         self.status = "running"
-        for client in range(self.config.get("num_clients", 0)):
+        self.early_stopping = dict(config.get("early_stopping") or {})
+        for client in range(config.get("num_clients", 0)):
             self._client(client)
 
     def _on_notice(self, event: ev.Event) -> None:
@@ -154,8 +167,17 @@ class RunState:
         result.bytes_sent = event.get("bytes_sent")
         result.bytes_received = event.get("bytes_received")
         self.current_round = event["round"]
+        self.rounds_without_improvement = event.get("rounds_without_improvement", 0)
         if self.best_eval_loss is None or event["eval_loss"] < self.best_eval_loss:
             self.best_round, self.best_eval_loss = event["round"], event["eval_loss"]
+
+    def _on_checkpoint_saved(self, event: ev.Event) -> None:
+        if event["kind"] == "best":
+            self.best_checkpoint_round = event["round"]
+
+    def _on_early_stopping_changed(self, event: ev.Event) -> None:
+        self.early_stopping.update(enabled=event["enabled"], patience=event["patience"],
+                                   min_delta=event.get("min_delta", 0.0))
 
     def _on_stop_requested(self, event: ev.Event) -> None:
         if not self.finished:
@@ -182,6 +204,9 @@ class RunState:
 
 _HANDLERS = {
     ev.RUN_STARTED: RunState._on_run_started,
+    ev.RUN_RESUMED: RunState._on_run_resumed,
+    ev.CHECKPOINT_SAVED: RunState._on_checkpoint_saved,
+    ev.EARLY_STOPPING_CHANGED: RunState._on_early_stopping_changed,
     ev.NOTICE: RunState._on_notice,
     ev.PROCESS_STARTED: RunState._on_process_started,
     ev.PROCESS_EXITED: RunState._on_process_exited,

@@ -16,6 +16,10 @@ from tui.screens.monitor import LiveRun, MonitorScreen
 COMMANDS = (
     ("Stop after this round", "End the live run once the current round is evaluated", "stop"),
     ("Abort the run now", "End every process of the live run now", "abort"),
+    ("Toggle early stopping", "Automatic early stopping on central eval loss, on or off",
+     "toggle_early_stopping"),
+    ("Raise patience", "Early stopping waits one more round without improvement", "patience(1)"),
+    ("Lower patience", "Early stopping waits one round less", "patience(-1)"),
     ("Toggle log-Y", "Loss chart: logarithmic y axis", "toggle_chart('log_y')"),
     ("Toggle smoothing", "Loss chart: debiased EMA smoothing (0.6)", "toggle_chart('smoothing')"),
     ("Toggle client lines", "Loss chart: per-client train loss", "toggle_chart('show_clients')"),

@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override one config key (dotted keys reach tables); repeatable")
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
+    run.add_argument("--resume", metavar="RUN",
+                     help="continue a stopped run from its last global model (--set rounds=N "
+                          "to go further)")
     run.add_argument("--headless", action="store_true",
                      help="no TUI: plain progress lines (Ctrl+C: stop after this round; "
                           "twice: abort)")
@@ -69,11 +72,16 @@ def _run(args: argparse.Namespace) -> int:
     from engine.controller import RunController
     from tui.headless import run_headless
 
-    config = load_config(args.config, args.overrides)
-    runs_dir = Path(args.runs_dir)
-    if runs_dir.exists() and not runs_dir.is_dir():
-        raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
-    controller = RunController(config, runs_dir)
+    if args.resume:
+        if args.config:
+            raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
+        controller = RunController.resume(args.resume, args.overrides)
+    else:
+        config = load_config(args.config, args.overrides)
+        runs_dir = Path(args.runs_dir)
+        if runs_dir.exists() and not runs_dir.is_dir():
+            raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
+        controller = RunController(config, runs_dir)
     if args.headless:
         return run_headless(controller)
     from tui.app import live_app

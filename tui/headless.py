@@ -55,6 +55,9 @@ class HeadlessPrinter:
             return "  stop requested: the run ends after the current round"
         if kind == ev.EARLY_STOP:
             return f"  early stop after round {event['round']}: {event.get('reason', '')}"
+        if kind == ev.EARLY_STOPPING_CHANGED:
+            return (f"  early stopping {'on' if event['enabled'] else 'off'}, patience "
+                    f"{event['patience']}")
         if kind == ev.ERROR:
             return f"  error: {event['message']}"
         if kind == ev.RUN_FINISHED:
@@ -114,6 +117,10 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     print(f"  run folder: {controller.run_dir}", file=out, flush=True)
+    if printer.state.best_checkpoint_round is not None:
+        print(f"  best model (round {printer.state.best_checkpoint_round}, eval loss "
+              f"{printer.state.best_eval_loss:.4f}): {controller.run_dir / 'checkpoints' / 'best'}"
+              f"  (AutoModelForCausalLM.from_pretrained loads it)", file=out, flush=True)
     if controller.input_error is not None:
         print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
         return 2

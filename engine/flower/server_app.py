@@ -8,22 +8,28 @@ lets each client's result show up the moment it arrives.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx
 
-from engine import events as ev
+from engine import checkpoints, events as ev
 from engine.channel import EventPublisher
 from engine.config import RunConfig
 from engine.flower.run_config import config_from_run_config
 
-LOG_DIR_ENV = "FEDTUI_LOG_DIR"
+# The ServerApp runs beside the SuperLink, on the controller's machine: it writes checkpoints
+# and its log into the run folder, and learns from the controller where a resumed run stands.
+RUN_DIR_ENV = "FEDTUI_RUN_DIR"
+RESUME_ENV = "FEDTUI_RESUME"
 REPLY_POLL_S = 0.2
 
 app = ServerApp()
@@ -31,11 +37,14 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    _log_to_run_folder()
+    run_dir = Path(os.environ[RUN_DIR_ENV]) if os.environ.get(RUN_DIR_ENV) else None
+    if run_dir is not None:
+        _log_to_file(run_dir / "logs" / "serverapp.log")
     config = config_from_run_config(context.run_config)
     publisher = EventPublisher.from_env(role="server")
     try:
-        FederatedRun(config, grid, publisher).run()
+        resume = json.loads(os.environ.get(RESUME_ENV) or "null")
+        FederatedRun(config, grid, publisher, run_dir, resume).run()
     except Exception as err:
         if publisher:
             publisher.publish(ev.ERROR, source="serverapp", message=f"ServerApp failed: {err!r}")
@@ -65,18 +74,25 @@ def build_strategy(config: RunConfig) -> FedAvg:
 
 
 class FederatedRun:
-    def __init__(self, config: RunConfig, grid: Grid, publisher: EventPublisher | None) -> None:
+    def __init__(self, config: RunConfig, grid: Grid, publisher: EventPublisher | None,
+                 run_dir: Path | None = None, resume: dict | None = None) -> None:
         from engine import data, model as models
 
         self.config = config
         self.grid = grid
         self.publisher = publisher
+        self.run_dir = run_dir
+        self.resume = resume
         self.strategy = build_strategy(config)
         self.device = models.resolve_device(config)
-        self.model = models.build_model(config, pretrained=True)
+        self.model = models.build_model(config, pretrained=resume is None)
+        self.tokenizer = data.load_tokenizer(config)
         self.eval_samples = data.load_eval_samples(config)
         self.stop_requested = False
         self.client_of_node: dict[int, int] = {}
+        self.early_stopping = {"enabled": config.early_stopping.enabled,
+                               "patience": config.early_stopping.patience,
+                               "min_delta": config.early_stopping.min_delta}
         self.best_round: int | None = None
         self.best_eval_loss = math.inf
         self.rounds_without_improvement = 0
@@ -86,10 +102,15 @@ class FederatedRun:
     def run(self) -> None:
         from engine import model as models
 
-        arrays = ArrayRecord(models.state_dict_for_transfer(self.model))
-        self._finish_round(0, arrays, started=time.monotonic())
-        status, completed = "completed", 0
-        for server_round in range(1, self.config.rounds + 1):
+        if self.resume is None:
+            arrays = ArrayRecord(models.state_dict_for_transfer(self.model))
+            self._finish_round(0, arrays, started=time.monotonic())
+            first_round = 1
+        else:
+            arrays = self._resumed_arrays()
+            first_round = self.resume["round"] + 1
+        status, completed = "completed", first_round - 1
+        for server_round in range(first_round, self.config.rounds + 1):
             self._read_commands()
             if self.stop_requested:
                 status = "stopped"
@@ -106,10 +127,28 @@ class FederatedRun:
         self._publish(ev.RUN_FINISHED, status=status, rounds_completed=completed,
                       best_round=self.best_round, best_eval_loss=self.best_eval_loss)
 
+    def _resumed_arrays(self) -> ArrayRecord:
+        """The global model the stopped run ended with, and where its early stopping stood."""
+        from safetensors.torch import load_file
+
+        from engine import model as models
+
+        last = self.run_dir / "checkpoints" / "last"
+        info = checkpoints.read_info(last)
+        if info is None or info["round"] != self.resume["round"]:
+            raise RuntimeError(f"cannot resume: {last} does not hold round {self.resume['round']}")
+        models.load_transferred(self.model, load_file(last / checkpoints.WEIGHTS_FILE))
+        self.best_round = self.resume.get("best_round")
+        if self.resume.get("best_eval_loss") is not None:
+            self.best_eval_loss = self.resume["best_eval_loss"]
+        self.rounds_without_improvement = self.resume.get("rounds_without_improvement") or 0
+        return ArrayRecord(models.state_dict_for_transfer(self.model))
+
     def _train(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord | None:
         messages = list(self.strategy.configure_train(server_round, arrays, ConfigRecord(),
                                                       self.grid))
-        self._publish(ev.ROUND_STARTED, round=server_round, clients=len(messages))
+        self._publish(ev.ROUND_STARTED, round=server_round, clients=len(messages),
+                      start_model_sha256=fingerprint(arrays))
         self.bytes_sent = sum(message.content["arrays"].count_bytes() for message in messages)
         replies = list(self._collect_replies(server_round, messages))
         valid = [reply for reply in replies if not reply.has_error()]
@@ -164,31 +203,64 @@ class FederatedRun:
         models.load_transferred(self.model, arrays.to_torch_state_dict())
         eval_loss = task.evaluate(self.model, self.eval_samples,
                                   batch_size=self.config.eval_batch_size, device=self.device)
-        now = time.monotonic()
+        eval_seconds = time.monotonic() - eval_started
+        improved = self._track_best(server_round, eval_loss)
+        self._save_checkpoints(server_round, eval_loss, improved)
         self._publish(ev.ROUND_DONE, round=server_round, eval_loss=eval_loss,
-                      train_loss=self.train_loss, seconds=now - started,
-                      eval_seconds=now - eval_started, bytes_sent=self.bytes_sent,
-                      bytes_received=self.bytes_received)
-        return self._update_early_stopping(server_round, eval_loss)
+                      train_loss=self.train_loss, seconds=time.monotonic() - started,
+                      eval_seconds=eval_seconds, bytes_sent=self.bytes_sent,
+                      bytes_received=self.bytes_received, model_sha256=fingerprint(arrays),
+                      best_round=self.best_round,
+                      rounds_without_improvement=self.rounds_without_improvement)
+        return self._early_stop(server_round)
 
-    def _update_early_stopping(self, server_round: int, eval_loss: float) -> bool:
-        policy = self.config.early_stopping
-        if eval_loss < self.best_eval_loss - policy.min_delta:
+    def _track_best(self, server_round: int, eval_loss: float) -> bool:
+        if eval_loss < self.best_eval_loss - self.early_stopping["min_delta"]:
             self.rounds_without_improvement = 0
         else:
             self.rounds_without_improvement += 1
         if eval_loss < self.best_eval_loss:
             self.best_round, self.best_eval_loss = server_round, eval_loss
-        if not policy.enabled or self.rounds_without_improvement < policy.patience:
+            return True
+        return False
+
+    def _early_stop(self, server_round: int) -> bool:
+        self._read_commands()
+        policy = self.early_stopping
+        if not policy["enabled"] or self.rounds_without_improvement < policy["patience"]:
             return False
         if server_round >= self.config.rounds:
             return False
         self._publish(ev.EARLY_STOP, round=server_round, best_round=self.best_round,
-                      best_eval_loss=self.best_eval_loss, patience=policy.patience,
+                      best_eval_loss=self.best_eval_loss, patience=policy["patience"],
                       reason=f"central eval loss has not improved by more than "
-                             f"{policy.min_delta:g} for {self.rounds_without_improvement} "
-                             f"round(s) (patience {policy.patience})")
+                             f"{policy['min_delta']:g} for {self.rounds_without_improvement} "
+                             f"round(s) (patience {policy['patience']})")
         return True
+
+    def _save_checkpoints(self, server_round: int, eval_loss: float, improved: bool) -> None:
+        """`last` every round (what a resume starts from), `best` when eval loss improved."""
+        from safetensors.torch import save_file
+
+        from engine import model as models
+
+        if self.run_dir is None:
+            return
+        folder = self.run_dir / "checkpoints"
+        info = {"eval_loss": eval_loss, "model": self.config.model}
+        weights = models.state_dict_for_transfer(self.model)
+        checkpoints.save(folder, "last", server_round,
+                         lambda tmp: save_file(weights, tmp / checkpoints.WEIGHTS_FILE), info)
+        if not improved:
+            return
+
+        def write_pretrained(tmp: Path) -> None:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+        checkpoints.save(folder, "best", server_round, write_pretrained, info)
+        self._publish(ev.CHECKPOINT_SAVED, round=server_round, kind="best", eval_loss=eval_loss,
+                      path="checkpoints/best")
 
     def _read_commands(self) -> None:
         if self.publisher is None:
@@ -198,6 +270,11 @@ class FederatedRun:
                 self.stop_requested = True
             elif command.get("command") == "client_of_node":
                 self.client_of_node[command["node_id"]] = command["client"]
+            elif command.get("command") == "early_stopping":
+                for key in ("enabled", "patience"):
+                    if command.get(key) is not None:
+                        self.early_stopping[key] = command[key]
+                self._publish(ev.EARLY_STOPPING_CHANGED, **self.early_stopping)
 
     def _publish(self, type_: str, **fields) -> None:
         logging.getLogger("fedtui").info("%s %s", type_, fields)
@@ -209,11 +286,17 @@ def _optional_int(value) -> int | None:
     return None if value is None else int(value)
 
 
-def _log_to_run_folder() -> None:
-    folder = os.environ.get(LOG_DIR_ENV)
-    if not folder:
-        return
-    handler = logging.FileHandler(os.path.join(folder, "serverapp.log"))
+def fingerprint(arrays: ArrayRecord) -> str:
+    """SHA-256 of a model's weights, to tell one global model from another in the record."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(arrays[name].data)
+    return digest.hexdigest()
+
+
+def _log_to_file(path: Path) -> None:
+    handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     for name in ("flwr", "fedtui"):
         logger = logging.getLogger(name)

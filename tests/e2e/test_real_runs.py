@@ -8,10 +8,12 @@ import time
 
 import psutil
 import pytest
+import torch
 
 from engine import events as ev
 from engine.config import load_config
 from engine.controller import RunController
+from engine.runs import open_run
 
 pytestmark = pytest.mark.e2e
 
@@ -82,12 +84,15 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
 def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
     def stop_during_round_1(controller, event):
         if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 1:
+            controller.set_early_stopping(patience=3)
             controller.request_stop()
 
     controller, _ = start(tmp_path, ["rounds=3", *SMALL], stop_during_round_1)
     status, events = finish(controller)
 
     assert status == "stopped"
+    changed = of_type(events, ev.EARLY_STOPPING_CHANGED)
+    assert changed and changed[0]["patience"] == 3  # the ServerApp received and applied it
     assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1]
     assert [e["round"] for e in of_type(events, ev.ROUND_STARTED)] == [1]
     assert len(of_type(events, ev.STOP_REQUESTED)) == 1
@@ -151,3 +156,54 @@ def test_a_crashed_clientapp_is_reported_by_client_and_the_run_goes_on(tmp_path)
     round_1 = [e for e in of_type(events, ev.CLIENT_ROUND_DONE) if e["round"] == 1]
     assert [e["client"] for e in round_1] == [0]
     assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1, 2]
+
+
+def test_early_stopping_ends_an_overfitting_run_and_its_best_model_reloads(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine import data
+    from engine.flower import task
+
+    controller, _ = start(tmp_path, ["rounds=5", "learning_rate=1e-2",
+                                     "early_stopping.enabled=true", "early_stopping.patience=1"])
+    status, events = finish(controller)
+
+    assert status == "stopped"
+    (early,) = of_type(events, ev.EARLY_STOP)
+    assert early["round"] < 5 and "patience 1" in early["reason"]
+    finished = events[-1]
+    assert finished["best_round"] == early["best_round"] < early["round"]
+    saved = [e for e in of_type(events, ev.CHECKPOINT_SAVED) if e["kind"] == "best"]
+    assert saved[-1]["round"] == finished["best_round"]
+
+    best = controller.run_dir / "checkpoints" / "best"
+    model = AutoModelForCausalLM.from_pretrained(best)
+    AutoTokenizer.from_pretrained(best)
+    config = load_config(controller.run_dir / "config.toml")
+    recomputed = task.evaluate(model, data.load_eval_samples(config),
+                               batch_size=config.eval_batch_size, device=torch.device("cpu"))
+    assert recomputed == pytest.approx(finished["best_eval_loss"], abs=1e-4)
+
+
+def test_a_stopped_run_resumes_from_its_last_global_model_in_the_same_record(tmp_path):
+    def stop_during_round_2(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 2:
+            controller.request_stop()
+
+    controller, _ = start(tmp_path, ["rounds=4", *SMALL], stop_during_round_2)
+    assert finish(controller)[0] == "stopped"
+
+    resumed = RunController.resume(controller.run_dir)
+    resumed.start()
+    status, events = finish(resumed)
+
+    assert status == "completed"
+    assert [e["type"] for e in events].count(ev.RUN_STARTED) == 1
+    (resume,) = of_type(events, ev.RUN_RESUMED)
+    assert resume["from_round"] == 2
+    rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
+    assert sorted(rounds) == [0, 1, 2, 3, 4]
+    started = {e["round"]: e for e in of_type(events, ev.ROUND_STARTED)}
+    assert started[3]["start_model_sha256"] == rounds[2]["model_sha256"]
+    state = open_run(controller.run_dir)
+    assert (state.status, state.rounds_completed) == ("completed", 4)

@@ -15,6 +15,7 @@ class ScriptedRun:
         self.run_id = run_id
         self.subscribers = []
         self.started = self.stop_requested = self.aborted = False
+        self.early_stopping_requests = []
         self.finished = False
         self.status = "created"
         self.clock = t0
@@ -38,6 +39,9 @@ class ScriptedRun:
     def request_stop(self, source: str = "user") -> None:
         self.stop_requested = True
         self.emit(ev.STOP_REQUESTED, source=source)
+
+    def set_early_stopping(self, enabled=None, patience=None) -> None:
+        self.early_stopping_requests.append({"enabled": enabled, "patience": patience})
 
     def abort(self) -> None:
         self.aborted = True

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from engine import events as ev
-from engine.config import RunConfig
+from engine.config import EarlyStopping, RunConfig
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
 from tui.app import launcher_app, live_app, replay_app
@@ -232,3 +232,25 @@ async def test_a_thousand_events_a_second_keep_keys_responsive_and_redraws_throt
         assert app.screen.live_state.rounds_completed == 60
         assert chart.renders - renders_before < sent[0] / 50
         assert max(latencies) < 1.0
+
+
+async def test_early_stopping_keys_reach_the_engine_and_the_header_shows_its_answer():
+    config = RunConfig(rounds=5, early_stopping=EarlyStopping(enabled=True, patience=2))
+    scripted = ScriptedRun(config=config)
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.5])
+        await settle(pilot)
+        header = pilot.app.screen.query_one("#header")
+        assert "early stop: on, patience 2, 0 rounds without improvement" in str(header.render())
+
+        await pilot.press("right_square_bracket")
+        await pilot.press("e")
+        assert scripted.early_stopping_requests == [{"enabled": None, "patience": 3},
+                                                    {"enabled": False, "patience": None}]
+
+        scripted.emit(ev.EARLY_STOPPING_CHANGED, enabled=True, patience=3, min_delta=0.0)
+        await settle(pilot)
+        assert "early stop: on, patience 3" in str(header.render())
+        scripted.emit(ev.EARLY_STOPPING_CHANGED, enabled=False, patience=3, min_delta=0.0)
+        await settle(pilot)
+        assert "early stop: off" in str(header.render())

@@ -33,7 +33,7 @@ from tui.widgets.run_header import RunHeader
 
 TICK_S = 0.1
 LOG_TAIL_ON_SEEK = 500
-LIVE_ONLY = {"stop", "abort"}
+LIVE_ONLY = {"stop", "abort", "toggle_early_stopping", "patience"}
 REPLAY_ONLY = {"play_pause", "step", "jump_end", "faster", "slower"}
 
 
@@ -46,6 +46,8 @@ class LiveRun(Protocol):
     def subscribe(self, subscriber: Callable[[ev.Event], None]) -> None: ...
     def start(self) -> object: ...
     def request_stop(self) -> None: ...
+    def set_early_stopping(self, enabled: bool | None = None,
+                           patience: int | None = None) -> None: ...
     def abort(self) -> None: ...
     def wait(self, timeout: float | None = None) -> str | None: ...
 
@@ -54,6 +56,9 @@ class MonitorScreen(Screen):
     BINDINGS = [
         Binding("s", "stop", "Stop after round"),
         Binding("a", "abort", "Abort"),
+        Binding("e", "toggle_early_stopping", "Early stop on/off"),
+        Binding("right_square_bracket", "patience(1)", "Patience +1"),
+        Binding("left_square_bracket", "patience(-1)", "Patience -1"),
         Binding("space", "play_pause", "Play/pause", priority=True),
         Binding("left", "step(-1)", "Round back", priority=True),
         Binding("right", "step(1)", "Round fwd", priority=True),
@@ -200,6 +205,16 @@ class MonitorScreen(Screen):
         self.app.push_screen(ConfirmScreen(
             "Abort now? The current round is lost; every Flower process is ended.",
             [("abort", "Abort now"), ("cancel", "Keep running")]), decided)
+
+    def action_toggle_early_stopping(self) -> None:
+        enabled = not self.live_state.early_stopping.get("enabled", False)
+        self.live.set_early_stopping(enabled=enabled)
+        self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
+
+    def action_patience(self, change: int) -> None:
+        patience = max(1, self.live_state.early_stopping.get("patience", 1) + change)
+        self.live.set_early_stopping(patience=patience)
+        self.notify(f"asked the server for patience {patience}")
 
     def action_quit_monitor(self) -> None:
         if self.live is None or self.live_state.finished:

@@ -123,5 +123,6 @@ class LossChart(PlotextPlot):
         value = state.rounds[best].eval_loss
         if self.log_y:
             value = math.log10(max(value, 1e-12))
+        saved = " (saved)" if state.best_checkpoint_round == best else ""
         plt.vline(best, "green")
-        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}")
+        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}{saved}")

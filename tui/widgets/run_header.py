@@ -65,6 +65,7 @@ class RunHeader(Static):
                           f"{config.get('samples_per_client', '?')} samples, "
                           f"{config.get('local_epochs', '?')} local epoch(s), "
                           f"lr {config.get('learning_rate', 0):g}", style="dim")
+        detail.append(early_stopping_text(state))
         if runs > 1:
             detail.append(f"  +{runs - 1} run(s) overlaid", style="bold magenta")
         if state.early_stop_reason:
@@ -86,3 +87,16 @@ class RunHeader(Static):
         if not durations:
             return None
         return statistics.fmean(durations) * max(total - state.rounds_completed, 0)
+
+
+def early_stopping_text(state: RunState) -> Text:
+    """"early stop: on, patience 2, 1 round without improvement"."""
+    policy = state.early_stopping
+    if not policy:
+        return Text()
+    if not policy.get("enabled"):
+        return Text("  early stop: off", style="dim")
+    waited = state.rounds_without_improvement
+    return Text(f"  early stop: on, patience {policy.get('patience')}, {waited} round"
+                f"{'' if waited == 1 else 's'} without improvement",
+                style="yellow" if waited else "")
