@@ -66,6 +66,9 @@ class RunConfig:
     device: str = _spec("auto", "auto, cpu, cuda or cuda:N")
     threads_per_client: int = _spec(0, "torch threads per client process (0: cores / clients)",
                                     minimum=0)
+    client_gpus: list[int] = field(default_factory=list, metadata={
+        "help": "GPU index per client, cycled (empty: round-robin over all GPUs)",
+        "choices": (), "minimum": 0, "exclusive": False})
     round_timeout: float = _spec(3600.0, "seconds to wait for client replies in a round",
                                  minimum=0.0, exclusive_minimum=True)
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
@@ -137,6 +140,8 @@ def to_toml(config: RunConfig) -> str:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -202,6 +207,13 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
+    if f.type == "list[int]":
+        if not isinstance(value, list) or not all(
+                isinstance(item, int) and not isinstance(item, bool) and item >= 0
+                for item in value):
+            raise ConfigError(f"config key {key!r} must be a list of GPU indices like [0, 1], "
+                              f"got {value!r}")
+        return value
     expected = _TYPES[f.type]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

@@ -43,6 +43,8 @@ from engine.errors import ConfigError, FedtuiError
 from engine.flower.client_app import threads_per_client
 from engine.flower.run_config import to_run_config
 from engine.flower.server_app import RESUME_ENV, RUN_DIR_ENV
+from engine.gpu import GpuSampler
+from engine.memory import ClientMemorySampler
 from engine.processes import ProcessTable, TrackedProcess
 from engine.runs import EVENTS_FILE, open_run
 
@@ -54,6 +56,7 @@ SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
 SERVERAPP_GONE_GRACE_S = 3.0
 TICK_S = 0.25
+SAMPLE_EVERY_S = 1.0
 ROOT_ROLES = ("superlink", "supernode")
 RESUMABLE = ("stopped", "aborted", "failed")
 # What may change when a run resumes; everything else would make it a different run.
@@ -87,6 +90,8 @@ class RunController:
                                         daemon=True)
         self._started_at = 0.0
         self._resume: dict | None = None
+        self._gpu: GpuSampler | None = None
+        self._memory: ClientMemorySampler | None = None
 
     @classmethod
     def resume(cls, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
@@ -183,6 +188,11 @@ class RunController:
         status, error = "failed", None
         flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{self.run_id}-"))
         try:
+            self._gpu = GpuSampler()
+            self._memory = ClientMemorySampler(self._gpu, self.config.num_clients)
+            if self._gpu.unavailable:
+                self._notice(f"no NVIDIA GPU: VRAM unavailable ({self._gpu.unavailable}); "
+                             f"showing host RSS per client")
             self._notice("preparing data")
             data.prepare(self.config, progress=self._notice)
             self._check_abort()
@@ -201,6 +211,8 @@ class RunController:
         finally:
             self._processes.terminate_all()
             self._hub.close()
+            if self._gpu is not None:
+                self._gpu.close()
             shutil.rmtree(flwr_home, ignore_errors=True)
         if error:
             self._emit(ev.make(ev.ERROR, source="controller", message=error))
@@ -235,9 +247,13 @@ class RunController:
 
     def _start_supernodes(self, flwr_home: Path, superlink_port: int) -> None:
         threads = str(threads_per_client(self.config.threads_per_client, self.config.num_clients))
+        gpus = self.config.client_gpus or list(range(self._gpu.device_count))
         for client in range(self.config.num_clients):
             env = self._environment(flwr_home / f"supernode-{client}")
             env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            if gpus and self.config.device != "cpu":  # pin: client k on gpus[k mod n]
+                env.update(CUDA_DEVICE_ORDER="PCI_BUS_ID",
+                           CUDA_VISIBLE_DEVICES=str(gpus[client % len(gpus)]))
             self._processes.spawn("supernode", [
                 _flower_program("flower-supernode"), "--insecure",
                 "--superlink", f"127.0.0.1:{superlink_port}", "--port", str(_free_port()),
@@ -276,8 +292,12 @@ class RunController:
     def _watch(self) -> str:
         """Wait until the ServerApp reports the end, a process dies, or the user aborts."""
         serverapp_gone_at: float | None = None
+        next_sample = time.monotonic()
         while True:
             self._processes.scan()
+            if time.monotonic() >= next_sample:
+                next_sample += SAMPLE_EVERY_S
+                self._sample_memory()
             self._check_abort()
             self._check_roots_alive()
             if self._server_outcome is not None:
@@ -289,6 +309,11 @@ class RunController:
                     raise RuntimeError("the ServerApp exited without finishing the run "
                                        "(see logs/serverapp.log and logs/superlink.log)")
             time.sleep(TICK_S)
+
+    def _sample_memory(self) -> None:
+        owners = {p.pid: p.client for p in self._processes.alive() if p.client is not None}
+        for event in self._memory.sample(owners):
+            self._emit(event)
 
     def _check_abort(self) -> None:
         if self._abort.is_set():

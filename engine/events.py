@@ -15,7 +15,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
 | run_resumed       | from_round, config (a stopped run continues in the same file)             |
 | round_started     | round, clients (how many were sampled), start_model_sha256                |
-| client_progress   | round, client, step, steps_total, loss                                    |
+| client_progress   | round, client, step, steps_total, loss, [vram_bytes] (torch's own count,  |
+|                   | for when NVML cannot see the client's processes)                          |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
 |                   | [peak_vram_bytes]                                                         |
 | round_done        | round, train_loss (None at round 0), eval_loss, seconds, eval_seconds,    |
@@ -24,6 +25,11 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | rounds_without_improvement                                                |
 | checkpoint_saved  | round, kind ("best" or "last"), eval_loss, path (relative to the run)     |
 | early_stopping_changed | enabled, patience, min_delta (the ServerApp applied a live change)   |
+| gpu_sample        | devices (per GPU: index, name, memory_total, memory_used, utilization,   |
+|                   | lost), clients ({"0": {rss_bytes, vram_bytes, device, source}}: source is |
+|                   | "nvml", or None when NVML saw none of the client's processes),            |
+|                   | unavailable (why there are no GPU figures, else None)                     |
+| warning           | message, [client]  (a client passed 90% of its GPU's memory)              |
 | stop_requested    | source ("user", "signal")                                                 |
 | early_stop        | round, best_round, best_eval_loss, patience, reason                       |
 | run_finished      | status (completed/stopped/aborted/failed), rounds_completed, best_round,  |
@@ -56,6 +62,8 @@ CLIENT_ROUND_DONE = "client_round_done"
 ROUND_DONE = "round_done"
 CHECKPOINT_SAVED = "checkpoint_saved"
 EARLY_STOPPING_CHANGED = "early_stopping_changed"
+GPU_SAMPLE = "gpu_sample"
+WARNING = "warning"
 STOP_REQUESTED = "stop_requested"
 EARLY_STOP = "early_stop"
 RUN_FINISHED = "run_finished"
@@ -73,6 +81,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     ROUND_DONE: ("round", "eval_loss"),
     CHECKPOINT_SAVED: ("round", "kind", "path"),
     EARLY_STOPPING_CHANGED: ("enabled", "patience"),
+    GPU_SAMPLE: ("devices", "clients"),
+    WARNING: ("message",),
     STOP_REQUESTED: (),
     EARLY_STOP: ("round", "best_round", "best_eval_loss"),
     RUN_FINISHED: ("status",),

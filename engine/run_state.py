@@ -33,6 +33,23 @@ class ClientState:
     steps_per_second: float | None = None
     last_train_loss: float | None = None
     round_started_at: float | None = None
+    rss_bytes: int | None = None
+    vram_bytes: int | None = None
+    vram_source: str | None = None  # "nvml", or "torch" (the ClientApp's own count)
+    vram_peak_round: int | None = None
+    vram_peak: int | None = None
+    device: int | None = None
+    device_fraction: float | None = None
+    memory_history: list[int] = field(default_factory=list)  # VRAM where known, else RSS
+    memory_warning: bool = False
+
+    def record_vram(self, used: int, source: str) -> None:
+        self.vram_bytes, self.vram_source = used, source
+        self.vram_peak_round = max(self.vram_peak_round or 0, used)
+        self.vram_peak = max(self.vram_peak or 0, used)
+
+
+MEMORY_HISTORY = 40
 
 
 @dataclass
@@ -55,6 +72,8 @@ class RunState:
     early_stopping: dict[str, Any] = field(default_factory=dict)  # enabled, patience, min_delta
     rounds_without_improvement: int = 0
     early_stop_reason: str | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    gpu_unavailable: str | None = None
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -134,6 +153,7 @@ class RunState:
                 client.step = client.steps_total = 0
                 client.loss = client.steps_per_second = None
                 client.round_started_at = None
+                client.vram_peak_round = None
 
     def _on_client_progress(self, event: ev.Event) -> None:
         client = self._client(event["client"])
@@ -145,6 +165,8 @@ class RunState:
         client.step = event["step"]
         client.steps_total = event["steps_total"]
         client.loss = event.get("loss")
+        if event.get("vram_bytes") is not None and client.vram_source != "nvml":
+            client.record_vram(event["vram_bytes"], "torch")
         if now is not None and client.round_started_at is not None and now > client.round_started_at:
             client.steps_per_second = client.step / (now - client.round_started_at)
 
@@ -178,6 +200,32 @@ class RunState:
     def _on_early_stopping_changed(self, event: ev.Event) -> None:
         self.early_stopping.update(enabled=event["enabled"], patience=event["patience"],
                                    min_delta=event.get("min_delta", 0.0))
+
+    def _on_gpu_sample(self, event: ev.Event) -> None:
+        self.devices = event["devices"]
+        self.gpu_unavailable = event.get("unavailable")
+        totals = {d["index"]: d.get("memory_total") for d in self.devices}
+        for key, sample in event["clients"].items():
+            client = self._client(int(key))
+            client.rss_bytes = sample.get("rss_bytes")
+            if sample.get("source") == "nvml":
+                client.device = sample.get("device")
+                client.record_vram(sample["vram_bytes"], "nvml")
+            elif client.vram_source == "nvml":  # no ClientApp on the GPU right now
+                client.vram_bytes = 0
+            total = totals.get(client.device)
+            client.device_fraction = (client.vram_bytes / total
+                                      if total and client.vram_bytes is not None else None)
+            if client.device_fraction is not None and client.device_fraction < 0.8:
+                client.memory_warning = False
+            shown = client.vram_bytes if client.vram_source else client.rss_bytes
+            if shown is not None:
+                client.memory_history = (client.memory_history + [shown])[-MEMORY_HISTORY:]
+
+    def _on_warning(self, event: ev.Event) -> None:
+        self.errors.append(event["message"])
+        if event.get("client") is not None:
+            self._client(event["client"]).memory_warning = True
 
     def _on_stop_requested(self, event: ev.Event) -> None:
         if not self.finished:
@@ -214,6 +262,8 @@ _HANDLERS = {
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,
     ev.ROUND_DONE: RunState._on_round_done,
+    ev.GPU_SAMPLE: RunState._on_gpu_sample,
+    ev.WARNING: RunState._on_warning,
     ev.STOP_REQUESTED: RunState._on_stop_requested,
     ev.EARLY_STOP: RunState._on_early_stop,
     ev.RUN_FINISHED: RunState._on_run_finished,

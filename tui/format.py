@@ -29,8 +29,8 @@ def loss(value: float | None, digits: int = 4) -> str:
 def byte_size(count: float | None) -> str:
     if count is None:
         return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if count < 1000:
+    for unit in ("B", "KiB", "MiB", "GiB"):  # binary units, as nvidia-smi and free print
+        if count < 1024:
             break
-        count /= 1000
+        count /= 1024
     return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"

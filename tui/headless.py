@@ -60,6 +60,8 @@ class HeadlessPrinter:
                     f"{event['patience']}")
         if kind == ev.ERROR:
             return f"  error: {event['message']}"
+        if kind == ev.WARNING:
+            return f"  warning: {event['message']}"
         if kind == ev.RUN_FINISHED:
             best = ""
             if state.best_round is not None:

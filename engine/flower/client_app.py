@@ -47,8 +47,9 @@ def train(msg: Message, context: Context) -> Message:
         now = time.monotonic()
         if publisher and (now - last_sent >= PROGRESS_INTERVAL_S or step in (1, steps_total)):
             last_sent = now
+            vram = torch.cuda.memory_reserved(device) if device.type == "cuda" else None
             publisher.publish(ev.CLIENT_PROGRESS, round=server_round, client=client, step=step,
-                              steps_total=steps_total, loss=loss)
+                              steps_total=steps_total, loss=loss, vram_bytes=vram)
 
     model = models.build_model(config, pretrained=False)
     models.load_transferred(model, msg.content["arrays"].to_torch_state_dict())

@@ -77,6 +77,11 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     assert events[-1]["type"] == ev.RUN_FINISHED
     assert (events[-1]["status"], events[-1]["rounds_completed"]) == ("completed", 2)
     assert (controller.run_dir / "config.toml").is_file()
+    memory = of_type(events, ev.GPU_SAMPLE)
+    assert {c for e in memory for c, m in e["clients"].items() if m["rss_bytes"] > 0} == {"0", "1"}
+    if memory[0]["unavailable"]:  # no NVIDIA GPU here: said once, host RSS shown instead
+        notices = [e for e in of_type(events, ev.NOTICE) if "VRAM unavailable" in e["message"]]
+        assert len(notices) == 1
     logs = {path.name for path in (controller.run_dir / "logs").iterdir()}
     assert {"superlink.log", "supernode-0.log", "supernode-1.log", "serverapp.log"} <= logs
 

@@ -75,5 +75,15 @@ class ScriptedRun:
             self.play_round(number, eval_loss, client_losses=(eval_loss + 0.2, eval_loss + 0.3))
         current = len(rounds) + 1
         self.emit(ev.ROUND_STARTED, round=current, clients=2)
+        for used in (9, 21, 30):  # GiB on an 80 GiB card; client 1 is in a container
+            self.emit(ev.GPU_SAMPLE, devices=[{"index": 0, "name": "NVIDIA H100 80GB HBM3",
+                                               "memory_total": 80 << 30,
+                                               "memory_used": (used + 12) << 30,
+                                               "utilization": 87, "lost": False}],
+                      clients={"0": {"rss_bytes": 3 << 30, "vram_bytes": used << 30,
+                                     "device": 0, "source": "nvml"},
+                               "1": {"rss_bytes": 2 << 30, "vram_bytes": None, "device": None,
+                                     "source": None}})
         self.emit(ev.CLIENT_PROGRESS, round=current, client=0, step=20, steps_total=32, loss=6.1)
-        self.emit(ev.CLIENT_PROGRESS, round=current, client=1, step=8, steps_total=32, loss=6.4)
+        self.emit(ev.CLIENT_PROGRESS, round=current, client=1, step=8, steps_total=32, loss=6.4,
+                  vram_bytes=11 << 30)

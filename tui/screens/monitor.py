@@ -14,7 +14,6 @@ from typing import Protocol
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -26,6 +25,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.clients_table import ClientsTable
 from tui.widgets.comparison_table import ComparisonTable
+from tui.widgets.device_panel import DevicePanel
 from tui.widgets.event_log import EventLog
 from tui.widgets.loss_chart import LossChart
 from tui.widgets.replay_bar import ReplayBar
@@ -93,10 +93,10 @@ class MonitorScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield RunHeader(clock=self._clock, id="header")
+        yield DevicePanel(id="devices")
         yield LossChart(id="chart")
-        with Horizontal(id="bottom"):
-            yield ClientsTable(id="clients")
-            yield EventLog(id="log")
+        yield ClientsTable(id="clients")
+        yield EventLog(id="log")
         if len(self.names) > 1:
             yield ComparisonTable(id="comparison")
         if self.players:
@@ -155,7 +155,7 @@ class MonitorScreen(Screen):
 
     def _publish(self, events: list[ev.Event], reset: bool = False) -> None:
         message_args = (self.states, self.names)
-        for widget_id in ("header", "chart", "clients", "comparison"):
+        for widget_id in ("header", "devices", "chart", "clients", "comparison"):
             for widget in self.query(f"#{widget_id}"):
                 widget.post_message(RunsChanged(*message_args))
         if events or reset:

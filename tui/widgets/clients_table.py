@@ -12,8 +12,11 @@ from tui.messages import RunsChanged
 BAR_WIDTH = 10
 STATE_STYLES = {"training": "bold green", "waiting": "dim", "failed": "bold red"}
 COLUMNS = (("client", "client"), ("state", "state"), ("progress", "local steps"),
-           ("rate", "it/s"), ("loss", "loss"), ("last", "last round"), ("vram", "VRAM"),
-           ("vram_peak", "VRAM peak"))
+           ("rate", "it/s"), ("loss", "loss"), ("last", "last round"), ("memory", "memory"),
+           ("peak_round", "peak rnd"), ("peak", "peak"), ("fraction", "% GPU"),
+           ("trend", "trend"))
+SPARK = "▁▂▃▄▅▆▇█"
+TREND_WIDTH = 12
 
 
 class ClientsTable(DataTable):
@@ -43,9 +46,35 @@ class ClientsTable(DataTable):
                  justify="right"),
             Text(fmt.loss(client.loss), justify="right"),
             Text(fmt.loss(client.last_train_loss), justify="right"),
-            Text("n/a", style="dim"),
-            Text("n/a", style="dim"),
+            *memory_cells(client),
         ]
+
+
+def memory_cells(client: ClientState) -> list[Text]:
+    """VRAM now (and whether NVML or the ClientApp itself counted it), peaks this round and
+    overall, share of the device, trend; host RSS where no GPU figure exists."""
+    alarm = "bold white on red" if client.memory_warning else ""
+    if client.vram_source is None:
+        now = Text(f"RSS {fmt.byte_size(client.rss_bytes)}" if client.rss_bytes else "-",
+                   style=alarm or "dim", justify="right")
+        peaks = [Text("-", style="dim", justify="right"), Text("-", style="dim", justify="right")]
+    else:
+        source = "" if client.vram_source == "nvml" else " (torch)"
+        now = Text(f"{fmt.byte_size(client.vram_bytes)}{source}", style=alarm, justify="right")
+        peaks = [Text(fmt.byte_size(client.vram_peak_round), justify="right"),
+                 Text(fmt.byte_size(client.vram_peak), justify="right")]
+    fraction = Text("-" if client.device_fraction is None else f"{client.device_fraction:.0%}",
+                    style=alarm, justify="right")
+    return [now, *peaks, fraction, sparkline(client.memory_history[-TREND_WIDTH:])]
+
+
+def sparkline(values: list[int]) -> Text:
+    if not values:
+        return Text("")
+    low, high = min(values), max(values)
+    span = (high - low) or 1
+    return Text("".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values),
+                style="cyan")
 
 
 def progress_bar(step: int, total: int) -> Text:

@@ -9,7 +9,7 @@ from engine import events as ev
 from tui import format as fmt
 from tui.messages import NewEvents
 
-QUIET = {ev.CLIENT_PROGRESS}
+QUIET = {ev.CLIENT_PROGRESS, ev.GPU_SAMPLE}
 # ClientApps (and what they spawn) come and go every round: the clients table tells that story.
 SHOWN_ROLES = {"superlink", "supernode", "serverapp"}
 
@@ -67,6 +67,8 @@ def describe(event: ev.Event) -> Text | None:
         line.append(f"run {event['status']}", style=style)
     elif kind == ev.ERROR:
         line.append(f"ERROR {event['message']}", style="bold white on red")
+    elif kind == ev.WARNING:
+        line.append(f"WARNING {event['message']}", style="bold black on yellow")
     else:
         line.append(kind)
     return line
