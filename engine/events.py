@@ -9,7 +9,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 
 | type              | fields (besides v, t, type)                                               |
 |-------------------|---------------------------------------------------------------------------|
-| run_started       | run_id, config (resolved, as a table), version                            |
+| run_started       | run_id, config (resolved, as a table), version, [imported_from] (a run    |
+|                   | rebuilt from a report's tables: it has only what the report gives)        |
 | notice            | message (a phase of the run: preparing data, starting Flower, ...)        |
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
@@ -19,7 +20,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | for when NVML cannot see the client's processes)                          |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
 |                   | [peak_vram_bytes]                                                         |
-| round_done        | round, train_loss (None at round 0), eval_loss, seconds, eval_seconds,    |
+| round_done        | round, train_loss (None at round 0), eval_loss (None only in an imported  |
+|                   | run whose report lacks it), seconds, eval_seconds,                        |
 |                   | bytes_sent, bytes_received (model payload bytes, server side),            |
 |                   | model_sha256 (of the global model after the round), best_round,           |
 |                   | rounds_without_improvement                                                |

@@ -12,6 +12,7 @@ from engine import events as ev
 @dataclass
 class RoundResult:
     round: int
+    done: bool = False
     eval_loss: float | None = None
     train_loss: float | None = None
     seconds: float | None = None
@@ -55,6 +56,7 @@ MEMORY_HISTORY = 40
 @dataclass
 class RunState:
     run_id: str | None = None
+    imported_from: str | None = None  # a run rebuilt from a report: no per-client detail
     config: dict[str, Any] = field(default_factory=dict)
     status: str = "starting"  # starting, running, stopping, completed, stopped, aborted, failed
     started_at: float | None = None
@@ -92,8 +94,7 @@ class RunState:
 
     @property
     def rounds_completed(self) -> int:
-        return max((r for r in self.rounds if r > 0 and self.rounds[r].eval_loss is not None),
-                   default=0)
+        return max((r for r, result in self.rounds.items() if r > 0 and result.done), default=0)
 
     @property
     def elapsed(self) -> float | None:
@@ -119,6 +120,7 @@ class RunState:
 
     def _on_run_started(self, event: ev.Event) -> None:
         self.run_id = event["run_id"]
+        self.imported_from = event.get("imported_from")
         self.started_at = event.get("t")
         self._take_config(event["config"])
 
@@ -132,8 +134,9 @@ class RunState:
         self.config = config
         self.status = "running"
         self.early_stopping = dict(config.get("early_stopping") or {})
-        for client in range(config.get("num_clients", 0)):
-            self._client(client)
+        if self.imported_from is None:
+            for client in range(config.get("num_clients", 0)):
+                self._client(client)
 
     def _on_notice(self, event: ev.Event) -> None:
         self.notice = event["message"]
@@ -182,6 +185,7 @@ class RunState:
 
     def _on_round_done(self, event: ev.Event) -> None:
         result = self._round(event["round"])
+        result.done = True
         result.eval_loss = event["eval_loss"]
         result.train_loss = event.get("train_loss")
         result.seconds = event.get("seconds")
@@ -190,7 +194,8 @@ class RunState:
         result.bytes_received = event.get("bytes_received")
         self.current_round = event["round"]
         self.rounds_without_improvement = event.get("rounds_without_improvement", 0)
-        if self.best_eval_loss is None or event["eval_loss"] < self.best_eval_loss:
+        if event["eval_loss"] is not None and (self.best_eval_loss is None
+                                               or event["eval_loss"] < self.best_eval_loss):
             self.best_round, self.best_eval_loss = event["round"], event["eval_loss"]
 
     def _on_checkpoint_saved(self, event: ev.Event) -> None:

@@ -62,7 +62,7 @@ def export_rows(state: RunState) -> list[dict]:
             "round": number, "eval_loss": result.eval_loss, "train_loss": result.train_loss,
             "seconds": result.seconds, "eval_seconds": result.eval_seconds,
             "bytes_sent": result.bytes_sent, "bytes_received": result.bytes_received,
-            "clients": len(result.client_train_loss),
+            "clients": None if state.imported_from else len(result.client_train_loss),
         })
     return rows
 

@@ -27,6 +27,7 @@ COMMANDS = (
     ("Next round", "Replay: show up to the end of the next round", "step(1)"),
     ("Previous round", "Replay: show up to the end of the previous round", "step(-1)"),
     ("Jump to end", "Replay: show the whole run", "jump_end"),
+    ("Save a screenshot", "An SVG of this screen, into the run folder", "screenshot"),
     ("Help", "Every key of this screen", "help"),
 )
 
@@ -61,5 +62,5 @@ def live_app(run: LiveRun, clock: Callable[[], float] | None = time.time) -> Fed
     return FedtuiApp(lambda app: MonitorScreen(live=run, clock=clock))
 
 
-def replay_app(recorded: list[tuple[str, list[dict]]]) -> FedtuiApp:
-    return FedtuiApp(lambda app: MonitorScreen(recorded=recorded))
+def replay_app(recorded: list[tuple[str, list[dict]]], folder: Path | None = None) -> FedtuiApp:
+    return FedtuiApp(lambda app: MonitorScreen(recorded=recorded, folder=folder))

@@ -123,30 +123,31 @@ def _replay(args: argparse.Namespace) -> int:
     from tui.app import replay_app
 
     recorded = [(Path(run).resolve().name, read_run_events(run)) for run in args.runs]
-    replay_app(recorded).run()
+    replay_app(recorded, folder=Path(args.runs[0])).run()
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
     from engine.config import describe_strategy
     from engine.runs import list_runs
+    from tui import format as fmt
 
     listings = list_runs(args.folder)
     if not listings:
         print(f"no runs in {args.folder}")
         return 0
-    print(f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3}  STRATEGY")
+    print(f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
+          f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}  STRATEGY")
     for listing in listings:
         state = listing.state
         if state is None:
             print(f"{listing.path.name:<40} {'unreadable':<10} {listing.problem}")
             continue
-        best = f"{state.best_eval_loss:.4f}" if state.best_eval_loss is not None else "-"
-        best_round = state.best_round if state.best_round is not None else "-"
-        rounds = f"{state.rounds_completed}/{state.total_rounds or '?'}"
-        strategy = describe_strategy(state.config)
-        print(f"{listing.path.name:<40} {state.status:<10} {rounds:>7} {best:>10} "
-              f"{best_round:>3}  {strategy}")
+        summary = fmt.run_summary(state)
+        print(f"{listing.path.name:<40} {state.status:<10} {summary['rounds']:>7} "
+              f"{summary['best_eval']:>10} {summary['best_round']:>3} "
+              f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}  "
+              f"{describe_strategy(state.config)}")
     return 0
 
 

@@ -34,3 +34,17 @@ def byte_size(count: float | None) -> str:
             break
         count /= 1024
     return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+
+
+def run_summary(state) -> dict[str, str]:
+    """A run's line in comparisons: rounds, best and final eval loss, wall time, bytes."""
+    evaluated = [r for _, r in sorted(state.rounds.items()) if r.eval_loss is not None]
+    exchanged = sum((r.bytes_sent or 0) + (r.bytes_received or 0) for r in state.rounds.values())
+    return {
+        "rounds": f"{state.rounds_completed}/{state.total_rounds or '?'}",
+        "best_eval": loss(state.best_eval_loss),
+        "best_round": "-" if state.best_round is None else str(state.best_round),
+        "final_eval": loss(evaluated[-1].eval_loss if evaluated else None),
+        "wall": duration(state.elapsed),
+        "exchanged": byte_size(exchanged) if exchanged else "-",
+    }

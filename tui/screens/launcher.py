@@ -137,7 +137,7 @@ class LauncherScreen(Screen):
         except FedtuiError as err:
             self.notify(str(err), severity="error")
             return
-        self.app.push_screen(MonitorScreen(recorded=recorded))
+        self.app.push_screen(MonitorScreen(recorded=recorded, folder=Path(paths[0])))
 
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen

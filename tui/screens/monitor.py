@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from textual.app import ComposeResult
@@ -68,14 +69,18 @@ class MonitorScreen(Screen):
         Binding("l", "toggle_chart('log_y')", "Log-Y"),
         Binding("m", "toggle_chart('smoothing')", "Smoothing"),
         Binding("c", "toggle_chart('show_clients')", "Client lines"),
+        Binding("ctrl+s", "screenshot", "Screenshot"),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit_monitor", "Quit"),
     ]
 
     def __init__(self, *, live: LiveRun | None = None,
                  recorded: list[tuple[str, list[ev.Event]]] | None = None,
-                 clock: Callable[[], float] | None = time.time) -> None:
+                 clock: Callable[[], float] | None = time.time,
+                 folder: Path | None = None) -> None:
+        """`folder`: where screenshots go (the run folder of the run shown first)."""
         super().__init__()
+        self.folder = folder if folder is not None else getattr(live, "run_dir", None)
         if (live is None) == (not recorded):
             raise ValueError("a monitor shows either a live run or recorded runs")
         self.live = live
@@ -268,6 +273,14 @@ class MonitorScreen(Screen):
         for player in self.players:
             player.slower()
         self._post_position()
+
+    def action_screenshot(self) -> None:
+        if self.folder is None:
+            self.notify("no run folder to save a screenshot into", severity="warning")
+            return
+        name = f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.svg"
+        path = self.app.save_screenshot(filename=name, path=str(self.folder))
+        self.notify(f"saved {path}")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self))

@@ -28,16 +28,11 @@ class ComparisonTable(DataTable):
 
     @staticmethod
     def cells(state: RunState, name: str, color: str) -> list:
-        done = [r for n, r in sorted(state.rounds.items()) if r.eval_loss is not None]
-        exchanged = sum((r.bytes_sent or 0) + (r.bytes_received or 0) for r in done)
+        summary = fmt.run_summary(state)
         return [
             Text(f"■ {name}", style=color),
             describe_strategy(state.config),
             state.status,
-            Text(f"{state.rounds_completed}/{state.total_rounds or '?'}", justify="right"),
-            Text("-" if state.best_round is None else str(state.best_round), justify="right"),
-            Text(fmt.loss(state.best_eval_loss), justify="right", style="bold green"),
-            Text(fmt.loss(done[-1].eval_loss if done else None), justify="right"),
-            Text(fmt.duration(state.elapsed), justify="right"),
-            Text(fmt.byte_size(exchanged) if exchanged else "-", justify="right"),
+            *(Text(summary[key], justify="right", style="bold green" if key == "best_eval" else "")
+              for key in ("rounds", "best_round", "best_eval", "final_eval", "wall", "exchanged")),
         ]

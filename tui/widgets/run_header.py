@@ -65,6 +65,9 @@ class RunHeader(Static):
                           f"{config.get('samples_per_client', '?')} samples, "
                           f"{config.get('local_epochs', '?')} local epoch(s), "
                           f"lr {config.get('learning_rate', 0):g}", style="dim")
+        if state.imported_from:
+            detail.append(f"  imported from {state.imported_from}: no per-client detail",
+                          style="italic magenta")
         detail.append(early_stopping_text(state))
         if runs > 1:
             detail.append(f"  +{runs - 1} run(s) overlaid", style="bold magenta")
