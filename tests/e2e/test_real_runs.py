@@ -212,3 +212,19 @@ def test_a_stopped_run_resumes_from_its_last_global_model_in_the_same_record(tmp
     assert started[3]["start_model_sha256"] == rounds[2]["model_sha256"]
     state = open_run(controller.run_dir)
     assert (state.status, state.rounds_completed) == ("completed", 4)
+
+
+def test_the_regeneration_script_reproduces_the_recorded_default_sample_run(tmp_path):
+    from sample_runs import regenerate
+
+    saved = {e["round"]: e for e in of_type(
+        ev.read_events(regenerate.HERE / "fedprox-mu0.1" / "events.jsonl"), ev.ROUND_DONE)}
+    folder = regenerate.record("fedprox-mu0.1", tmp_path, extra=["rounds=2"])
+    again = {e["round"]: e for e in of_type(ev.read_events(folder / "events.jsonl"),
+                                            ev.ROUND_DONE)}
+    assert sorted(again) == [0, 1, 2]
+    for number in (0, 1, 2):
+        assert again[number]["eval_loss"] == pytest.approx(saved[number]["eval_loss"], rel=1e-4)
+        if number:
+            assert again[number]["train_loss"] == pytest.approx(saved[number]["train_loss"],
+                                                                 rel=1e-4)

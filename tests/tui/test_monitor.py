@@ -254,3 +254,13 @@ async def test_early_stopping_keys_reach_the_engine_and_the_header_shows_its_ans
         scripted.emit(ev.EARLY_STOPPING_CHANGED, enabled=False, patience=3, min_delta=0.0)
         await settle(pilot)
         assert "early stop: off" in str(header.render())
+
+
+async def test_ctrl_s_saves_an_svg_of_the_screen_into_the_run_folder(tmp_path):
+    app = replay_app([("r1", stamped(simple_run_events()))], folder=tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    (svg,) = tmp_path.glob("screenshot-*.svg")
+    assert svg.read_text().lstrip().startswith("<svg") and "COMPLETED" in svg.read_text()

@@ -9,7 +9,7 @@ from engine.config import describe_strategy
 from engine.run_state import RunState
 from tui import format as fmt
 from tui.messages import RunsChanged
-from tui.widgets.loss_chart import RICH_COLORS, RUN_COLORS
+from tui.widgets.loss_chart import RUN_COLORS
 
 COLUMNS = ("run", "strategy", "status", "rounds", "best round", "best eval", "final eval",
            "wall time", "bytes exchanged")
@@ -23,8 +23,8 @@ class ComparisonTable(DataTable):
     def on_runs_changed(self, message: RunsChanged) -> None:
         self.clear()
         for index, (state, name) in enumerate(zip(message.states, message.names)):
-            color = RUN_COLORS[index % len(RUN_COLORS)]
-            self.add_row(*self.cells(state, name, RICH_COLORS.get(color, color)), key=str(index))
+            red, green, blue = RUN_COLORS[index % len(RUN_COLORS)]
+            self.add_row(*self.cells(state, name, f"rgb({red},{green},{blue})"), key=str(index))
 
     @staticmethod
     def cells(state: RunState, name: str, color: str) -> list:

@@ -14,8 +14,10 @@ from tui.messages import RunsChanged
 
 SMOOTHING_WEIGHT = 0.6
 REDRAW_INTERVAL_S = 0.5
-RUN_COLORS = ("cyan", "orange", "magenta", "green", "red", "blue", "yellow")  # plotext names
-RICH_COLORS = {"orange": "dark_orange"}  # the same colours, as Rich names them
+# RGB, so that plotext's lines and Rich's legend swatches are the same colour in any theme
+RUN_COLORS = ((0, 200, 220), (255, 150, 0), (120, 200, 60), (220, 80, 200), (230, 210, 60),
+              (80, 130, 255), (230, 70, 70))
+TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
 
 
@@ -63,7 +65,7 @@ class LossChart(PlotextPlot):
             self.renders += 1
         return self._cached[1]
 
-    def _series(self) -> list[tuple[str, list[float], list[float], str | int]]:
+    def _series(self) -> list[tuple[str, list[float], list[float], tuple | int]]:
         series = []
         overlay = len(self._states) > 1
         for index, (state, name) in enumerate(zip(self._states, self._names)):
@@ -71,13 +73,15 @@ class LossChart(PlotextPlot):
             rounds = sorted(state.rounds.values(), key=lambda r: r.round)
             evals = [(r.round, r.eval_loss) for r in rounds if r.eval_loss is not None]
             trains = [(r.round, r.train_loss) for r in rounds if r.train_loss is not None]
-            prefix = f"{name}: " if overlay else ""
+            if overlay:  # one line per run: its central eval loss, the comparison that matters
+                if evals:
+                    series.append((f"{name}: central eval", *zip(*evals), color))
+                continue
             if evals:
-                series.append((f"{prefix}central eval", *zip(*evals), color))
+                series.append(("central eval", *zip(*evals), color))
             if trains:
-                train_color = color if overlay else "orange"
-                series.append((f"{prefix}train (aggregated)", *zip(*trains), train_color))
-            if self.show_clients and index == 0 and not overlay:
+                series.append(("train (aggregated)", *zip(*trains), TRAIN_COLOR))
+            if self.show_clients:
                 for client in sorted(state.clients):
                     points = [(r.round, r.client_train_loss[client]) for r in rounds
                               if client in r.client_train_loss]
@@ -123,6 +127,5 @@ class LossChart(PlotextPlot):
         value = state.rounds[best].eval_loss
         if self.log_y:
             value = math.log10(max(value, 1e-12))
-        saved = " (saved)" if state.best_checkpoint_round == best else ""
         plt.vline(best, "green")
-        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}{saved}")
+        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}")
