@@ -65,8 +65,7 @@ class RunState:
     current_round: int = 0
     rounds: dict[int, RoundResult] = field(default_factory=dict)
     clients: dict[int, ClientState] = field(default_factory=dict)
-    processes: dict[int, dict[str, Any]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # errors and warnings, in order
     notice: str | None = None
     best_round: int | None = None
     best_eval_loss: float | None = None
@@ -140,12 +139,6 @@ class RunState:
 
     def _on_notice(self, event: ev.Event) -> None:
         self.notice = event["message"]
-
-    def _on_process_started(self, event: ev.Event) -> None:
-        self.processes[event["pid"]] = {**event, "alive": True}
-
-    def _on_process_exited(self, event: ev.Event) -> None:
-        self.processes.setdefault(event["pid"], dict(event))["alive"] = False
 
     def _on_round_started(self, event: ev.Event) -> None:
         self.current_round = event["round"]
@@ -261,8 +254,6 @@ _HANDLERS = {
     ev.CHECKPOINT_SAVED: RunState._on_checkpoint_saved,
     ev.EARLY_STOPPING_CHANGED: RunState._on_early_stopping_changed,
     ev.NOTICE: RunState._on_notice,
-    ev.PROCESS_STARTED: RunState._on_process_started,
-    ev.PROCESS_EXITED: RunState._on_process_exited,
     ev.ROUND_STARTED: RunState._on_round_started,
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,

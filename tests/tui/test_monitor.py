@@ -148,18 +148,25 @@ async def test_replay_opens_at_the_end_and_steps_plays_and_jumps(tmp_path):
         assert player.at_end and not player.playing
 
 
-async def test_two_runs_overlay_with_a_legend_and_a_comparison_table():
-    first = stamped(simple_run_events(run_id="a", rounds=((8.0, None), (7.0, 7.5), (6.8, 6.9))))
-    second = stamped(simple_run_events(run_id="b", rounds=((8.0, None), (6.5, 7.2), (6.9, 6.7))))
-    app = replay_app([("fedprox-run", first), ("fedavg-run", second)])
+async def test_three_runs_overlay_with_a_legend_and_a_comparison_table():
+    runs = {
+        "fedprox-mu0.1": ((8.0, None), (7.0, 7.5), (6.8, 6.9), (6.9, 6.6)),
+        "fedavg": ((8.0, None), (6.5, 7.2), (6.9, 6.7), (7.3, 6.4)),
+        "fedavgm": ((8.0, None), (7.4, 7.6), (7.1, 7.0), (6.7, 6.8)),
+    }
+    recorded = [(name, stamped(simple_run_events(run_id=name, rounds=rounds)))
+                for name, rounds in runs.items()]
+    app = replay_app(recorded)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, 0.8)
-        legend = app.screen.query_one(LossChart).legend()
-        assert "fedprox-run: central eval" in legend and "fedavg-run: central eval" in legend
+        assert app.screen.query_one(LossChart).legend() == [
+            "fedprox-mu0.1: central eval", "fedavg: central eval", "fedavgm: central eval",
+            "best: round 2"]
         table = app.screen.query_one(ComparisonTable)
-        assert table.row_count == 2
-        best_rounds = [str(table.get_row_at(row)[4]) for row in range(2)]
-        assert best_rounds == ["2", "1"]
+        rows = [table.get_row_at(row) for row in range(table.row_count)]
+        assert [str(row[0]) for row in rows] == ["■ fedprox-mu0.1", "■ fedavg", "■ fedavgm"]
+        assert [str(row[4]) for row in rows] == ["2", "1", "3"]  # best rounds
+        assert [str(row[5]) for row in rows] == ["6.8000", "6.5000", "6.7000"]
 
 
 async def test_chart_keys_toggle_log_scale_smoothing_and_client_lines():

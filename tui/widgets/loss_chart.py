@@ -49,7 +49,9 @@ class LossChart(PlotextPlot):
         return getattr(self, option)
 
     def legend(self) -> list[str]:
-        return [label for label, _, _, _ in self._series()]
+        labels = [label for label, _, _, _ in self._series()]
+        best = self._best()
+        return labels + ([f"best: round {best[0]}"] if best else [])
 
     def _redraw_if_stale(self) -> None:
         if self._stale:
@@ -119,13 +121,21 @@ class LossChart(PlotextPlot):
             positions, labels = log_ticks(10 ** min(all_y), 10 ** max(all_y))
             plt.yticks(positions, labels)
 
-    def _mark_best(self, plt) -> None:
+    def _best(self) -> tuple[int, float] | None:
+        """The watched run's best round and its eval loss, if any round was evaluated."""
+        if not self._states:
+            return None
         state = self._states[0]
-        best = state.best_round
-        if best is None or best not in state.rounds:
+        if state.best_round is None or state.best_round not in state.rounds:
+            return None
+        return state.best_round, state.rounds[state.best_round].eval_loss
+
+    def _mark_best(self, plt) -> None:
+        best = self._best()
+        if best is None:
             return
-        value = state.rounds[best].eval_loss
+        number, value = best
         if self.log_y:
             value = math.log10(max(value, 1e-12))
-        plt.vline(best, "green")
-        plt.scatter([best], [value], marker="◆", color="green", label=f"best: round {best}")
+        plt.vline(number, "green")
+        plt.scatter([number], [value], marker="◆", color="green", label=f"best: round {number}")

@@ -58,6 +58,9 @@ class RunHeader(Static):
         if state.best_round is not None:
             line.append(f"  best eval {state.best_eval_loss:.4f} @ round {state.best_round}",
                         style="green")
+        if state.errors:
+            line.append(f"  {len(state.errors)} error(s)/warning(s): see events",
+                        style="bold red")
         detail = Text()
         if config:
             detail.append(f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
