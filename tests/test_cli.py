@@ -93,3 +93,21 @@ def test_an_unloadable_model_exits_2_and_keeps_the_run_record(tmp_path):
     recorded = ev.read_events(run / "events.jsonl")
     assert recorded[-1]["type"] == ev.RUN_FINISHED and recorded[-1]["status"] == "failed"
     assert (run / "config.toml").is_file()
+
+
+def test_resume_refuses_what_cannot_be_resumed(tmp_path, capsys):
+    completed = write_run(tmp_path / "done", simple_run_events())
+    stopped = write_run(tmp_path / "stopped", simple_run_events(status="stopped"))
+    (stopped / "config.toml").write_text("rounds = 4\n")
+    cases = [
+        (["run", "--resume", "/no/such/run", "--headless"], "not a run folder: /no/such/run"),
+        (["run", "--resume", str(completed), "--headless"],
+         "run done is completed: only a stopped, aborted or failed run can be resumed"),
+        (["run", "--resume", str(stopped), "--headless"],
+         "run stopped has no saved global model to resume from"),
+        (["run", "default", "--resume", str(stopped)], "--resume takes its config from the run"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, argv
