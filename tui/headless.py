@@ -47,10 +47,11 @@ class HeadlessPrinter:
         if kind == ev.NOTICE:
             return f"  {event['message']}"
         if kind == ev.ROUND_DONE:
-            train = event.get("train_loss")
+            train, evaluated = event.get("train_loss"), event["eval_loss"]
             train_text = f"train {train:.4f}" if train is not None else " " * 12
-            return (f"round {event['round']:>3}  {train_text}  eval {event['eval_loss']:.4f}  "
-                    f"{event.get('seconds', 0):6.1f} s")
+            eval_text = f"eval {evaluated:.4f}" if evaluated is not None else " " * 11
+            return (f"round {event['round']:>3}  {train_text}  {eval_text}  "
+                    f"{event.get('seconds') or 0:6.1f} s")
         if kind == ev.STOP_REQUESTED:
             return "  stop requested: the run ends after the current round"
         if kind == ev.EARLY_STOP:

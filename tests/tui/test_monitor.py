@@ -2,11 +2,13 @@
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from engine import events as ev
 from engine.config import EarlyStopping, RunConfig
+from engine.runs import read_run_events
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
 from tui.app import launcher_app, live_app, replay_app
@@ -17,6 +19,7 @@ from tui.widgets.comparison_table import ComparisonTable
 from tui.widgets.loss_chart import LossChart
 
 SIZE = (120, 40)
+SAMPLE_RUNS = Path(__file__).parents[2] / "sample_runs"
 
 
 def stamped(events):
@@ -271,3 +274,19 @@ async def test_ctrl_s_saves_an_svg_of_the_screen_into_the_run_folder(tmp_path):
         await settle(pilot)
     (svg,) = tmp_path.glob("screenshot-*.svg")
     assert svg.read_text().lstrip().startswith("<svg") and "COMPLETED" in svg.read_text()
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in SAMPLE_RUNS.iterdir()
+                                       if (p / "events.jsonl").is_file()))
+async def test_every_sample_run_plays_in_the_monitor(run):
+    events = read_run_events(SAMPLE_RUNS / run)
+    app = replay_app([(run, events)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("space")  # play it from the start, as fast as it goes
+        for _ in range(12):
+            await pilot.press("plus")
+        await settle(pilot, 0.5)
+        player = app.screen.players[0]
+        assert player.at_end and app.screen.states[0].finished
+        assert app.return_code is None  # no crash while drawing any of it

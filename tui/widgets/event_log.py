@@ -52,7 +52,8 @@ def describe(event: ev.Event) -> Text | None:
         line.append(f"round {event['round']} done: ", style="bold")
         if train is not None:
             line.append(f"train {train:.4f}  ")
-        line.append(f"eval {event['eval_loss']:.4f}", style="bold cyan")
+        if event["eval_loss"] is not None:
+            line.append(f"eval {event['eval_loss']:.4f}", style="bold cyan")
         if event.get("seconds") is not None:
             line.append(f"  {event['seconds']:.1f} s")
     elif kind == ev.STOP_REQUESTED:
