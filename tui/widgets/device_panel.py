@@ -20,7 +20,9 @@ def describe_devices(state: RunState) -> Text:
         return Text(f" no NVIDIA GPU: VRAM unavailable ({state.gpu_unavailable}); memory "
                     f"column shows host RSS", style="dim italic")
     if not state.devices:
-        return Text(" GPUs: waiting for the first sample", style="dim")
+        waiting = not state.finished and not state.imported_from
+        return Text(" GPUs: waiting for the first sample" if waiting
+                    else " GPUs: no memory samples in this record", style="dim")
     line = Text()
     for device in state.devices:
         if device.get("lost"):
