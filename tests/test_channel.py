@@ -8,6 +8,7 @@ import pytest
 
 from engine import events as ev
 from engine.channel import ADDRESS_ENV, KEY_ENV, EventHub, EventPublisher
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -23,12 +24,6 @@ def hub():
     yield hub
     hub.close()
 
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_events_from_another_process_reach_the_controller(hub):

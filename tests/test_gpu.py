@@ -3,7 +3,6 @@
 import os
 import signal
 import sys
-import time
 
 import pytest
 
@@ -13,6 +12,7 @@ from engine.memory import ClientMemorySampler
 from engine.processes import ProcessTable
 from engine.run_state import RunState
 from tests.fake_nvml import FakeNvml
+from tests.waiting import wait_for
 
 GIB = 1 << 30
 
@@ -23,13 +23,6 @@ while True:
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]).wait()
 """
 
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not (result := predicate()):
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-    return result
 
 
 def clientapp_of(table, client):

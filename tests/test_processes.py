@@ -5,6 +5,7 @@ import time
 import psutil
 
 from engine.processes import ProcessTable
+from tests.waiting import wait_for
 
 # A parent that starts a child in a new session (as Flower's SuperExec does), then waits.
 PARENT = """
@@ -13,12 +14,6 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_n
 time.sleep(120)
 """
 
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def gone(pid):
