@@ -122,15 +122,22 @@ def test_abort_ends_every_process_mid_round(tmp_path):
     assert events[-1]["type"] == ev.RUN_FINISHED and events[-1]["status"] == "aborted"
 
 
+def kill_once(killed, controller, role, client):
+    """SIGKILL the live `role` process of `client`, the first time only; note its PID."""
+    if killed:
+        return
+    for process in controller._processes.alive():
+        if process.role == role and process.client == client:
+            killed.append(process.pid)
+            os.kill(process.pid, signal.SIGKILL)
+
+
 def test_a_crashed_supernode_fails_the_run_and_leaves_nothing_behind(tmp_path):
     killed = []
 
     def kill_supernode_1(controller, event):
-        if event["type"] == ev.CLIENT_PROGRESS and not killed:
-            for process in controller._processes.all():
-                if process.role == "supernode" and process.client == 1:
-                    killed.append(process.pid)
-                    os.kill(process.pid, signal.SIGKILL)
+        if event["type"] == ev.CLIENT_PROGRESS:
+            kill_once(killed, controller, "supernode", 1)
 
     controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_supernode_1)
     status, events = finish(controller)
@@ -144,11 +151,8 @@ def test_a_crashed_clientapp_is_reported_by_client_and_the_run_goes_on(tmp_path)
     killed = []
 
     def kill_client_1_training(controller, event):
-        if event["type"] == ev.CLIENT_PROGRESS and event["client"] == 1 and not killed:
-            for process in controller._processes.alive():
-                if process.role == "clientapp" and process.client == 1:
-                    killed.append(process.pid)
-                    os.kill(process.pid, signal.SIGKILL)
+        if event["type"] == ev.CLIENT_PROGRESS and event["client"] == 1:
+            kill_once(killed, controller, "clientapp", 1)
 
     controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_client_1_training)
     status, events = finish(controller)
