@@ -38,12 +38,14 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | best_eval_loss, seconds                                                   |
 | error             | message, [source], [client], [round]                                      |
 
-Round 0 is the central evaluation of the initial model, before any training.
+Round 0 is the central evaluation of the initial model, before any training. A non-finite number
+(a diverged loss: NaN or infinity) is recorded as null, so every line stays strict JSON.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,8 +115,20 @@ def check(event: Event) -> None:
 
 
 def stamp(event: Event, now: float | None = None) -> Event:
-    """The event as it is written: version and time first."""
-    return {"v": SCHEMA_VERSION, "t": time.time() if now is None else now, **event}
+    """The event as it is written and handed to views: version and time first, non-finite
+    numbers as None."""
+    return {"v": SCHEMA_VERSION, "t": time.time() if now is None else now,
+            **{key: _finite(value) for key, value in event.items()}}
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def encode(event: Event) -> str:

@@ -77,3 +77,16 @@ def test_a_client_error_marks_that_client_failed():
     state.apply(ev.make(ev.ERROR, message="client 1 failed", client=1, round=1))
     assert state.clients[1].state == "failed"
     assert state.errors == ["client 1 failed"]
+
+
+def test_a_diverged_loss_is_recorded_as_null_and_folds_without_error():
+    nan, inf = float("nan"), float("inf")
+    events = [ev.stamp(ev.make(**e), now=1.0) for e in [
+        dict(type_=ev.ROUND_DONE, round=0, eval_loss=8.0),
+        dict(type_=ev.CLIENT_ROUND_DONE, round=1, client=0, train_loss=nan, examples=4),
+        dict(type_=ev.ROUND_DONE, round=1, eval_loss=nan, train_loss=inf),
+        dict(type_=ev.RUN_FINISHED, status="completed", best_eval_loss=inf)]]
+    assert [json.loads(ev.encode(e)).get("eval_loss") for e in events[::2]] == [8.0, None]
+    assert events[1]["train_loss"] is None and events[3]["best_eval_loss"] is None
+    state = RunState.from_events(events)
+    assert (state.best_round, state.best_eval_loss, state.rounds_completed) == (0, 8.0, 1)

@@ -11,6 +11,7 @@ from engine import events as ev
 from engine.config import describe_strategy
 from engine.controller import RunController
 from engine.run_state import RunState
+from tui import format as fmt
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "aborted": 130}
 
@@ -85,7 +86,7 @@ class HeadlessPrinter:
         if quarter > self._quarters_shown.get(key, 0):
             self._quarters_shown[key] = quarter
             print(f"  round {event['round']} client {event['client']}: step {event['step']}/"
-                  f"{event['steps_total']} loss {event.get('loss', 0):.4f}", file=self.out,
+                  f"{event['steps_total']} loss {fmt.loss(event.get('loss'))}", file=self.out,
                   flush=True)
 
     def _clear_status(self) -> None:

@@ -290,3 +290,14 @@ async def test_every_sample_run_plays_in_the_monitor(run):
         player = app.screen.players[0]
         assert player.at_end and app.screen.states[0].finished
         assert app.return_code is None  # no crash while drawing any of it
+
+
+async def test_a_diverged_run_replays_with_its_missing_numbers_left_out():
+    events = stamped(simple_run_events(rounds=((8.0, None), (7.0, 7.5), (float("nan"),
+                                                                        float("inf")))))
+    assert events[-2]["eval_loss"] is None  # recorded as null
+    app = replay_app([("diverged", events)])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, 0.8)
+        assert app.screen.states[0].finished and app.return_code is None
+        assert "central eval" in app.screen.query_one(LossChart).legend()

@@ -46,7 +46,7 @@ def describe(event: ev.Event) -> Text | None:
         line.append(f"round {event['round']} started with {event.get('clients', '?')} clients")
     elif kind == ev.CLIENT_ROUND_DONE:
         line.append(f"client {event['client']} finished round {event['round']}: train loss "
-                    f"{event['train_loss']:.4f} on {event['examples']} examples")
+                    f"{fmt.loss(event['train_loss'])} on {event['examples']} examples")
     elif kind == ev.ROUND_DONE:
         train = event.get("train_loss")
         line.append(f"round {event['round']} done: ", style="bold")

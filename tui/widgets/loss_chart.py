@@ -86,7 +86,7 @@ class LossChart(PlotextPlot):
             if self.show_clients:
                 for client in sorted(state.clients):
                     points = [(r.round, r.client_train_loss[client]) for r in rounds
-                              if client in r.client_train_loss]
+                              if r.client_train_loss.get(client) is not None]
                     if points:
                         color = CLIENT_COLORS[client % len(CLIENT_COLORS)]
                         series.append((f"client {client}", *zip(*points), color))
