@@ -8,6 +8,7 @@ lets each client's result show up the moment it arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -90,9 +91,7 @@ class FederatedRun:
         self.eval_samples = data.load_eval_samples(config)
         self.stop_requested = False
         self.client_of_node: dict[int, int] = {}
-        self.early_stopping = {"enabled": config.early_stopping.enabled,
-                               "patience": config.early_stopping.patience,
-                               "min_delta": config.early_stopping.min_delta}
+        self.early_stopping = dataclasses.asdict(config.early_stopping)  # changeable live
         self.best_round: int | None = None
         self.best_eval_loss = math.inf
         self.rounds_without_improvement = 0
