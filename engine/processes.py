@@ -109,7 +109,8 @@ class ProcessTable:
             key = (child.pid, child.create_time())
             if key in self._tracked:
                 return
-            program = Path(child.cmdline()[1] if len(child.cmdline()) > 1 else child.name()).name
+            command = child.cmdline()  # read once: it is empty once the child has exited
+            program = Path(command[1] if len(command) > 1 else child.name()).name
             role = ROLE_BY_PROGRAM.get(program) or ROLE_BY_PROGRAM.get(child.name(), child.name())
         except psutil.Error:
             return
