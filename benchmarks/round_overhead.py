@@ -32,12 +32,16 @@ def analyse(events: list[dict]) -> None:
     started = {e["round"]: e["t"] for e in events if e["type"] == ev.ROUND_STARTED}
     done = {e["round"]: e for e in events if e["type"] == ev.ROUND_DONE}
     finished = next(e for e in events if e["type"] == ev.RUN_FINISHED)
-    print(f"status {finished['status']}, total wall time {finished['seconds']:.1f} s, "
-          f"eval loss round 0 {done[0]['eval_loss']:.4f} -> round {max(done)} "
-          f"{done[max(done)]['eval_loss']:.4f} "
-          f"({100 * (1 - done[max(done)]['eval_loss'] / done[0]['eval_loss']):.1f}% lower)")
-    print(f"{'round':>5} {'wall':>6} {'compute':>8} {'eval':>5} {'overhead':>9} | "
-          f"{'to process':>10} {'to 1st step':>11} {'reply':>6}")
+    print(
+        f"status {finished['status']}, total wall time {finished['seconds']:.1f} s, "
+        f"eval loss round 0 {done[0]['eval_loss']:.4f} -> round {max(done)} "
+        f"{done[max(done)]['eval_loss']:.4f} "
+        f"({100 * (1 - done[max(done)]['eval_loss'] / done[0]['eval_loss']):.1f}% lower)"
+    )
+    print(
+        f"{'round':>5} {'wall':>6} {'compute':>8} {'eval':>5} {'overhead':>9} | "
+        f"{'to process':>10} {'to 1st step':>11} {'reply':>6}"
+    )
     overheads = []
     for number in sorted(started):
         if number not in done:
@@ -48,30 +52,45 @@ def analyse(events: list[dict]) -> None:
         overhead = wall - compute - eval_s
         overheads.append(overhead)
         to_process, to_step, reply = _split(events, number, started[number], clients)
-        print(f"{number:>5} {wall:>6.1f} {compute:>8.1f} {eval_s:>5.1f} {overhead:>9.1f} | "
-              f"{to_process:>10.1f} {to_step:>11.1f} {reply:>6.1f}")
-    print(f"overhead per round: median {statistics.median(overheads):.1f} s, "
-          f"min {min(overheads):.1f} s, max {max(overheads):.1f} s "
-          f"(split columns: mean over clients)")
+        print(
+            f"{number:>5} {wall:>6.1f} {compute:>8.1f} {eval_s:>5.1f} {overhead:>9.1f} | "
+            f"{to_process:>10.1f} {to_step:>11.1f} {reply:>6.1f}"
+        )
+    print(
+        f"overhead per round: median {statistics.median(overheads):.1f} s, "
+        f"min {min(overheads):.1f} s, max {max(overheads):.1f} s "
+        f"(split columns: mean over clients)"
+    )
 
 
 def _split(events, number, round_start, clients) -> tuple[float, float, float]:
     to_process, to_step, reply = [], [], []
     for done in clients:
         client = done["client"]
-        spawned = [e["t"] for e in events if e["type"] == ev.PROCESS_STARTED
-                   and e["role"] == "clientapp" and e.get("client") == client
-                   and round_start <= e["t"] <= done["t"]]
-        steps = [e for e in events if e["type"] == ev.CLIENT_PROGRESS
-                 and e["round"] == number and e["client"] == client]
+        spawned = [
+            e["t"]
+            for e in events
+            if e["type"] == ev.PROCESS_STARTED
+            and e["role"] == "clientapp"
+            and e.get("client") == client
+            and round_start <= e["t"] <= done["t"]
+        ]
+        steps = [
+            e
+            for e in events
+            if e["type"] == ev.CLIENT_PROGRESS and e["round"] == number and e["client"] == client
+        ]
         if not spawned or not steps:
             continue
         first_step_at = steps[0]["t"]
         to_process.append(spawned[0] - round_start)
         to_step.append(first_step_at - spawned[0])
         reply.append(done["t"] - steps[-1]["t"])
-    mean = lambda values: statistics.fmean(values) if values else float("nan")
-    return mean(to_process), mean(to_step), mean(reply)
+    return _mean(to_process), _mean(to_step), _mean(reply)
+
+
+def _mean(values: list[float]) -> float:
+    return statistics.fmean(values) if values else float("nan")
 
 
 def main() -> int:
@@ -79,8 +98,12 @@ def main() -> int:
     parser.add_argument("config", nargs="?")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--analyse", metavar="RUN", help="analyse a recorded run folder")
-    parser.add_argument("--superexec-poll", type=float, metavar="SECONDS",
-                        help="set FLWR_SUPEREXEC_TASK_POLL_INTERVAL for Flower's processes")
+    parser.add_argument(
+        "--superexec-poll",
+        type=float,
+        metavar="SECONDS",
+        help="set FLWR_SUPEREXEC_TASK_POLL_INTERVAL for Flower's processes",
+    )
     args = parser.parse_args()
     if args.analyse:
         analyse(ev.read_events(Path(args.analyse) / "events.jsonl"))
@@ -92,8 +115,10 @@ def main() -> int:
     started = time.monotonic()
     controller = RunController(config, runs_dir).start()
     status = controller.wait()
-    print(f"{config.describe_strategy()}, {config.num_clients} clients, {config.rounds} rounds: "
-          f"{status} in {time.monotonic() - started:.1f} s ({controller.run_dir})")
+    print(
+        f"{config.describe_strategy()}, {config.num_clients} clients, {config.rounds} rounds: "
+        f"{status} in {time.monotonic() - started:.1f} s ({controller.run_dir})"
+    )
     analyse(ev.read_events(controller.run_dir / "events.jsonl"))
     return 0 if status == "completed" else 1
 

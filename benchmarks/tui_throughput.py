@@ -32,6 +32,7 @@ def write_big_run(folder: Path, total: int = 100_000, clients: int = 10) -> Path
     folder.mkdir(parents=True)
     t, written = 1_000.0, 0
     with open(folder / "events.jsonl", "w") as handle:
+
         def put(type_, **fields):
             nonlocal t, written
             t += 0.01
@@ -45,10 +46,21 @@ def write_big_run(folder: Path, total: int = 100_000, clients: int = 10) -> Path
             put(ev.ROUND_STARTED, round=number, clients=clients)
             for client in range(clients):
                 for step in range(1, steps + 1):
-                    put(ev.CLIENT_PROGRESS, round=number, client=client, step=step,
-                        steps_total=steps, loss=7.0 - number / 50)
-                put(ev.CLIENT_ROUND_DONE, round=number, client=client, examples=100,
-                    train_loss=7.0 - number / 50)
+                    put(
+                        ev.CLIENT_PROGRESS,
+                        round=number,
+                        client=client,
+                        step=step,
+                        steps_total=steps,
+                        loss=7.0 - number / 50,
+                    )
+                put(
+                    ev.CLIENT_ROUND_DONE,
+                    round=number,
+                    client=client,
+                    examples=100,
+                    train_loss=7.0 - number / 50,
+                )
             put(ev.ROUND_DONE, round=number, eval_loss=7.5 - number / 60, seconds=10.0)
         while written < total - 1:
             put(ev.NOTICE, message="padding")
@@ -84,11 +96,23 @@ async def live_ingest(rate: int = 1_000, seconds: float = 5.0):
                     sent[0] += 1
                     n = sent[0]
                     if n % 100 == 0:
-                        scripted.emit(ev.ROUND_DONE, 0.001, round=n // 100, eval_loss=8 - n / 1e5,
-                                      train_loss=8 - n / 1e5)
+                        scripted.emit(
+                            ev.ROUND_DONE,
+                            0.001,
+                            round=n // 100,
+                            eval_loss=8 - n / 1e5,
+                            train_loss=8 - n / 1e5,
+                        )
                     else:
-                        scripted.emit(ev.CLIENT_PROGRESS, 0.001, round=n // 100 + 1,
-                                      client=n % 4, step=n % 100, steps_total=100, loss=7.0)
+                        scripted.emit(
+                            ev.CLIENT_PROGRESS,
+                            0.001,
+                            round=n // 100 + 1,
+                            client=n % 4,
+                            step=n % 100,
+                            steps_total=100,
+                            loss=7.0,
+                        )
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - tick)))
 
         producer = threading.Thread(target=produce)
@@ -112,13 +136,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_big_run(Path(tmp) / "big")
         read, shown, count = asyncio.run(replay_open_seconds(folder))
-    print(f"replay open: {count:,} events read in {read:.2f} s, monitor shown after "
-          f"{shown:.2f} s (target < 2 s)")
+    print(
+        f"replay open: {count:,} events read in {read:.2f} s, monitor shown after "
+        f"{shown:.2f} s (target < 2 s)"
+    )
     sent, renders, latencies = asyncio.run(live_ingest())
-    print(f"live ingest: {sent:,} events in 5 s ({sent / 5:,.0f}/s); chart redraws {renders} "
-          f"({sent / max(renders, 1):,.0f} events per redraw)")
-    print(f"key latency under load: median {1000 * statistics.median(latencies):.0f} ms, "
-          f"max {1000 * max(latencies):.0f} ms over {len(latencies)} key presses")
+    print(
+        f"live ingest: {sent:,} events in 5 s ({sent / 5:,.0f}/s); chart redraws {renders} "
+        f"({sent / max(renders, 1):,.0f} events per redraw)"
+    )
+    print(
+        f"key latency under load: median {1000 * statistics.median(latencies):.0f} ms, "
+        f"max {1000 * max(latencies):.0f} ms over {len(latencies)} key presses"
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ publishes nothing; what the UI needs from it still reaches the ServerApp inside 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,9 +22,7 @@ from multiprocessing.connection import Client, Connection, Listener
 from typing import Any
 
 from engine import events as ev
-
-ADDRESS_ENV = "FEDTUI_EVENTS_ADDRESS"
-KEY_ENV = "FEDTUI_EVENTS_KEY"
+from engine.process_env import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +31,14 @@ class EventPublisher:
     """The app side: publish events, receive commands. Never raises on a lost channel."""
 
     def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+        self._connection: Connection | None = connection
         self._lock = threading.Lock()
 
     @classmethod
     def from_env(cls, role: str, **identity: Any) -> EventPublisher | None:
         """Connect if the environment names a channel; `identity` (client, node_id) goes into
         the hello."""
-        address, key = os.environ.get(ADDRESS_ENV), os.environ.get(KEY_ENV)
+        address, key = os.environ.get(EVENTS_ADDRESS_ENV), os.environ.get(EVENTS_KEY_ENV)
         if not address or not key:
             return None
         host, _, port = address.rpartition(":")
@@ -85,8 +84,11 @@ class EventHub:
     """The controller side: accepts app connections and hands each hello to `on_hello` and each
     event to `on_event`."""
 
-    def __init__(self, on_event: Callable[[dict[str, Any]], None],
-                 on_hello: Callable[[dict[str, Any]], None] = lambda hello: None) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[dict[str, Any]], None],
+        on_hello: Callable[[dict[str, Any]], None] = lambda hello: None,
+    ) -> None:
         self._on_event = on_event
         self._on_hello = on_hello
         self._key = secrets.token_bytes(32)
@@ -99,7 +101,7 @@ class EventHub:
 
     def environment(self) -> dict[str, str]:
         host, port = self._listener.address
-        return {ADDRESS_ENV: f"{host}:{port}", KEY_ENV: self._key.hex()}
+        return {EVENTS_ADDRESS_ENV: f"{host}:{port}", EVENTS_KEY_ENV: self._key.hex()}
 
     def send_to_server(self, command: dict[str, Any]) -> None:
         """Deliver now if the ServerApp is connected, else as soon as it connects."""
@@ -124,8 +126,9 @@ class EventHub:
                 if self._closed:
                     return
                 continue  # a peer that failed authentication: keep listening
-            threading.Thread(target=self._read_loop, args=(connection,), daemon=True,
-                             name="event-hub-peer").start()
+            threading.Thread(
+                target=self._read_loop, args=(connection,), daemon=True, name="event-hub-peer"
+            ).start()
 
     def _read_loop(self, connection: Connection) -> None:
         try:
@@ -142,8 +145,11 @@ class EventHub:
                 try:
                     ev.check(message)
                 except ValueError as err:
-                    message = ev.make(ev.ERROR, message=f"malformed event from "
-                                      f"{hello.get('role')} pid {hello.get('pid')}: {err}")
+                    message = ev.make(
+                        ev.ERROR,
+                        message=f"malformed event from "
+                        f"{hello.get('role')} pid {hello.get('pid')}: {err}",
+                    )
                 self._on_event(message)
         except (OSError, EOFError, ValueError):
             pass
@@ -155,7 +161,5 @@ class EventHub:
 
     @staticmethod
     def _send(connection: Connection, command: dict[str, Any]) -> None:
-        try:
+        with contextlib.suppress(OSError):
             connection.send_bytes(json.dumps(command).encode())
-        except OSError:
-            pass

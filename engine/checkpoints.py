@@ -22,8 +22,9 @@ INFO_FILE = "fedtui-checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
-def save(folder: Path, kind: str, round_: int, write: Callable[[Path], None],
-         info: dict[str, Any]) -> Path:
+def save(
+    folder: Path, kind: str, round_: int, write: Callable[[Path], None], info: dict[str, Any]
+) -> Path:
     """Write a `kind` checkpoint ("best" or "last") for `round_` with `write(tmp_folder)` and
     point `folder/kind` at it."""
     folder.mkdir(parents=True, exist_ok=True)

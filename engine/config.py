@@ -21,13 +21,28 @@ EMBEDDED_DATASET = "embedded:stdlib-code"
 
 STRATEGIES = ("fedprox", "fedavg", "fedavgm")
 PARTITIONS = ("iid", "by-source")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRANSFER_DTYPES = ("fp32", "fp16")
+AGGREGATIONS = ("streaming", "flower")
 
 
-def _spec(default: Any, help: str, *, choices: tuple = (), minimum: float | None = None,
-          exclusive_minimum: bool = False) -> Any:
-    return field(default=default, metadata={
-        "help": help, "choices": choices, "minimum": minimum, "exclusive": exclusive_minimum,
-    })
+def _spec(
+    default: Any,
+    help: str,
+    *,
+    choices: tuple = (),
+    minimum: float | None = None,
+    exclusive_minimum: bool = False,
+) -> Any:
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "choices": choices,
+            "minimum": minimum,
+            "exclusive": exclusive_minimum,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -38,21 +53,48 @@ class EarlyStopping:
 
 
 @dataclass(frozen=True)
+class Lora:
+    enabled: bool = _spec(
+        False,
+        "train LoRA adapters (peft) instead of every weight; only the "
+        "adapters travel and are aggregated",
+    )
+    r: int = _spec(8, "LoRA rank", minimum=1)
+    alpha: int = _spec(16, "LoRA scaling alpha (the update is scaled by alpha / r)", minimum=1)
+    dropout: float = _spec(0.05, "dropout on the LoRA path", minimum=0.0)
+    target_modules: str | list[str] = field(
+        default="auto",
+        metadata={
+            "help": 'modules to adapt: "auto" (peft\'s default for the architecture) or a list of '
+            'module names like ["q_proj", "v_proj"]',
+            "choices": (),
+            "minimum": None,
+            "exclusive": False,
+        },
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = _spec("", "run name shown in the UI and used in the run id")
     model: str = _spec(EMBEDDED_MODEL, "embedded:tiny-opt, a Hub name or a save_pretrained folder")
-    dataset: str = _spec(EMBEDDED_DATASET,
-                         "embedded:stdlib-code, a Hub name or a .jsonl/.json/.parquet/.txt file")
+    dataset: str = _spec(
+        EMBEDDED_DATASET, "embedded:stdlib-code, a Hub name or a .jsonl/.json/.parquet/.txt file"
+    )
     text_column: str = _spec("content", "column holding the text (Hub and file datasets)")
     source_column: str = _spec("repo_name", "column naming each row's source (partition=by-source)")
     num_clients: int = _spec(2, "number of clients (one SuperNode each)", minimum=1)
     samples_per_client: int = _spec(256, "training samples held by each client", minimum=1)
-    eval_samples: int = _spec(128, "held-out samples for the server's central evaluation", minimum=1)
-    partition: str = _spec("iid", "iid, or by-source: each client holds different sources",
-                           choices=PARTITIONS)
+    eval_samples: int = _spec(
+        128, "held-out samples for the server's central evaluation", minimum=1
+    )
+    partition: str = _spec(
+        "iid", "iid, or by-source: each client holds different sources", choices=PARTITIONS
+    )
     local_epochs: int = _spec(1, "local epochs per round", minimum=1)
-    learning_rate: float = _spec(1e-3, "client AdamW learning rate", minimum=0.0,
-                                 exclusive_minimum=True)
+    learning_rate: float = _spec(
+        1e-3, "client AdamW learning rate", minimum=0.0, exclusive_minimum=True
+    )
     train_batch_size: int = _spec(8, "client training batch size", minimum=1)
     eval_batch_size: int = _spec(16, "central evaluation batch size", minimum=1)
     seq_len: int = _spec(64, "tokens per sample", minimum=8)
@@ -60,18 +102,49 @@ class RunConfig:
     strategy: str = _spec("fedprox", "fedprox, fedavg or fedavgm", choices=STRATEGIES)
     proximal_mu: float = _spec(0.1, "FedProx proximal term weight mu", minimum=0.0)
     server_momentum: float = _spec(0.9, "FedAvgM server momentum", minimum=0.0)
-    server_learning_rate: float = _spec(1.0, "FedAvgM server learning rate", minimum=0.0,
-                                        exclusive_minimum=True)
+    server_learning_rate: float = _spec(
+        1.0, "FedAvgM server learning rate", minimum=0.0, exclusive_minimum=True
+    )
     seed: int = _spec(0, "seed for model init, data split and shuffling")
     device: str = _spec("auto", "auto, cpu, cuda or cuda:N")
-    threads_per_client: int = _spec(0, "torch threads per client process (0: cores / clients)",
-                                    minimum=0)
-    client_gpus: list[int] = field(default_factory=list, metadata={
-        "help": "GPU index per client, cycled (empty: round-robin over all GPUs)",
-        "choices": (), "minimum": 0, "exclusive": False})
-    round_timeout: float = _spec(3600.0, "seconds to wait for client replies in a round",
-                                 minimum=0.0, exclusive_minimum=True)
+    threads_per_client: int = _spec(
+        0, "torch threads per client process (0: cores / clients)", minimum=0
+    )
+    client_gpus: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "GPU index per client, cycled (empty: round-robin over all GPUs)",
+            "choices": (),
+            "minimum": 0,
+            "exclusive": False,
+        },
+    )
+    round_timeout: float = _spec(
+        3600.0, "seconds to wait for client replies in a round", minimum=0.0, exclusive_minimum=True
+    )
+    precision: str = _spec(
+        "auto",
+        "compute precision: auto (bf16 where the GPU supports it, "
+        "else fp32), fp32, bf16 or fp16; weights stay fp32",
+        choices=PRECISIONS,
+    )
+    transfer_dtype: str = _spec(
+        "fp32", "dtype of the weights sent between server and clients", choices=TRANSFER_DTYPES
+    )
+    gradient_checkpointing: bool = _spec(
+        False, "recompute activations in the backward pass (less memory, ~30% more compute)"
+    )
+    grad_accum_steps: int = _spec(
+        1, "batches whose gradients add up before an optimizer step", minimum=1
+    )
+    aggregation: str = _spec(
+        "streaming",
+        "streaming: fold each reply in as it arrives; flower: "
+        "Flower's strategy.aggregate_train over all replies",
+        choices=AGGREGATIONS,
+    )
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    lora: Lora = field(default_factory=Lora)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,13 +154,15 @@ class RunConfig:
 
 
 def describe_strategy(config: dict[str, Any]) -> str:
-    """"FedProx mu=0.1" and the like, from a config table (recorded runs hold tables)."""
+    """ "FedProx mu=0.1" and the like, from a config table (recorded runs hold tables)."""
     name = config.get("strategy", "?")
     if name == "fedprox":
         return f"FedProx mu={config.get('proximal_mu', 0):g}"
     if name == "fedavgm":
-        return (f"FedAvgM momentum={config.get('server_momentum', 0):g} "
-                f"server lr={config.get('server_learning_rate', 1):g}")
+        return (
+            f"FedAvgM momentum={config.get('server_momentum', 0):g} "
+            f"server lr={config.get('server_learning_rate', 1):g}"
+        )
     return "FedAvg" if name == "fedavg" else str(name)
 
 
@@ -97,8 +172,9 @@ def presets() -> dict[str, Path]:
     return {Path(p.name).stem: Path(str(p)) for p in folder.iterdir() if p.name.endswith(".toml")}
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
-                ) -> RunConfig:
+def load_config(
+    source: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> RunConfig:
     """Resolve defaults, then `source` (a TOML path or a preset name), then `--set` overrides."""
     values: dict[str, Any] = {}
     if source is not None:
@@ -159,8 +235,9 @@ def _locate(source: str) -> Path:
         return known[source]
     if path.suffix == ".toml" or "/" in source:
         raise ConfigError(f"config file not found: {source}")
-    raise ConfigError(f"no config file or preset named {source!r} "
-                      f"(presets: {', '.join(sorted(known))})")
+    raise ConfigError(
+        f"no config file or preset named {source!r} (presets: {', '.join(sorted(known))})"
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -194,27 +271,40 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
         if name not in values:
             continue
         value = values[name]
-        if f.type == "EarlyStopping":
+        if f.type in _TABLES:
             if not isinstance(value, dict):
                 raise ConfigError(f"config key {prefix + name!r} must be a table")
-            kwargs[name] = _build(EarlyStopping, value, prefix=f"{prefix}{name}.")
+            kwargs[name] = _build(_TABLES[f.type], value, prefix=f"{prefix}{name}.")
         else:
             kwargs[name] = _check_value(f"{prefix}{name}", f, value)
     return cls(**kwargs)
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+_TABLES = {"EarlyStopping": EarlyStopping, "Lora": Lora}
 
 
 def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
     if f.type == "list[int]":
         if not isinstance(value, list) or not all(
-                isinstance(item, int) and not isinstance(item, bool) and item >= 0
-                for item in value):
-            raise ConfigError(f"config key {key!r} must be a list of GPU indices like [0, 1], "
-                              f"got {value!r}")
+            isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
+        ):
+            raise ConfigError(
+                f"config key {key!r} must be a list of GPU indices like [0, 1], got {value!r}"
+            )
         return value
-    expected = _TYPES[f.type]
+    if f.type == "str | list[str]":
+        if value == "auto" or (
+            isinstance(value, list)
+            and value
+            and all(isinstance(item, str) and item for item in value)
+        ):
+            return value
+        raise ConfigError(
+            f'config key {key!r} must be "auto" or a list of module names like '
+            f'["q_proj", "v_proj"], got {value!r}'
+        )
+    expected = _TYPES[str(f.type)]  # a name: this module's annotations are strings
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -228,7 +318,7 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
         if too_small:
             relation = ">" if f.metadata["exclusive"] else ">="
             raise ConfigError(f"config key {key!r} must be {relation} {minimum:g}, got {value!r}")
-    if key == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(value)):
+    if key == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(str(value))):
         raise ConfigError(f"config key 'device' must be auto, cpu, cuda or cuda:N; got {value!r}")
     return value
 

@@ -12,6 +12,9 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | run_started       | run_id, config (resolved, as a table), version, [imported_from] (a run    |
 |                   | rebuilt from a report's tables: it has only what the report gives)        |
 | notice            | message (a phase of the run: preparing data, starting Flower, ...)        |
+| model_info        | model, total_params, trainable_params, precision (compute dtype in use),  |
+|                   | transfer_dtype, device, lora_r (None: full fine-tuning),                  |
+|                   | gradient_checkpointing (the ServerApp, once it has loaded the model)      |
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
 | run_resumed       | from_round, config (a stopped run continues in the same file)             |
@@ -58,6 +61,7 @@ SCHEMA_VERSION = 1
 RUN_STARTED = "run_started"
 RUN_RESUMED = "run_resumed"
 NOTICE = "notice"
+MODEL_INFO = "model_info"
 PROCESS_STARTED = "process_started"
 PROCESS_EXITED = "process_exited"
 ROUND_STARTED = "round_started"
@@ -77,6 +81,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     RUN_STARTED: ("run_id", "config"),
     RUN_RESUMED: ("from_round", "config"),
     NOTICE: ("message",),
+    MODEL_INFO: ("model", "total_params", "trainable_params", "precision"),
     PROCESS_STARTED: ("role", "pid"),
     PROCESS_EXITED: ("role", "pid"),
     ROUND_STARTED: ("round",),
@@ -94,6 +99,12 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 FINAL_STATUSES = ("completed", "stopped", "aborted", "failed")
+
+# A `warning` is sent when a client's VRAM passes this share of its GPU's memory, and again only
+# after it has dropped below the re-arm share (so a client hovering at 90% is not warned each
+# sample); views mark a client or device past it.
+MEMORY_WARNING_FRACTION = 0.9
+MEMORY_REARM_FRACTION = 0.8
 
 Event = dict[str, Any]
 
@@ -117,8 +128,11 @@ def check(event: Event) -> None:
 def stamp(event: Event, now: float | None = None) -> Event:
     """The event as it is written and handed to views: version and time first, non-finite
     numbers as None."""
-    return {"v": SCHEMA_VERSION, "t": time.time() if now is None else now,
-            **{key: _finite(value) for key, value in event.items()}}
+    return {
+        "v": SCHEMA_VERSION,
+        "t": time.time() if now is None else now,
+        **{key: _finite(value) for key, value in event.items()},
+    }
 
 
 def _finite(value: Any) -> Any:
@@ -142,8 +156,8 @@ def read_events(path: Path) -> list[Event]:
 def iter_events(path: Path) -> Iterator[Event]:
     """Events of an events.jsonl file. A torn last line (a crash mid-write) is skipped; any other
     unreadable line raises RunFolderError naming the line."""
-    try:
-        handle = open(path, "rb")
+    try:  # not `with open()`: only a failure to open becomes RunFolderError
+        handle = open(path, "rb")  # noqa: SIM115
     except OSError as err:
         raise RunFolderError(f"cannot read {path}: {err.strerror}") from None
     with handle:
@@ -160,6 +174,8 @@ def iter_events(path: Path) -> Iterator[Event]:
                 return
             raise RunFolderError(f"{path}:{number}: not a valid event ({err})") from None
         if event.get("v", 0) > SCHEMA_VERSION:
-            raise RunFolderError(f"{path}:{number}: event schema v{event['v']} is newer than "
-                                 f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui")
+            raise RunFolderError(
+                f"{path}:{number}: event schema v{event['v']} is newer than "
+                f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui"
+            )
         yield event

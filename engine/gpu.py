@@ -9,9 +9,14 @@ devices go on being sampled.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
-from types import ModuleType
 from typing import Any
+
+try:
+    import pynvml
+except ImportError:  # a declared dependency; a broken install gets a reason, not a crash
+    pynvml = None
 
 _NOT_AVAILABLE = (1 << 64) - 1  # NVML's "N/A" for per-process memory (WDDM, MIG)
 
@@ -34,21 +39,21 @@ class ProcessSample:
 
 
 class GpuSampler:
-    def __init__(self, nvml: ModuleType | None = None) -> None:
+    def __init__(self, nvml: Any = None) -> None:
+        """`nvml`: the `pynvml` module (the default) or a stand-in with the same names."""
         self.unavailable: str | None = None
-        self._nvml = nvml
+        self._nvml: Any = nvml if nvml is not None else pynvml
         self._handles: list[Any] = []
         self._lost: set[int] = set()
-        try:
-            if self._nvml is None:
-                import pynvml
-
-                self._nvml = pynvml
-            self._nvml.nvmlInit()
-            self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i)
-                             for i in range(self._nvml.nvmlDeviceGetCount())]
-        except ImportError:
+        if self._nvml is None:
             self.unavailable = "nvidia-ml-py is not installed"
+            return
+        try:
+            self._nvml.nvmlInit()
+            self._handles = [
+                self._nvml.nvmlDeviceGetHandleByIndex(i)
+                for i in range(self._nvml.nvmlDeviceGetCount())
+            ]
         except Exception as err:  # NVMLError and its kinds, or a library mismatch
             self.unavailable = describe_nvml_error(self._nvml, err)
         if not self.unavailable and not self._handles:
@@ -76,25 +81,28 @@ class GpuSampler:
 
     def close(self) -> None:
         if not self.unavailable:
-            try:
+            with contextlib.suppress(Exception):
                 self._nvml.nvmlShutdown()
-            except Exception:
-                pass
 
     def _device(self, index: int, handle) -> DeviceSample:
         name = self._optional(self._nvml.nvmlDeviceGetName, handle) or f"GPU {index}"
         memory = self._optional(self._nvml.nvmlDeviceGetMemoryInfo, handle)
         rates = self._optional(self._nvml.nvmlDeviceGetUtilizationRates, handle)
-        return DeviceSample(index, name.decode() if isinstance(name, bytes) else str(name),
-                            int(memory.total) if memory else None,
-                            int(memory.used) if memory else None,
-                            int(rates.gpu) if rates else None)
+        return DeviceSample(
+            index,
+            name.decode() if isinstance(name, bytes) else str(name),
+            int(memory.total) if memory else None,
+            int(memory.used) if memory else None,
+            int(rates.gpu) if rates else None,
+        )
 
     def _processes(self, index: int, handle) -> list[ProcessSample]:
         running = None
-        for name in ("nvmlDeviceGetComputeRunningProcesses_v3",
-                     "nvmlDeviceGetComputeRunningProcesses_v2",
-                     "nvmlDeviceGetComputeRunningProcesses"):
+        for name in (
+            "nvmlDeviceGetComputeRunningProcesses_v3",
+            "nvmlDeviceGetComputeRunningProcesses_v2",
+            "nvmlDeviceGetComputeRunningProcesses",
+        ):
             call = getattr(self._nvml, name, None)
             if call is None:
                 continue
@@ -112,8 +120,11 @@ class GpuSampler:
         samples = []
         for process in running or []:
             used = getattr(process, "usedGpuMemory", None)
-            samples.append(ProcessSample(int(process.pid), index,
-                                         None if used in (None, _NOT_AVAILABLE) else int(used)))
+            samples.append(
+                ProcessSample(
+                    int(process.pid), index, None if used in (None, _NOT_AVAILABLE) else int(used)
+                )
+            )
         return samples
 
     def _optional(self, call, handle):
@@ -126,13 +137,15 @@ class GpuSampler:
             return None
 
 
-def describe_nvml_error(nvml: ModuleType | None, err: Exception) -> str:
+def describe_nvml_error(nvml: Any, err: Exception) -> str:
     """Why NVML is unusable, in a user's words."""
-    kinds = (("NVMLError_LibraryNotFound", "NVML library not found (no NVIDIA driver)"),
-             ("NVMLError_DriverNotLoaded", "NVIDIA driver not loaded"),
-             ("NVMLError_NoPermission", "no permission to use NVML"),
-             ("NVMLError_LibRmVersionMismatch", "NVIDIA driver and library versions differ"),
-             ("NVMLError_GpuIsLost", "GPU lost"))
+    kinds = (
+        ("NVMLError_LibraryNotFound", "NVML library not found (no NVIDIA driver)"),
+        ("NVMLError_DriverNotLoaded", "NVIDIA driver not loaded"),
+        ("NVMLError_NoPermission", "no permission to use NVML"),
+        ("NVMLError_LibRmVersionMismatch", "NVIDIA driver and library versions differ"),
+        ("NVMLError_GpuIsLost", "GPU lost"),
+    )
     for name, text in kinds:
         kind = getattr(nvml, name, None)
         if kind is not None and isinstance(err, kind):
@@ -142,7 +155,7 @@ def describe_nvml_error(nvml: ModuleType | None, err: Exception) -> str:
     return f"NVML failed: {err}"
 
 
-def _is_library_mismatch(nvml: ModuleType | None, err: Exception) -> bool:
+def _is_library_mismatch(nvml: Any, err: Exception) -> bool:
     mismatch = getattr(nvml, "NVMLLibraryMismatchError", None)
     return mismatch is not None and isinstance(err, mismatch)
 

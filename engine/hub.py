@@ -10,6 +10,8 @@ import os
 import socket
 from urllib.parse import urlparse
 
+from huggingface_hub.constants import HF_HUB_CACHE
+
 from engine.errors import ConfigError
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -22,8 +24,9 @@ def check_hub_name(name: str, kind: str) -> None:
         return
     reason = offline_reason()
     if reason:
-        raise ConfigError(f"cannot load {kind} {name!r}: it is not in the local Hugging Face "
-                          f"cache and {reason}")
+        raise ConfigError(
+            f"cannot load {kind} {name!r}: it is not in the local Hugging Face cache and {reason}"
+        )
 
 
 def offline_reason() -> str | None:
@@ -35,13 +38,14 @@ def offline_reason() -> str | None:
     try:
         socket.create_connection((host, port), timeout=3).close()
     except OSError as err:
-        return f"the Hub ({host}) cannot be reached ({err.strerror or err}); is this machine offline?"
+        return (
+            f"the Hub ({host}) cannot be reached ({err.strerror or err}); is this machine offline?"
+        )
     return None
 
 
 def _cached(name: str, kind: str) -> bool:
-    from huggingface_hub.constants import HF_HUB_CACHE
-
-    folder = os.path.join(os.environ.get("HF_HUB_CACHE", HF_HUB_CACHE),
-                          f"{kind}s--{name.replace('/', '--')}")
+    folder = os.path.join(
+        os.environ.get("HF_HUB_CACHE", HF_HUB_CACHE), f"{kind}s--{name.replace('/', '--')}"
+    )
     return os.path.isdir(os.path.join(folder, "snapshots"))

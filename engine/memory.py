@@ -8,15 +8,13 @@ job) count on their device's total only.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import psutil
 
 from engine import events as ev
 from engine.gpu import GpuSampler, to_event_fields
-
-WARNING_FRACTION = 0.9
-REARM_FRACTION = 0.8  # a client warned once is warned again only after dropping below this
 
 
 class ClientMemorySampler:
@@ -34,36 +32,52 @@ class ClientMemorySampler:
         warnings = []
         for client in range(self.num_clients):
             pids = [pid for pid, owner in owners.items() if owner == client]
-            on_gpu = [g for g in gpu_processes if g.pid in pids and g.used_bytes is not None]
-            vram = sum(g.used_bytes for g in on_gpu) if on_gpu else None
-            device = on_gpu[0].device if on_gpu else None
-            clients[str(client)] = {"rss_bytes": host_rss(pids), "vram_bytes": vram,
-                                    "device": device, "source": "nvml" if on_gpu else None}
-            warning = self._warning(client, vram, totals.get(device))
+            on_gpu = [
+                (g.device, g.used_bytes)
+                for g in gpu_processes
+                if g.pid in pids and g.used_bytes is not None
+            ]
+            vram = sum(used for _, used in on_gpu) if on_gpu else None
+            device = on_gpu[0][0] if on_gpu else None
+            clients[str(client)] = {
+                "rss_bytes": host_rss(pids),
+                "vram_bytes": vram,
+                "device": device,
+                "source": "nvml" if on_gpu else None,
+            }
+            total = totals.get(device) if device is not None else None
+            warning = self._warning(client, vram, total)
             if warning is not None:
                 warnings.append(warning)
-        return warnings + [ev.make(ev.GPU_SAMPLE, devices=to_event_fields(devices),
-                                   clients=clients, unavailable=self.gpu.unavailable)]
+        return warnings + [
+            ev.make(
+                ev.GPU_SAMPLE,
+                devices=to_event_fields(devices),
+                clients=clients,
+                unavailable=self.gpu.unavailable,
+            )
+        ]
 
     def _warning(self, client: int, used: int | None, total: int | None) -> ev.Event | None:
         if used is None or not total:
             return None
         fraction = used / total
-        if fraction < REARM_FRACTION:
+        if fraction < ev.MEMORY_REARM_FRACTION:
             self._warned.discard(client)
-        if fraction < WARNING_FRACTION or client in self._warned:
+        if fraction < ev.MEMORY_WARNING_FRACTION or client in self._warned:
             return None
         self._warned.add(client)
-        return ev.make(ev.WARNING, client=client,
-                       message=f"client {client} uses {fraction:.0%} of its GPU's memory: "
-                               f"close to out-of-memory")
+        return ev.make(
+            ev.WARNING,
+            client=client,
+            message=f"client {client} uses {fraction:.0%} of its GPU's memory: "
+            f"close to out-of-memory",
+        )
 
 
 def host_rss(pids: list[int]) -> int:
     total = 0
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.Error):  # ended meanwhile, or not ours to read
             total += psutil.Process(pid).memory_info().rss
-        except psutil.Error:
-            pass
     return total

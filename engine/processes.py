@@ -8,6 +8,7 @@ it) and ends them one by one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -35,7 +36,7 @@ class TrackedProcess:
     role: str
     client: int | None
     created: float
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen[bytes] | None = None
     alive: bool = True
     returncode: int | None = None
 
@@ -53,14 +54,27 @@ class ProcessTable:
         self._on_exited = on_exited
         self._tracked: dict[tuple[int, float], TrackedProcess] = {}
 
-    def spawn(self, role: str, argv: list[str], *, env: dict[str, str], log_path: Path,
-              client: int | None = None) -> TrackedProcess:
+    def spawn(
+        self,
+        role: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        log_path: Path,
+        client: int | None = None,
+    ) -> TrackedProcess:
         """Start a process in its own session (a terminal's Ctrl+C reaches only fedtui), with
         its output in `log_path`, and have the kernel end it if fedtui itself dies."""
         with open(log_path, "ab") as log:
-            popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+            popen = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
         process = TrackedProcess(popen.pid, role, client, _created(popen.pid), popen)
         self._track(process)
         return process
@@ -138,10 +152,8 @@ class ProcessTable:
     def _signal(self, process: TrackedProcess, signum: int) -> None:
         if not self._still_running(process):
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def _created(pid: int) -> float:

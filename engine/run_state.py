@@ -19,6 +19,7 @@ class RoundResult:
     eval_seconds: float | None = None
     bytes_sent: int | None = None
     bytes_received: int | None = None
+    clients_sent: int | None = None  # how many clients the round's model went to
     client_train_loss: dict[int, float] = field(default_factory=dict)
     client_examples: dict[int, int] = field(default_factory=dict)
 
@@ -75,6 +76,7 @@ class RunState:
     early_stop_reason: str | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
     gpu_unavailable: str | None = None
+    model: dict[str, Any] = field(default_factory=dict)  # the model_info event's fields
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -140,8 +142,12 @@ class RunState:
     def _on_notice(self, event: ev.Event) -> None:
         self.notice = event["message"]
 
+    def _on_model_info(self, event: ev.Event) -> None:
+        self.model = {key: value for key, value in event.items() if key not in ("v", "t", "type")}
+
     def _on_round_started(self, event: ev.Event) -> None:
         self.current_round = event["round"]
+        self._round(event["round"]).clients_sent = event.get("clients")
         for client in self.clients.values():
             if client.state != "failed":
                 client.state = "waiting"
@@ -163,7 +169,11 @@ class RunState:
         client.loss = event.get("loss")
         if event.get("vram_bytes") is not None and client.vram_source != "nvml":
             client.record_vram(event["vram_bytes"], "torch")
-        if now is not None and client.round_started_at is not None and now > client.round_started_at:
+        if (
+            now is not None
+            and client.round_started_at is not None
+            and now > client.round_started_at
+        ):
             client.steps_per_second = client.step / (now - client.round_started_at)
 
     def _on_client_round_done(self, event: ev.Event) -> None:
@@ -187,8 +197,14 @@ class RunState:
         result.bytes_received = event.get("bytes_received")
         self.current_round = event["round"]
         self.rounds_without_improvement = event.get("rounds_without_improvement", 0)
-        if event["eval_loss"] is not None and (self.best_eval_loss is None
-                                               or event["eval_loss"] < self.best_eval_loss):
+        if "best_round" in event:  # the ServerApp's own judgement
+            self.best_round = event["best_round"]
+            best = self.rounds.get(event["best_round"])
+            self.best_eval_loss = best.eval_loss if best is not None else None
+        elif event["eval_loss"] is not None and (
+            self.best_eval_loss is None or event["eval_loss"] < self.best_eval_loss
+        ):
+            # a run imported from a report's tables has no ServerApp judgement to take
             self.best_round, self.best_eval_loss = event["round"], event["eval_loss"]
 
     def _on_checkpoint_saved(self, event: ev.Event) -> None:
@@ -196,8 +212,11 @@ class RunState:
             self.best_checkpoint_round = event["round"]
 
     def _on_early_stopping_changed(self, event: ev.Event) -> None:
-        self.early_stopping.update(enabled=event["enabled"], patience=event["patience"],
-                                   min_delta=event.get("min_delta", 0.0))
+        self.early_stopping.update(
+            enabled=event["enabled"],
+            patience=event["patience"],
+            min_delta=event.get("min_delta", 0.0),
+        )
 
     def _on_gpu_sample(self, event: ev.Event) -> None:
         self.devices = event["devices"]
@@ -212,9 +231,13 @@ class RunState:
             elif client.vram_source == "nvml":  # no ClientApp on the GPU right now
                 client.vram_bytes = 0
             total = totals.get(client.device)
-            client.device_fraction = (client.vram_bytes / total
-                                      if total and client.vram_bytes is not None else None)
-            if client.device_fraction is not None and client.device_fraction < 0.8:
+            client.device_fraction = (
+                client.vram_bytes / total if total and client.vram_bytes is not None else None
+            )
+            if (
+                client.device_fraction is not None
+                and client.device_fraction < ev.MEMORY_REARM_FRACTION
+            ):
                 client.memory_warning = False
             shown = client.vram_bytes if client.vram_source else client.rss_bytes
             if shown is not None:
@@ -254,6 +277,7 @@ _HANDLERS = {
     ev.CHECKPOINT_SAVED: RunState._on_checkpoint_saved,
     ev.EARLY_STOPPING_CHANGED: RunState._on_early_stopping_changed,
     ev.NOTICE: RunState._on_notice,
+    ev.MODEL_INFO: RunState._on_model_info,
     ev.ROUND_STARTED: RunState._on_round_started,
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,

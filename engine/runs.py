@@ -1,4 +1,5 @@
-"""Run folders: open one, list a folder of them, export per-round metrics."""
+"""Run folders: find one (by path, or a sample run by name), open one, list a folder of them,
+export per-round metrics."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from engine.errors import RunFolderError
@@ -13,8 +15,33 @@ from engine.events import Event, read_events
 from engine.run_state import RunState
 
 EVENTS_FILE = "events.jsonl"
-EXPORT_COLUMNS = ("round", "eval_loss", "train_loss", "seconds", "eval_seconds", "bytes_sent",
-                  "bytes_received", "clients")
+EXPORT_COLUMNS = (
+    "round",
+    "eval_loss",
+    "train_loss",
+    "seconds",
+    "eval_seconds",
+    "bytes_sent",
+    "bytes_received",
+    "clients",
+    "bytes_sent_per_client",
+    "bytes_received_per_client",
+)
+
+
+def sample_runs_folder() -> Path:
+    """The recorded runs that ship with fedtui (package data), wherever it is installed."""
+    return Path(str(resources.files("sample_runs")))
+
+
+def find_run(path_or_name: str | Path) -> Path:
+    """A run folder: the path itself, or, where no such path exists, the sample run of that name
+    (`seed-opt350m-codeparrot-fedprox-mu0.1`)."""
+    path = Path(path_or_name)
+    sample = sample_runs_folder() / path.name
+    if not path.exists() and path.name == str(path_or_name) and (sample / EVENTS_FILE).is_file():
+        return sample
+    return path
 
 
 def read_run_events(path: str | Path) -> list[Event]:
@@ -58,24 +85,48 @@ def export_rows(state: RunState) -> list[dict]:
     rows = []
     for number in sorted(state.rounds):
         result = state.rounds[number]
-        rows.append({
-            "round": number, "eval_loss": result.eval_loss, "train_loss": result.train_loss,
-            "seconds": result.seconds, "eval_seconds": result.eval_seconds,
-            "bytes_sent": result.bytes_sent, "bytes_received": result.bytes_received,
-            "clients": None if state.imported_from else len(result.client_train_loss),
-        })
+        replies = None if state.imported_from else len(result.client_train_loss)
+        rows.append(
+            {
+                "round": number,
+                "eval_loss": result.eval_loss,
+                "train_loss": result.train_loss,
+                "seconds": result.seconds,
+                "eval_seconds": result.eval_seconds,
+                "bytes_sent": result.bytes_sent,
+                "bytes_received": result.bytes_received,
+                "clients": replies,
+                "bytes_sent_per_client": _per(result.bytes_sent, result.clients_sent),
+                "bytes_received_per_client": _per(result.bytes_received, replies),
+            }
+        )
     return rows
 
 
 def export(state: RunState, fmt: str) -> str:
     rows = export_rows(state)
     if fmt == "json":
-        return json.dumps({"run_id": state.run_id, "status": state.status,
-                           "best_round": state.best_round, "best_eval_loss": state.best_eval_loss,
-                           "rounds": rows}, indent=2) + "\n"
+        return (
+            json.dumps(
+                {
+                    "run_id": state.run_id,
+                    "status": state.status,
+                    "best_round": state.best_round,
+                    "best_eval_loss": state.best_eval_loss,
+                    "model": state.model or None,
+                    "rounds": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
     return buffer.getvalue()
+
+
+def _per(total: int | None, clients: int | None) -> int | None:
+    return None if total is None or not clients else total // clients

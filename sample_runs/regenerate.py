@@ -20,8 +20,13 @@ from engine.config import RunConfig, load_config
 from engine.controller import RunController
 
 HERE = Path(__file__).parent
-SHARED = ["partition=by-source", "samples_per_client=128", "local_epochs=4",
-          "learning_rate=3e-3", "rounds=8"]
+SHARED = [
+    "partition=by-source",
+    "samples_per_client=128",
+    "local_epochs=4",
+    "learning_rate=3e-3",
+    "rounds=8",
+]
 RECORDED = {
     "fedprox-mu0.1": ["strategy=fedprox", "proximal_mu=0.1"],
     "fedprox-mu0.01": ["strategy=fedprox", "proximal_mu=0.01"],
@@ -48,8 +53,10 @@ def record(name: str, runs_dir: Path, extra: list[str] = ()) -> Path:
 def main(names: list[str]) -> int:
     unknown = sorted(set(names) - set(RECORDED))
     if unknown:
-        print(f"unknown sample run(s): {', '.join(unknown)}; known: {', '.join(RECORDED)}",
-              file=sys.stderr)
+        print(
+            f"unknown sample run(s): {', '.join(unknown)}; known: {', '.join(RECORDED)}",
+            file=sys.stderr,
+        )
         return 2
     for name in names or RECORDED:
         record(name, HERE)

@@ -21,10 +21,16 @@ class FakeNvml:
     NVMLError_NoPermission = _kind("NVMLError_NoPermission")
     NVMLError_LibRmVersionMismatch = _kind("NVMLError_LibRmVersionMismatch")
 
-    def __init__(self, devices=(("NVIDIA H100 80GB HBM3", 80 << 30),), init_error=None,
-                 without_v3=False, not_supported=()):
-        self.devices = [dict(name=name, total=total, used=0, util=50, processes={})
-                        for name, total in devices]
+    def __init__(
+        self,
+        devices=(("NVIDIA H100 80GB HBM3", 80 << 30),),
+        init_error=None,
+        without_v3=False,
+        not_supported=(),
+    ):
+        self.devices = [
+            dict(name=name, total=total, used=0, util=50, processes={}) for name, total in devices
+        ]
         self.init_error = init_error
         self.without_v3 = without_v3
         self.not_supported = set(not_supported)
@@ -64,8 +70,10 @@ class FakeNvml:
 
     def _running(self, handle, call):
         device = self._device(handle, call)
-        return [SimpleNamespace(pid=pid, usedGpuMemory=used)
-                for pid, used in device["processes"].items()]
+        return [
+            SimpleNamespace(pid=pid, usedGpuMemory=used)
+            for pid, used in device["processes"].items()
+        ]
 
     def nvmlDeviceGetComputeRunningProcesses_v3(self, handle):
         if self.without_v3:

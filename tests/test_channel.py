@@ -7,7 +7,8 @@ import time
 import pytest
 
 from engine import events as ev
-from engine.channel import ADDRESS_ENV, KEY_ENV, EventHub, EventPublisher
+from engine.channel import EventHub, EventPublisher
+from engine.process_env import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
 from tests.waiting import wait_for
 
 
@@ -25,22 +26,28 @@ def hub():
     hub.close()
 
 
-
 def test_events_from_another_process_reach_the_controller(hub):
-    script = ("from engine.channel import EventPublisher\n"
-              "p = EventPublisher.from_env(role='client', client=3)\n"
-              "p.publish('client_progress', round=1, client=3, step=2, steps_total=9, loss=1.5)\n"
-              "p.close()\n")
-    subprocess.run([sys.executable, "-c", script], env={**os.environ, **hub.environment()},
-                   check=True, timeout=60)
+    script = (
+        "from engine.channel import EventPublisher\n"
+        "p = EventPublisher.from_env(role='client', client=3)\n"
+        "p.publish('client_progress', round=1, client=3, step=2, steps_total=9, loss=1.5)\n"
+        "p.close()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **hub.environment()},
+        check=True,
+        timeout=60,
+    )
     wait_for(lambda: hub.received)
-    assert hub.received == [ev.make(ev.CLIENT_PROGRESS, round=1, client=3, step=2,
-                                    steps_total=9, loss=1.5)]
+    assert hub.received == [
+        ev.make(ev.CLIENT_PROGRESS, round=1, client=3, step=2, steps_total=9, loss=1.5)
+    ]
 
 
 def test_a_peer_without_the_key_is_refused(hub, monkeypatch):
-    monkeypatch.setenv(ADDRESS_ENV, hub.environment()[ADDRESS_ENV])
-    monkeypatch.setenv(KEY_ENV, "00" * 32)
+    monkeypatch.setenv(EVENTS_ADDRESS_ENV, hub.environment()[EVENTS_ADDRESS_ENV])
+    monkeypatch.setenv(EVENTS_KEY_ENV, "00" * 32)
     assert EventPublisher.from_env(role="client", client=0) is None
     time.sleep(0.2)
     assert hub.received == []
@@ -71,7 +78,7 @@ def test_malformed_events_are_recorded_as_errors(hub, monkeypatch):
 
 
 def test_without_a_channel_in_the_environment_nothing_is_published(monkeypatch):
-    monkeypatch.delenv(ADDRESS_ENV, raising=False)
+    monkeypatch.delenv(EVENTS_ADDRESS_ENV, raising=False)
     assert EventPublisher.from_env(role="client", client=0) is None
 
 

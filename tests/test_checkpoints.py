@@ -30,11 +30,18 @@ for round_ in range(1, 1000):
 
 def test_the_link_points_at_the_newest_complete_checkpoint(tmp_path):
     for round_ in (1, 2):
-        checkpoints.save(tmp_path, "best", round_,
-                         lambda tmp: (tmp / "weights.bin").write_bytes(b"w" * round_),
-                         {"eval_loss": 3.0 - round_})
-    assert checkpoints.read_info(tmp_path / "best") == {"kind": "best", "round": 2,
-                                                         "eval_loss": 1.0}
+        checkpoints.save(
+            tmp_path,
+            "best",
+            round_,
+            lambda tmp, round_=round_: (tmp / "weights.bin").write_bytes(b"w" * round_),
+            {"eval_loss": 3.0 - round_},
+        )
+    assert checkpoints.read_info(tmp_path / "best") == {
+        "kind": "best",
+        "round": 2,
+        "eval_loss": 1.0,
+    }
     assert (tmp_path / "best" / "weights.bin").read_bytes() == b"ww"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best", "best-round-0002"]
 

@@ -1,7 +1,15 @@
 import pytest
 
-from engine.config import (EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig, config_from_dict,
-                           load_config, parse_override, presets, to_toml)
+from engine.config import (
+    EMBEDDED_DATASET,
+    EMBEDDED_MODEL,
+    RunConfig,
+    config_from_dict,
+    load_config,
+    parse_override,
+    presets,
+    to_toml,
+)
 from engine.errors import ConfigError
 
 
@@ -18,8 +26,10 @@ def test_default_preset_matches_the_builtin_defaults():
 
 def test_seed_preset_is_the_reports_setup_field_by_field():
     config = load_config("opt350m-codeparrot-fedprox")
-    assert (config.model, config.dataset) == ("facebook/opt-350m",
-                                              "codeparrot/codeparrot-clean-valid")
+    assert (config.model, config.dataset) == (
+        "facebook/opt-350m",
+        "codeparrot/codeparrot-clean-valid",
+    )
     assert (config.num_clients, config.samples_per_client) == (3, 1000)
     assert config.local_epochs == 3
     assert config.learning_rate == pytest.approx(1e-5)
@@ -32,8 +42,9 @@ def test_seed_preset_is_the_reports_setup_field_by_field():
 def test_overrides_apply_in_order_and_dotted_keys_reach_tables(tmp_path):
     path = tmp_path / "run.toml"
     path.write_text('rounds = 7\nstrategy = "fedavg"\n[early_stopping]\npatience = 3\n')
-    config = load_config(path, ["rounds=9", "early_stopping.enabled=true", "name=my run",
-                                "learning_rate=2e-4"])
+    config = load_config(
+        path, ["rounds=9", "early_stopping.enabled=true", "name=my run", "learning_rate=2e-4"]
+    )
     assert config.rounds == 9
     assert config.strategy == "fedavg"
     assert config.early_stopping.enabled and config.early_stopping.patience == 3
@@ -45,18 +56,21 @@ def test_integer_is_accepted_where_a_float_is_expected():
     assert load_config(None, ["proximal_mu=1"]).proximal_mu == 1.0
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["roundz=3"], "unknown config key 'roundz' (did you mean 'rounds'?)"),
-    (["early_stopping.patiense=3"], "unknown config key 'early_stopping.patiense'"),
-    (["rounds=0"], "'rounds' must be >= 1"),
-    (["rounds=2.5"], "'rounds' must be int"),
-    (["rounds=true"], "'rounds' must be int"),
-    (["strategy=fedsgd"], "'strategy' must be one of fedprox, fedavg, fedavgm"),
-    (["learning_rate=0"], "'learning_rate' must be > 0"),
-    (["device=gpu"], "'device' must be auto, cpu, cuda or cuda:N"),
-    (["early_stopping=3"], "'early_stopping' must be a table"),
-    (["rounds"], "--set expects key=value"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["roundz=3"], "unknown config key 'roundz' (did you mean 'rounds'?)"),
+        (["early_stopping.patiense=3"], "unknown config key 'early_stopping.patiense'"),
+        (["rounds=0"], "'rounds' must be >= 1"),
+        (["rounds=2.5"], "'rounds' must be int"),
+        (["rounds=true"], "'rounds' must be int"),
+        (["strategy=fedsgd"], "'strategy' must be one of fedprox, fedavg, fedavgm"),
+        (["learning_rate=0"], "'learning_rate' must be > 0"),
+        (["device=gpu"], "'device' must be auto, cpu, cuda or cuda:N"),
+        (["early_stopping=3"], "'early_stopping' must be a table"),
+        (["rounds"], "--set expects key=value"),
+    ],
+)
 def test_bad_values_are_rejected_with_one_line_naming_the_key(overrides, message):
     with pytest.raises(ConfigError) as raised:
         load_config(None, overrides)

@@ -6,7 +6,7 @@ import pytest
 from engine import data
 from engine.config import RunConfig
 from engine.errors import ConfigError
-from engine.model import build_model
+from engine.model import load_base_model, load_model
 
 SMALL = dict(num_clients=2, samples_per_client=24, eval_samples=8, seq_len=32)
 
@@ -44,8 +44,9 @@ def test_by_source_gives_each_client_whole_sources_of_its_own(tmp_path):
     for client in range(2):
         samples = data.load_client_samples(config, client)
         texts = tokenizer.batch_decode(samples.ids, skip_special_tokens=True)
-        repos_per_client.append({repo for repo in range(12) for text in texts
-                                 if f"repo{repo}_" in text})
+        repos_per_client.append(
+            {repo for repo in range(12) for text in texts if f"repo{repo}_" in text}
+        )
     assert repos_per_client[0] and repos_per_client[1]
     assert not repos_per_client[0] & repos_per_client[1]
 
@@ -70,23 +71,31 @@ def test_text_files_load_through_the_same_path(tmp_path):
 
 def test_a_save_pretrained_model_folder_loads_as_the_model(tmp_path):
     embedded = RunConfig(**SMALL)
-    build_model(embedded, pretrained=True).save_pretrained(tmp_path / "model")
+    load_base_model(embedded).save_pretrained(tmp_path / "model")
     data.load_tokenizer(embedded).save_pretrained(tmp_path / "model")
     config = RunConfig(model=str(tmp_path / "model"), **SMALL)
     data.prepare(config)
-    model = build_model(config, pretrained=True)
+    model = load_model(config)
     assert model.config.vocab_size == data.EMBEDDED_VOCAB_SIZE
     assert len(data.load_eval_samples(config)) == 8
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (dict(dataset="missing.jsonl"), "dataset file not found: missing.jsonl"),
-    (dict(dataset="./no/such/folder"), "dataset './no/such/folder': use a .jsonl"),
-    (dict(dataset="codeparrot/codeparrot-clean-valid"),
-     "cannot load dataset 'codeparrot/codeparrot-clean-valid': it is not in the local"),
-    (dict(model="facebook/opt-350m"), "cannot load model 'facebook/opt-350m': it is not in the local Hugging Face cache"),
-    (dict(samples_per_client=10_000_000), "the config needs 20000000"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(dataset="missing.jsonl"), "dataset file not found: missing.jsonl"),
+        (dict(dataset="./no/such/folder"), "dataset './no/such/folder': use a .jsonl"),
+        (
+            dict(dataset="codeparrot/codeparrot-clean-valid"),
+            "cannot load dataset 'codeparrot/codeparrot-clean-valid': it is not in the local",
+        ),
+        (
+            dict(model="facebook/opt-350m"),
+            "cannot load model 'facebook/opt-350m': it is not in the local Hugging Face cache",
+        ),
+        (dict(samples_per_client=10_000_000), "the config needs 20000000"),
+    ],
+)
 def test_unloadable_inputs_fail_with_one_clear_line(overrides, message, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError) as raised:
@@ -105,6 +114,9 @@ def test_a_missing_text_column_names_the_columns(tmp_path):
 def test_an_unreachable_hub_fails_fast_naming_the_host(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
-    with pytest.raises(ConfigError, match=r"not in the local Hugging Face cache and the Hub "
-                                          r"\(127.0.0.1\) cannot be reached"):
+    with pytest.raises(
+        ConfigError,
+        match=r"not in the local Hugging Face cache and the Hub "
+        r"\(127.0.0.1\) cannot be reached",
+    ):
         data.prepare(RunConfig(**{**SMALL, "model": "org/not-cached-model"}))

@@ -24,25 +24,31 @@ while True:
 """
 
 
-
 def clientapp_of(table, client):
     table.scan()
-    return next((p for p in table.alive()
-                 if p.client == client and p.role != "supernode"), None)
+    return next((p for p in table.alive() if p.client == client and p.role != "supernode"), None)
 
 
 def test_pids_are_attributed_to_clients_through_a_changing_process_tree(tmp_path):
     nvml = FakeNvml()
     table = ProcessTable(lambda p: None, lambda p: None)
     for client in (0, 1):
-        table.spawn("supernode", [sys.executable, "-c", SUPERNODE], env=dict(os.environ),
-                    log_path=tmp_path / f"supernode-{client}.log", client=client)
+        table.spawn(
+            "supernode",
+            [sys.executable, "-c", SUPERNODE],
+            env=dict(os.environ),
+            log_path=tmp_path / f"supernode-{client}.log",
+            client=client,
+        )
     sampler = ClientMemorySampler(GpuSampler(nvml), num_clients=2)
     try:
-        for round_ in (1, 2):  # each round the ClientApps are new processes
+        for _round in (1, 2):  # each round the ClientApps are new processes
             apps = [wait_for(lambda c=c: clientapp_of(table, c)) for c in (0, 1)]
-            nvml.devices[0]["processes"] = {apps[0].pid: 3 * GIB, apps[1].pid: 5 * GIB,
-                                            999_999: 7 * GIB}  # and someone else's job
+            nvml.devices[0]["processes"] = {
+                apps[0].pid: 3 * GIB,
+                apps[1].pid: 5 * GIB,
+                999_999: 7 * GIB,
+            }  # and someone else's job
             owners = {p.pid: p.client for p in table.alive() if p.client is not None}
             (sample,) = sampler.sample(owners)
             clients = sample["clients"]
@@ -52,8 +58,12 @@ def test_pids_are_attributed_to_clients_through_a_changing_process_tree(tmp_path
             assert sample["devices"][0]["memory_used"] == 15 * GIB
             for app in apps:
                 os.kill(app.pid, signal.SIGKILL)
-            wait_for(lambda: all(clientapp_of(table, c) and clientapp_of(table, c).pid != a.pid
-                                 for c, a in enumerate(apps)))
+            wait_for(
+                lambda apps=apps: all(
+                    clientapp_of(table, c) and clientapp_of(table, c).pid != a.pid
+                    for c, a in enumerate(apps)
+                )
+            )
     finally:
         table.terminate_all(grace_s=1)
 
@@ -90,11 +100,14 @@ def test_per_process_memory_not_available_is_none():
     assert [p.used_bytes for p in processes] == [None, None]
 
 
-@pytest.mark.parametrize("error, reason", [
-    ("NVMLError_DriverNotLoaded", "NVIDIA driver not loaded"),
-    ("NVMLError_LibraryNotFound", "NVML library not found (no NVIDIA driver)"),
-    ("NVMLError_NoPermission", "no permission to use NVML"),
-])
+@pytest.mark.parametrize(
+    "error, reason",
+    [
+        ("NVMLError_DriverNotLoaded", "NVIDIA driver not loaded"),
+        ("NVMLError_LibraryNotFound", "NVML library not found (no NVIDIA driver)"),
+        ("NVMLError_NoPermission", "no permission to use NVML"),
+    ],
+)
 def test_no_driver_makes_the_sampler_unavailable_and_host_memory_still_flows(error, reason):
     sampler = GpuSampler(FakeNvml(init_error=getattr(FakeNvml, error)))
     assert sampler.unavailable == reason
@@ -133,22 +146,44 @@ def test_passing_90_percent_warns_once_until_memory_drops():
 
 def test_run_state_keeps_now_peaks_share_and_trend_per_client():
     def sample(used, rss=100):
-        return ev.make(ev.GPU_SAMPLE, devices=[{"index": 0, "name": "A", "memory_total": 10 * GIB,
-                                                "memory_used": used, "utilization": 50}],
-                       clients={"0": {"rss_bytes": rss, "vram_bytes": used, "device": 0,
-                                      "source": "nvml"},
-                                "1": {"rss_bytes": rss, "vram_bytes": None, "device": None,
-                                      "source": None}})
+        return ev.make(
+            ev.GPU_SAMPLE,
+            devices=[
+                {
+                    "index": 0,
+                    "name": "A",
+                    "memory_total": 10 * GIB,
+                    "memory_used": used,
+                    "utilization": 50,
+                }
+            ],
+            clients={
+                "0": {"rss_bytes": rss, "vram_bytes": used, "device": 0, "source": "nvml"},
+                "1": {"rss_bytes": rss, "vram_bytes": None, "device": None, "source": None},
+            },
+        )
 
     state = RunState()
     state.apply(ev.make(ev.ROUND_STARTED, round=1, clients=2))
     for used in (2 * GIB, 6 * GIB, 4 * GIB):
         state.apply(sample(used))
-    state.apply(ev.make(ev.CLIENT_PROGRESS, round=1, client=1, step=1, steps_total=9, loss=1.0,
-                        vram_bytes=3 * GIB))  # NVML cannot see client 1: its own count
+    state.apply(
+        ev.make(
+            ev.CLIENT_PROGRESS,
+            round=1,
+            client=1,
+            step=1,
+            steps_total=9,
+            loss=1.0,
+            vram_bytes=3 * GIB,
+        )
+    )  # NVML cannot see client 1: its own count
     client0, client1 = state.clients[0], state.clients[1]
-    assert (client0.vram_bytes, client0.vram_peak_round, client0.vram_peak) == (4 * GIB, 6 * GIB,
-                                                                                6 * GIB)
+    assert (client0.vram_bytes, client0.vram_peak_round, client0.vram_peak) == (
+        4 * GIB,
+        6 * GIB,
+        6 * GIB,
+    )
     assert client0.device_fraction == pytest.approx(0.4)
     assert client0.memory_history == [2 * GIB, 6 * GIB, 4 * GIB]
     assert (client1.vram_bytes, client1.vram_source) == (3 * GIB, "torch")

@@ -15,7 +15,6 @@ time.sleep(120)
 """
 
 
-
 def gone(pid):
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -26,8 +25,13 @@ def gone(pid):
 def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     started, exited = [], []
     table = ProcessTable(started.append, exited.append)
-    parent = table.spawn("supernode", [sys.executable, "-c", PARENT], env=dict(os.environ),
-                         log_path=tmp_path / "parent.log", client=1)
+    parent = table.spawn(
+        "supernode",
+        [sys.executable, "-c", PARENT],
+        env=dict(os.environ),
+        log_path=tmp_path / "parent.log",
+        client=1,
+    )
     wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
     child = next(p for p in table.alive() if p.pid != parent.pid)
     assert child.client == 1
@@ -41,8 +45,13 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
 
 def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
-    parent = table.spawn("supernode", [sys.executable, "-c", PARENT], env=dict(os.environ),
-                         log_path=tmp_path / "parent.log", client=0)
+    parent = table.spawn(
+        "supernode",
+        [sys.executable, "-c", PARENT],
+        env=dict(os.environ),
+        log_path=tmp_path / "parent.log",
+        client=0,
+    )
     wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
     orphan = next(p for p in table.alive() if p.pid != parent.pid)
     parent.popen.kill()
@@ -55,11 +64,16 @@ def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
 
 def test_a_process_ignoring_sigterm_is_killed(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
-    stubborn = table.spawn("superlink", [sys.executable, "-c",
-                                         "import signal, time\n"
-                                         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                                         "time.sleep(120)"],
-                           env=dict(os.environ), log_path=tmp_path / "stubborn.log")
+    stubborn = table.spawn(
+        "superlink",
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(120)",
+        ],
+        env=dict(os.environ),
+        log_path=tmp_path / "stubborn.log",
+    )
     time.sleep(0.5)
     table.terminate_all(grace_s=0.5)
     assert gone(stubborn.pid)

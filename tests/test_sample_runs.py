@@ -3,21 +3,25 @@
 import csv
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from engine.runs import list_runs, open_run
+import tui.app
+from engine.runs import list_runs, open_run, read_run_events, sample_runs_folder
+from tests.factories import simple_run_events, write_run
 from tui.cli import main
 
-SAMPLE_RUNS = Path(__file__).parent.parent / "sample_runs"
+SAMPLE_RUNS = sample_runs_folder()
 SEED_RUN = SAMPLE_RUNS / "seed-opt350m-codeparrot-fedprox-mu0.1"
 
 
 def report_table(heading):
     """The report's own `| round | value |` rows, as printed (strings)."""
     text = (SEED_RUN / "report.txt").read_text()
-    section = text[text.index(heading):].split("####")[0]
+    section = text[text.index(heading) :].split("####")[0]
     return dict(re.findall(r"^\|\s*(\d+)\s*\|\s*([\d.]+)\s*\|", section, re.MULTILINE))
 
 
@@ -42,10 +46,15 @@ def test_the_seed_run_keeps_the_reports_setup_and_runtime():
     assert (state.best_round, state.best_eval_loss) == (3, 2.021)
     assert state.elapsed == pytest.approx(26_969)
     config = state.config
-    assert (config["model"], config["dataset"]) == ("facebook/opt-350m",
-                                                    "codeparrot/codeparrot-clean-valid")
+    assert (config["model"], config["dataset"]) == (
+        "facebook/opt-350m",
+        "codeparrot/codeparrot-clean-valid",
+    )
     assert (config["num_clients"], config["samples_per_client"], config["local_epochs"]) == (
-        3, 1000, 3)
+        3,
+        1000,
+        3,
+    )
     assert (config["strategy"], config["proximal_mu"], config["rounds"]) == ("fedprox", 0.1, 10)
     assert state.clients == {}
 
@@ -55,3 +64,66 @@ def test_every_sample_run_replays_without_error():
     assert listings and all(listing.problem is None for listing in listings)
     for listing in listings:
         assert listing.state.finished, listing.path.name
+
+
+SAMPLE_NAMES = sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "events.jsonl").is_file())
+
+
+def test_fedtui_runs_lists_the_sample_runs_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert listed == SAMPLE_NAMES
+
+
+def test_fedtui_runs_lists_the_sample_runs_then_this_folders_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / "runs" / "20261125-101500-default", simple_run_events())
+    assert main(["runs"]) == 0
+    out = capsys.readouterr().out
+    mine = out[out.index("runs in ./runs:") :]
+    assert mine.splitlines()[2].split()[:2] == ["20261125-101500-default", "completed"]
+
+
+def test_fedtui_replay_opens_a_sample_run_by_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opened = []
+
+    class Replay:
+        def __init__(self, recorded, folder):
+            opened.append((recorded, folder))
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(tui.app, "replay_app", Replay)
+    assert main(["replay", SEED_RUN.name, "fedavg"]) == 0
+    ((recorded, folder),) = opened
+    assert [name for name, _ in recorded] == [SEED_RUN.name, "fedavg"]
+    assert recorded[0][1] == read_run_events(SEED_RUN) and folder == SEED_RUN
+
+
+def test_a_folder_of_that_name_here_wins_over_the_sample_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_run(tmp_path / "fedavg", simple_run_events(rounds=((9.0, None), (8.5, 8.7))))
+    assert main(["export", "fedavg"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("0,9.0,")
+
+
+def test_the_installed_fedtui_finds_the_sample_runs_from_another_folder(tmp_path):
+    fedtui = Path(sys.executable).parent / "fedtui"
+    if not fedtui.is_file():
+        pytest.skip("fedtui is not installed in this environment (pip install -e .)")
+    listed = subprocess.run(
+        [fedtui, "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert all(name in listed for name in SAMPLE_NAMES)
+    exported = subprocess.run(
+        [fedtui, "export", SEED_RUN.name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert exported.splitlines()[1] == "0,2.987,,,,,,,,"

@@ -1,20 +1,26 @@
 import numpy as np
 import pytest
 import torch
-from flwr.app import Array, ArrayRecord, Message, MessageType, MetricRecord, RecordDict
 from transformers import OPTConfig, OPTForCausalLM
 
-from engine.config import RunConfig
-from engine.data import Samples
 from engine.flower import task
-from engine.flower.server_app import build_strategy
+from engine.samples import Samples
 
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
-                                    ffn_dim=32, num_attention_heads=2, word_embed_proj_dim=16,
-                                    max_position_embeddings=32, dropout=0.0))
+    return OPTForCausalLM(
+        OPTConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=1,
+            ffn_dim=32,
+            num_attention_heads=2,
+            word_embed_proj_dim=16,
+            max_position_embeddings=32,
+            dropout=0.0,
+        )
+    )
 
 
 def fixed_samples(rows=8, seq_len=12, seed=0):
@@ -34,22 +40,58 @@ def test_proximal_term_adds_mu_times_distance_to_the_global_model_to_the_gradien
     batch = next(task.batches(fixed_samples(), 4))
     params = task.trainable(model)
 
-    objective, _ = task.training_loss(model, batch, global_params, mu)
-    with_prox = torch.autograd.grad(objective, params)
+    model(**batch).loss.backward()
+    task.add_proximal_gradient(params, global_params, mu)
     plain = torch.autograd.grad(model(**batch).loss, params)
 
-    for w, w_global, g_prox, g_plain in zip(params, global_params, with_prox, plain):
-        torch.testing.assert_close(g_prox - g_plain, mu * (w.detach() - w_global),
-                                   atol=1e-6, rtol=1e-5)
+    for w, w_global, g_plain in zip(params, global_params, plain):
+        torch.testing.assert_close(
+            w.grad - g_plain, mu * (w.detach() - w_global), atol=1e-6, rtol=1e-5
+        )
 
 
-def test_reported_training_loss_excludes_the_proximal_term():
+def train_copy(samples, **options):
     model = tiny_model()
-    global_params = [p.detach().clone() + 1.0 for p in task.trainable(model)]
-    batch = next(task.batches(fixed_samples(), 4))
-    objective, reported = task.training_loss(model, batch, global_params, mu=0.5)
-    assert reported == pytest.approx(model(**batch).loss.item())
-    assert objective.item() > reported + 1.0
+    defaults = dict(
+        epochs=1, batch_size=4, learning_rate=1e-2, mu=0.1, device=torch.device("cpu"), seed=0
+    )
+    task.train(model, samples, **{**defaults, **options})
+    return model
+
+
+def test_accumulating_two_half_batches_steps_like_one_whole_batch():
+    samples = fixed_samples(rows=8)
+    samples.mask[:] = 1  # equal tokens per row: the mean of the halves is the whole's mean
+    whole = train_copy(samples, batch_size=8)
+    halves = train_copy(samples, batch_size=4, grad_accum_steps=2)
+    apart = train_copy(samples, batch_size=4)  # two optimizer steps: visibly elsewhere
+    for a, b in zip(whole.parameters(), halves.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert max((a - c).abs().max() for a, c in zip(whole.parameters(), apart.parameters())) > 1e-3
+
+
+def test_gradient_checkpointing_changes_memory_not_results():
+    samples = fixed_samples(rows=8)
+    plain = train_copy(samples)
+    checkpointed = train_copy(samples, precision=task.Precision(gradient_checkpointing=True))
+    for a, b in zip(plain.parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    assert not any(
+        getattr(module, "gradient_checkpointing", False)  # switched off after
+        for module in checkpointed.modules()
+    )
+
+
+@pytest.mark.parametrize("compute", ["bf16", "fp16"])
+def test_mixed_precision_trains_fp32_weights_close_to_fp32_compute(compute):
+    samples = fixed_samples(rows=16)
+    fp32 = train_copy(samples, epochs=3)
+    mixed = train_copy(samples, epochs=3, precision=task.Precision(compute=compute))
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    cpu = torch.device("cpu")
+    losses = [task.evaluate(m, samples, batch_size=8, device=cpu) for m in (fp32, mixed)]
+    assert losses[1] == pytest.approx(losses[0], rel=0.02)
+    assert losses[1] < task.evaluate(tiny_model(), samples, batch_size=8, device=cpu) - 0.3
 
 
 def test_local_training_lowers_the_loss_on_its_data_and_reports_every_step():
@@ -57,9 +99,17 @@ def test_local_training_lowers_the_loss_on_its_data_and_reports_every_step():
     model = tiny_model()
     before = task.evaluate(model, samples, batch_size=8, device=torch.device("cpu"))
     steps = []
-    result = task.train(model, samples, epochs=3, batch_size=4, learning_rate=1e-2, mu=0.1,
-                        device=torch.device("cpu"), seed=0,
-                        on_step=lambda step, total, loss: steps.append((step, total)))
+    result = task.train(
+        model,
+        samples,
+        epochs=3,
+        batch_size=4,
+        learning_rate=1e-2,
+        mu=0.1,
+        device=torch.device("cpu"),
+        seed=0,
+        on_step=lambda step, total, loss: steps.append((step, total)),
+    )
     after = task.evaluate(model, samples, batch_size=8, device=torch.device("cpu"))
     assert after < before - 0.3
     assert (result.examples, result.steps) == (16, 12)
@@ -72,48 +122,3 @@ def test_evaluation_is_the_token_weighted_mean_over_batches():
     whole = task.evaluate(model, samples, batch_size=6, device=torch.device("cpu"))
     batched = task.evaluate(model, samples, batch_size=4, device=torch.device("cpu"))
     assert batched == pytest.approx(whole, rel=1e-5)
-
-
-@pytest.fixture
-def serverapp_identity():
-    """Messages are built inside a ServerApp process, which knows its run, node and task."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
-
-
-def reply(weights, train_loss, examples, node):
-    content = RecordDict({
-        "arrays": ArrayRecord({"w": Array(np.asarray(weights, dtype=np.float32))}),
-        "metrics": MetricRecord({"train-loss": train_loss, "num-examples": examples,
-                                 "partition-id": node, "steps": 1, "train-seconds": 1.0,
-                                 "peak-rss-bytes": 1}),
-    })
-    return Message(content=content, dst_node_id=node, message_type=MessageType.TRAIN)
-
-
-@pytest.mark.parametrize("strategy", ["fedprox", "fedavg"])
-def test_aggregation_is_the_example_weighted_mean(strategy, serverapp_identity):
-    config = RunConfig(strategy=strategy, num_clients=3)
-    replies = [reply([1.0, 0.0], 2.0, 10, 1), reply([4.0, 3.0], 5.0, 30, 2),
-               reply([0.0, 6.0], 8.0, 60, 3)]
-    arrays, metrics = build_strategy(config).aggregate_train(1, replies)
-    np.testing.assert_allclose(arrays["w"].numpy(),
-                               [(1 * 10 + 4 * 30 + 0 * 60) / 100, (0 * 10 + 3 * 30 + 6 * 60) / 100],
-                               rtol=1e-6)
-    assert metrics["train-loss"] == pytest.approx((2 * 10 + 5 * 30 + 8 * 60) / 100)
-
-
-def test_fedprox_sends_its_mu_to_clients(serverapp_identity):
-    config = RunConfig(strategy="fedprox", proximal_mu=0.25, num_clients=1)
-
-    class OneNodeGrid:
-        def get_node_ids(self):
-            return [7]
-
-    from flwr.app import ConfigRecord
-    (message,) = build_strategy(config).configure_train(
-        1, ArrayRecord({"w": Array(np.zeros(2, np.float32))}), ConfigRecord(), OneNodeGrid())
-    assert message.content["config"]["proximal-mu"] == 0.25

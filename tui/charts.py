@@ -8,11 +8,10 @@ import math
 def debiased_ema(values: list[float], weight: float) -> list[float]:
     """TensorBoard's smoothing: an exponential moving average divided by (1 - weight^n), so
     the first points are not dragged towards zero."""
-    smoothed, last, count = [], 0.0, 0
-    for value in values:
-        count += 1
+    smoothed, last = [], 0.0
+    for count, value in enumerate(values, start=1):
         last = last * weight + (1 - weight) * value
-        smoothed.append(last / (1 - weight ** count) if weight < 1 else value)
+        smoothed.append(last / (1 - weight**count) if weight < 1 else value)
     return smoothed
 
 
@@ -32,4 +31,4 @@ def log_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], lis
     if high_log - low_log < 1e-9:
         return [low_log], [f"{low:.3g}"]
     positions = [low_log + (high_log - low_log) * i / (count - 1) for i in range(count)]
-    return positions, [f"{10 ** p:.3g}" for p in positions]
+    return positions, [f"{10**p:.3g}" for p in positions]

@@ -6,7 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.config import describe_strategy, load_config, presets as preset_files
+from engine.controller import RunController
 from engine.errors import FedtuiError
+from engine.runs import (
+    export as export_metrics,
+    find_run,
+    list_runs,
+    open_run,
+    read_run_events,
+    sample_runs_folder,
+)
+from tui import format as fmt
+from tui.headless import EXIT_CODES, run_headless
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -18,35 +30,68 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="fedtui", description="Launch, watch and steer federated fine-tuning of language "
-                                   "models (FedProx on Flower), and look back at saved runs.")
+        prog="fedtui",
+        description="Launch, watch and steer federated fine-tuning of language "
+        "models (FedProx on Flower), and look back at saved runs.",
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="start a run and watch it")
-    run.add_argument("config", nargs="?", metavar="CONFIG",
-                     help="a TOML file or a preset name (default: the offline default)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one config key (dotted keys reach tables); repeatable")
+    run.add_argument(
+        "config",
+        nargs="?",
+        metavar="CONFIG",
+        help="a TOML file or a preset name (default: the offline default)",
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key (dotted keys reach tables); repeatable",
+    )
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
-    run.add_argument("--resume", metavar="RUN",
-                     help="continue a stopped run from its last global model (--set rounds=N "
-                          "to go further)")
-    run.add_argument("--headless", action="store_true",
-                     help="no TUI: plain progress lines (Ctrl+C: stop after this round; "
-                          "twice: abort)")
+    run.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped run from its last global model (--set rounds=N to go further)",
+    )
+    run.add_argument(
+        "--headless",
+        action="store_true",
+        help="no TUI: plain progress lines (Ctrl+C: stop after this round; twice: abort)",
+    )
     run.set_defaults(handler=_run)
 
     runs = commands.add_parser("runs", help="list runs with status, rounds, best eval loss")
-    runs.add_argument("folder", nargs="?", default=DEFAULT_RUNS_DIR, metavar="DIR")
+    runs.add_argument(
+        "folder",
+        nargs="?",
+        metavar="DIR",
+        help=f"a folder of runs (default: the sample runs, and ./{DEFAULT_RUNS_DIR})",
+    )
     runs.set_defaults(handler=_runs)
 
     export = commands.add_parser("export", help="per-round metrics of a run")
-    export.add_argument("run", metavar="RUN", help="a run folder")
+    export.add_argument("run", metavar="RUN", help="a run folder, or a sample run's name")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.set_defaults(handler=_export)
 
+    export_model = commands.add_parser(
+        "export-model", help="write a run's best global model as a save_pretrained folder"
+    )
+    export_model.add_argument("run", metavar="RUN", help="a run folder")
+    export_model.add_argument("out", metavar="OUT", help="a new (or empty) folder to write")
+    export_model.set_defaults(handler=_export_model)
+
     replay = commands.add_parser("replay", help="replay saved runs (several: overlaid)")
-    replay.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    replay.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN",
+        help="run folders, or sample runs' names (fedtui runs lists them)",
+    )
     replay.set_defaults(handler=_replay)
 
     presets = commands.add_parser("presets", help="list the built-in config presets")
@@ -68,10 +113,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engine.config import load_config
-    from engine.controller import RunController
-    from tui.headless import run_headless
-
     if args.resume:
         if args.config:
             raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
@@ -84,16 +125,14 @@ def _run(args: argparse.Namespace) -> int:
         controller = RunController(config, runs_dir)
     if args.headless:
         return run_headless(controller)
-    from tui.app import live_app
+    from tui.app import live_app  # heavy: Textual loads only for a TUI, not for --headless
 
     live_app(controller).run()
     return _report(controller)
 
 
 def _launcher(args: argparse.Namespace) -> int:
-    from tui.app import launcher_app
-
-    from engine.controller import RunController
+    from tui.app import launcher_app  # heavy: Textual loads only for a TUI
 
     runs_dir = Path(DEFAULT_RUNS_DIR)
     started: list[RunController] = []
@@ -102,14 +141,12 @@ def _launcher(args: argparse.Namespace) -> int:
         started.append(RunController(config, runs_dir))
         return started[-1]
 
-    launcher_app([Path("sample_runs"), runs_dir], start_run=start_run).run()
+    launcher_app([sample_runs_folder(), runs_dir], start_run=start_run).run()
     return _report(started[-1]) if started else 0
 
 
 def _report(controller) -> int:
     """After the TUI closes: where the run is and how it ended."""
-    from tui.headless import EXIT_CODES
-
     controller.wait()
     if controller.input_error is not None:
         print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
@@ -119,49 +156,66 @@ def _report(controller) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from engine.runs import read_run_events
-    from tui.app import replay_app
+    from tui.app import replay_app  # heavy: Textual loads only for a TUI
 
-    recorded = [(Path(run).resolve().name, read_run_events(run)) for run in args.runs]
-    replay_app(recorded, folder=Path(args.runs[0])).run()
+    folders = [find_run(run) for run in args.runs]
+    recorded = [(folder.resolve().name, read_run_events(folder)) for folder in folders]
+    replay_app(recorded, folder=folders[0]).run()
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from engine.config import describe_strategy
-    from engine.runs import list_runs
-    from tui import format as fmt
-
-    listings = list_runs(args.folder)
-    if not listings:
-        print(f"no runs in {args.folder}")
+    if args.folder is not None:
+        _print_runs(list_runs(args.folder), args.folder)
         return 0
-    print(f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
-          f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}  STRATEGY")
+    print("sample runs (fedtui replay NAME):")
+    _print_runs(list_runs(sample_runs_folder()), "the sample runs")
+    if Path(DEFAULT_RUNS_DIR).is_dir():
+        print(f"\nruns in ./{DEFAULT_RUNS_DIR}:")
+        _print_runs(list_runs(DEFAULT_RUNS_DIR), DEFAULT_RUNS_DIR)
+    return 0
+
+
+def _print_runs(listings, folder) -> None:
+    if not listings:
+        print(f"no runs in {folder}")
+        return
+    print(
+        f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
+        f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}  STRATEGY"
+    )
     for listing in listings:
         state = listing.state
         if state is None:
             print(f"{listing.path.name:<40} {'unreadable':<10} {listing.problem}")
             continue
         summary = fmt.run_summary(state)
-        print(f"{listing.path.name:<40} {state.status:<10} {summary['rounds']:>7} "
-              f"{summary['best_eval']:>10} {summary['best_round']:>3} "
-              f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}  "
-              f"{describe_strategy(state.config)}")
-    return 0
+        print(
+            f"{listing.path.name:<40} {state.status:<10} {summary['rounds']:>7} "
+            f"{summary['best_eval']:>10} {summary['best_round']:>3} "
+            f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}  "
+            f"{describe_strategy(state.config)}"
+        )
 
 
 def _export(args: argparse.Namespace) -> int:
-    from engine.runs import export, open_run
+    sys.stdout.write(export_metrics(open_run(find_run(args.run)), args.format))
+    return 0
 
-    sys.stdout.write(export(open_run(args.run), args.format))
+
+def _export_model(args: argparse.Namespace) -> int:
+    from engine.export import export_model  # heavy: torch, transformers and peft
+
+    out = export_model(find_run(args.run), args.out)
+    print(
+        f"best model (LoRA merged, if any) with its tokenizer: {out} "
+        f"(AutoModelForCausalLM.from_pretrained loads it)"
+    )
     return 0
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from engine.config import presets
-
-    for name, path in sorted(presets().items()):
+    for name, path in sorted(preset_files().items()):
         print(f"{name:<32} {path}")
     return 0
 

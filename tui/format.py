@@ -1,17 +1,11 @@
-"""Small text formatters shared by the widgets."""
+"""Text formatters the widgets share beyond the engine's own (`engine.describe`): times of day,
+dates, a run's line in comparisons."""
 
 from __future__ import annotations
 
 import time
 
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+from engine.describe import byte_size, duration, loss
 
 
 def clock_time(t: float | None) -> str:
@@ -20,20 +14,6 @@ def clock_time(t: float | None) -> str:
 
 def date_time(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t is not None else "-"
-
-
-def loss(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def byte_size(count: float | None) -> str:
-    if count is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):  # binary units, as nvidia-smi and free print
-        if count < 1024:
-            break
-        count /= 1024
-    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
 
 
 def run_summary(state) -> dict[str, str]:

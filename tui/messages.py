@@ -29,8 +29,15 @@ class NewEvents(Message, bubble=False):
 class ReplayPosition(Message, bubble=False):
     """Where a replay stands: playing or not, speed, round shown, events shown."""
 
-    def __init__(self, playing: bool, speed_label: str, round_shown: int, rounds: int,
-                 events_shown: int, events_total: int) -> None:
+    def __init__(
+        self,
+        playing: bool,
+        speed_label: str,
+        round_shown: int,
+        rounds: int,
+        events_shown: int,
+        events_total: int,
+    ) -> None:
         super().__init__()
         self.playing = playing
         self.speed_label = speed_label

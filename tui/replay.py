@@ -52,8 +52,9 @@ class ReplayPlayer:
             return []
         self._clock += wall_seconds * self.speed
         end = self.position
-        while end < len(self.events) and (math.isinf(self.speed) or
-                                          self.events[end].get("t", 0.0) - self._origin <= self._clock):
+        while end < len(self.events) and (
+            math.isinf(self.speed) or self.events[end].get("t", 0.0) - self._origin <= self._clock
+        ):
             end += 1
         released = self._apply_until(end)
         if self.at_end:
@@ -63,8 +64,9 @@ class ReplayPlayer:
     def step_round(self, direction: int) -> None:
         """Show up to the end of the next (+1) or previous (-1) round."""
         if direction > 0:
-            target = next((end for end in self._round_ends if end > self.position),
-                          len(self.events))
+            target = next(
+                (end for end in self._round_ends if end > self.position), len(self.events)
+            )
         else:
             target = next((end for end in reversed(self._round_ends) if end < self.position), 0)
         self.seek(target)
@@ -80,7 +82,7 @@ class ReplayPlayer:
         self._clock = (self.events[position - 1].get("t", 0.0) - self._origin) if position else 0.0
 
     def _apply_until(self, end: int) -> list[ev.Event]:
-        released = self.events[self.position:end]
+        released = self.events[self.position : end]
         for event in released:
             self.state.apply(event)
         self.position = max(self.position, end)

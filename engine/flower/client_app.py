@@ -9,15 +9,19 @@ live step progress goes over the fedtui channel where there is one.
 from __future__ import annotations
 
 import gc
-import os
+import resource
 import time
 
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+import torch
+from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from engine import events as ev
+from engine import data, events as ev, model as models
 from engine.channel import EventPublisher
+from engine.flower import task, transfer
+from engine.flower.records import number
 from engine.flower.run_config import config_from_run_config
+from engine.process_env import threads_per_client
 
 app = ClientApp()
 
@@ -26,16 +30,11 @@ PROGRESS_INTERVAL_S = 0.5
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    import psutil
-    import torch
-
-    from engine import data, model as models
-    from engine.flower import task
-
     config = config_from_run_config(context.run_config)
     client = int(context.node_config["partition-id"])
-    server_round = int(msg.content["config"]["server-round"])
-    mu = float(msg.content["config"].get("proximal-mu", 0.0))
+    round_config = msg.content.config_records["config"]
+    server_round = int(number(round_config, "server-round"))
+    mu = float(number(round_config, "proximal-mu", default=0.0))
     torch.set_num_threads(threads_per_client(config.threads_per_client, config.num_clients))
     device = models.resolve_device(config)
 
@@ -48,41 +47,61 @@ def train(msg: Message, context: Context) -> Message:
         if publisher and (now - last_sent >= PROGRESS_INTERVAL_S or step in (1, steps_total)):
             last_sent = now
             vram = torch.cuda.memory_reserved(device) if device.type == "cuda" else None
-            publisher.publish(ev.CLIENT_PROGRESS, round=server_round, client=client, step=step,
-                              steps_total=steps_total, loss=loss, vram_bytes=vram)
+            publisher.publish(
+                ev.CLIENT_PROGRESS,
+                round=server_round,
+                client=client,
+                step=step,
+                steps_total=steps_total,
+                loss=loss,
+                vram_bytes=vram,
+            )
 
-    model = models.build_model(config, pretrained=False)
-    models.load_transferred(model, msg.content["arrays"].to_torch_state_dict())
+    model = models.load_model(config)
+    # frees the received bytes as it goes
+    transfer.load_arrays(model, msg.content.array_records["arrays"])
     samples = data.load_client_samples(config, client)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    result = task.train(model, samples, epochs=config.local_epochs,
-                        batch_size=config.train_batch_size, learning_rate=config.learning_rate,
-                        mu=mu, device=device, seed=(config.seed * 1_000 + client) * 1_000 + server_round,
-                        on_step=on_step)
-    metrics = {
-        "train-loss": result.train_loss,
-        "num-examples": result.examples,
-        "partition-id": client,
-        "steps": result.steps,
-        "train-seconds": result.seconds,
-        "peak-rss-bytes": psutil.Process().memory_info().rss,
-    }
-    if device.type == "cuda":
-        metrics["peak-vram-bytes"] = torch.cuda.max_memory_reserved(device)
-    reply = RecordDict({"arrays": ArrayRecord(models.state_dict_for_transfer(model)),
-                        "metrics": MetricRecord(metrics)})
-    del model  # the seed's lesson: free what we can before Flower serializes the reply
-    gc.collect()
+    precision = task.Precision(
+        models.resolve_precision(config, device), config.gradient_checkpointing
+    )
+    result = task.train(
+        model,
+        samples,
+        epochs=config.local_epochs,
+        batch_size=config.train_batch_size,
+        learning_rate=config.learning_rate,
+        mu=mu,
+        device=device,
+        seed=(config.seed * 1_000 + client) * 1_000 + server_round,
+        grad_accum_steps=config.grad_accum_steps,
+        precision=precision,
+        on_step=on_step,
+    )
+    gc.collect()  # the optimizer's state is gone: free it before the reply is built
     if device.type == "cuda":
         torch.cuda.empty_cache()
+    arrays = transfer.to_arrays(model, config.transfer_dtype)
+    del model
+    metrics = MetricRecord(
+        {
+            "train-loss": result.train_loss,
+            "num-examples": result.examples,
+            "partition-id": client,
+            "steps": result.steps,
+            "train-seconds": result.seconds,
+            "peak-rss-bytes": peak_rss_bytes(),
+        }
+    )
+    if device.type == "cuda":
+        metrics["peak-vram-bytes"] = torch.cuda.max_memory_reserved(device)
+    reply = RecordDict({"arrays": arrays, "metrics": metrics})
     if publisher:
         publisher.close()
     return Message(content=reply, reply_to=msg)
 
 
-def threads_per_client(configured: int, num_clients: int) -> int:
-    """Share the cores: N clients with default threads each oversubscribe them badly."""
-    if configured > 0:
-        return configured
-    return max(1, (os.cpu_count() or 1) // num_clients)
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (the kernel's high-water mark)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB

@@ -1,36 +1,36 @@
 """The ServerApp: rounds of federated training with central evaluation, stop checks and events.
 
-The strategy (Flower's FedProx, FedAvg or FedAvgM) decides what each client gets and how replies
-are aggregated; `FederatedRun` owns the round loop around it, because Flower's
-`Strategy.start()` has no hook to stop between rounds, and because pulling replies one by one
-lets each client's result show up the moment it arrives.
+The strategy (Flower's FedProx, FedAvg or FedAvgM) decides which clients train and what they
+are sent; `FederatedRun` owns the round loop around it, because Flower's `Strategy.start()` has
+no hook to stop between rounds, and because pulling replies one by one lets each client's
+result show up the moment it arrives and be folded into the new global model at once
+(`engine.flower.aggregation`), so the server holds one reply at a time, not all of them.
+`aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for comparison.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import math
-import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message
 from flwr.serverapp import Grid, ServerApp
-from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx
+from safetensors.torch import load_file, save_file
 
-from engine import checkpoints, events as ev
+from engine import checkpoints, data, events as ev, model as models, process_env
 from engine.channel import EventPublisher
 from engine.config import RunConfig
+from engine.early_stopping import EarlyStopping
+from engine.flower import task, transfer
+from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
+from engine.flower.records import number
 from engine.flower.run_config import config_from_run_config
+from engine.flower.strategy import build_strategy
 
-# The ServerApp runs beside the SuperLink, on the controller's machine: it writes checkpoints
-# and its log into the run folder, and learns from the controller where a resumed run stands.
-RUN_DIR_ENV = "FEDTUI_RUN_DIR"
-RESUME_ENV = "FEDTUI_RESUME"
 REPLY_POLL_S = 0.2
 
 app = ServerApp()
@@ -38,14 +38,13 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    run_dir = Path(os.environ[RUN_DIR_ENV]) if os.environ.get(RUN_DIR_ENV) else None
+    run_dir = process_env.run_dir()
     if run_dir is not None:
         _log_to_file(run_dir / "logs" / "serverapp.log")
     config = config_from_run_config(context.run_config)
     publisher = EventPublisher.from_env(role="server")
     try:
-        resume = json.loads(os.environ.get(RESUME_ENV) or "null")
-        FederatedRun(config, grid, publisher, run_dir, resume).run()
+        FederatedRun(config, grid, publisher, run_dir, process_env.resume_state()).run()
     except Exception as err:
         if publisher:
             publisher.publish(ev.ERROR, source="serverapp", message=f"ServerApp failed: {err!r}")
@@ -56,29 +55,15 @@ def main(grid: Grid, context: Context) -> None:
             publisher.close()
 
 
-def weighted_train_loss(records: list[RecordDict], weight_key: str) -> MetricRecord:
-    """Example-weighted mean of the clients' train losses."""
-    pairs = [(record["metrics"]["train-loss"], record["metrics"][weight_key]) for record in records]
-    total = sum(weight for _, weight in pairs)
-    return MetricRecord({"train-loss": sum(loss * weight for loss, weight in pairs) / total})
-
-
-def build_strategy(config: RunConfig) -> FedAvg:
-    common = dict(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=config.num_clients,
-                  min_available_nodes=config.num_clients, train_metrics_aggr_fn=weighted_train_loss)
-    if config.strategy == "fedprox":
-        return FedProx(proximal_mu=config.proximal_mu, **common)
-    if config.strategy == "fedavgm":
-        return FedAvgM(server_learning_rate=config.server_learning_rate,
-                       server_momentum=config.server_momentum, **common)
-    return FedAvg(**common)
-
-
 class FederatedRun:
-    def __init__(self, config: RunConfig, grid: Grid, publisher: EventPublisher | None,
-                 run_dir: Path | None = None, resume: dict | None = None) -> None:
-        from engine import data, model as models
-
+    def __init__(
+        self,
+        config: RunConfig,
+        grid: Grid,
+        publisher: EventPublisher | None,
+        run_dir: Path | None = None,
+        resume: dict | None = None,
+    ) -> None:
         self.config = config
         self.grid = grid
         self.publisher = publisher
@@ -86,27 +71,36 @@ class FederatedRun:
         self.resume = resume
         self.strategy = build_strategy(config)
         self.device = models.resolve_device(config)
-        self.model = models.build_model(config, pretrained=resume is None)
+        self.precision = models.resolve_precision(config, self.device)
+        self.model = models.load_model(config).to(self.device)
+        self.weights = models.trainable_weights(self.model)  # the global model, updated in place
+        self.momentum = (
+            ServerMomentum(config.server_learning_rate, config.server_momentum)
+            if config.strategy == "fedavgm"
+            else None
+        )
         self.tokenizer = data.load_tokenizer(config)
         self.eval_samples = data.load_eval_samples(config)
         self.stop_requested = False
         self.client_of_node: dict[int, int] = {}
-        self.early_stopping = dataclasses.asdict(config.early_stopping)  # changeable live
-        self.best_round: int | None = None
-        self.best_eval_loss = math.inf
-        self.rounds_without_improvement = 0
+        resumed = resume or {}
+        self.early_stopping = EarlyStopping(
+            config.early_stopping,
+            config.rounds,
+            best_round=resumed.get("best_round"),
+            best_eval_loss=resumed.get("best_eval_loss"),
+            rounds_without_improvement=resumed.get("rounds_without_improvement") or 0,
+        )
         self.train_loss: float | None = None  # of the round being finished
         self.bytes_sent = self.bytes_received = 0
 
     def run(self) -> None:
-        from engine import model as models
-
+        self._publish_model_info()
         if self.resume is None:
-            arrays = ArrayRecord(models.state_dict_for_transfer(self.model))
-            self._finish_round(0, arrays, started=time.monotonic())
+            self._finish_round(0, started=time.monotonic())
             first_round = 1
         else:
-            arrays = self._resumed_arrays()
+            self._load_resumed(self.resume)
             first_round = self.resume["round"] + 1
         status, completed = "completed", first_round - 1
         for server_round in range(first_round, self.config.rounds + 1):
@@ -115,151 +109,202 @@ class FederatedRun:
                 status = "stopped"
                 break
             started = time.monotonic()
-            arrays = self._train(server_round, arrays)
-            if arrays is None:
+            if not self._train(server_round):
                 status = "failed"
                 break
             completed = server_round
-            if self._finish_round(server_round, arrays, started):
+            if self._finish_round(server_round, started):
                 status = "stopped"
                 break
-        self._publish(ev.RUN_FINISHED, status=status, rounds_completed=completed,
-                      best_round=self.best_round, best_eval_loss=self.best_eval_loss)
+        self._publish(
+            ev.RUN_FINISHED,
+            status=status,
+            rounds_completed=completed,
+            best_round=self.early_stopping.best_round,
+            best_eval_loss=self.early_stopping.best_eval_loss,
+        )
 
-    def _resumed_arrays(self) -> ArrayRecord:
-        """The global model the stopped run ended with, and where its early stopping stood."""
-        from safetensors.torch import load_file
+    def _publish_model_info(self) -> None:
+        trainable, total = models.parameter_counts(self.model)
+        lora = self.config.lora
+        self._publish(
+            ev.MODEL_INFO,
+            model=self.config.model,
+            total_params=total,
+            trainable_params=trainable,
+            precision=self.precision,
+            transfer_dtype=self.config.transfer_dtype,
+            device=str(self.device),
+            lora_r=lora.r if lora.enabled else None,
+            gradient_checkpointing=self.config.gradient_checkpointing,
+        )
 
-        from engine import model as models
-
+    def _load_resumed(self, resume: dict) -> None:
+        """The global model the stopped run ended with."""
+        if self.run_dir is None:
+            raise RuntimeError("cannot resume: no run folder to resume from")
         last = self.run_dir / "checkpoints" / "last"
         info = checkpoints.read_info(last)
-        if info is None or info["round"] != self.resume["round"]:
-            raise RuntimeError(f"cannot resume: {last} does not hold round {self.resume['round']}")
-        models.load_transferred(self.model, load_file(last / checkpoints.WEIGHTS_FILE))
-        self.best_round = self.resume.get("best_round")
-        if self.resume.get("best_eval_loss") is not None:
-            self.best_eval_loss = self.resume["best_eval_loss"]
-        self.rounds_without_improvement = self.resume.get("rounds_without_improvement") or 0
-        return ArrayRecord(models.state_dict_for_transfer(self.model))
+        if info is None or info["round"] != resume["round"]:
+            raise RuntimeError(f"cannot resume: {last} does not hold round {resume['round']}")
+        models.load_weights(self.model, load_file(last / checkpoints.WEIGHTS_FILE))
 
-    def _train(self, server_round: int, arrays: ArrayRecord) -> ArrayRecord | None:
-        messages = list(self.strategy.configure_train(server_round, arrays, ConfigRecord(),
-                                                      self.grid))
-        self._publish(ev.ROUND_STARTED, round=server_round, clients=len(messages),
-                      start_model_sha256=fingerprint(arrays))
+    def _train(self, server_round: int) -> bool:
+        """One round of training; the model then holds the new global weights. False when no
+        client returned a model."""
+        arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
+        messages = list(
+            self.strategy.configure_train(server_round, arrays, ConfigRecord(), self.grid)
+        )
+        del arrays  # the messages hold it until they are pushed
+        self._publish(
+            ev.ROUND_STARTED,
+            round=server_round,
+            clients=len(messages),
+            start_model_sha256=transfer.fingerprint(self.weights),
+        )
         self.bytes_sent = sum(message.content["arrays"].count_bytes() for message in messages)
-        replies = list(self._collect_replies(server_round, messages))
-        valid = [reply for reply in replies if not reply.has_error()]
-        self.bytes_received = sum(reply.content["arrays"].count_bytes() for reply in valid)
-        aggregated, metrics = self.strategy.aggregate_train(server_round, replies)
-        if aggregated is None:
-            self._publish(ev.ERROR, source="serverapp", round=server_round,
-                          message=f"round {server_round}: no client returned a model")
-            return None
-        self.train_loss = metrics["train-loss"] if metrics else None
-        return aggregated
+        replies = self._collect_replies(server_round, messages)
+        if self.config.aggregation == "flower":
+            result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
+        else:
+            result = fold_replies(replies, self.weights, self.momentum)
+        if result is None:
+            self._publish(
+                ev.ERROR,
+                source="serverapp",
+                round=server_round,
+                message=f"round {server_round}: no client returned a model",
+            )
+            return False
+        self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
+        return True
 
     def _collect_replies(self, server_round: int, messages: list[Message]) -> Iterable[Message]:
+        """Push `messages` (and let them go), then yield each reply as it arrives, pulled one
+        at a time so the server holds one client's model at once."""
         waiting = set(self.grid.push_messages(messages))
+        messages.clear()
         deadline = time.monotonic() + self.config.round_timeout
         while waiting and time.monotonic() < deadline:
-            for reply in self.grid.pull_messages(waiting):
-                waiting.discard(reply.metadata.reply_to_message_id)
-                self._report_reply(server_round, reply)
-                yield reply
+            for message_id in list(waiting):
+                for reply in self.grid.pull_messages([message_id]):
+                    waiting.discard(reply.metadata.reply_to_message_id)
+                    self._report_reply(server_round, reply)
+                    yield reply
             self._read_commands()
             if waiting:
                 time.sleep(REPLY_POLL_S)
         if waiting:
-            self._publish(ev.ERROR, source="serverapp", round=server_round,
-                          message=f"round {server_round}: {len(waiting)} client(s) did not reply "
-                                  f"within round_timeout={self.config.round_timeout:g}s")
+            self._publish(
+                ev.ERROR,
+                source="serverapp",
+                round=server_round,
+                message=f"round {server_round}: {len(waiting)} client(s) did not reply "
+                f"within round_timeout={self.config.round_timeout:g}s",
+            )
 
     def _report_reply(self, server_round: int, reply: Message) -> None:
         node = reply.metadata.src_node_id
         if reply.has_error():
             client = self.client_of_node.get(node)
             who = f"client {client}" if client is not None else f"node {node}"
-            self._publish(ev.ERROR, source="clientapp", round=server_round, client=client,
-                          message=f"{who} failed in round {server_round}: {reply.error.reason}")
+            self._publish(
+                ev.ERROR,
+                source="clientapp",
+                round=server_round,
+                client=client,
+                message=f"{who} failed in round {server_round}: {reply.error.reason}",
+            )
             return
-        metrics = reply.content["metrics"]
-        client = int(metrics["partition-id"])
+        metrics = reply.content.metric_records["metrics"]
+        client = int(number(metrics, "partition-id"))
         self.client_of_node[node] = client
-        self._publish(ev.CLIENT_ROUND_DONE, round=server_round, client=client,
-                      train_loss=metrics["train-loss"], examples=int(metrics["num-examples"]),
-                      steps=int(metrics["steps"]), seconds=metrics["train-seconds"],
-                      peak_rss_bytes=int(metrics["peak-rss-bytes"]),
-                      peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")))
+        self._publish(
+            ev.CLIENT_ROUND_DONE,
+            round=server_round,
+            client=client,
+            train_loss=metrics["train-loss"],
+            examples=int(number(metrics, "num-examples")),
+            steps=int(number(metrics, "steps")),
+            seconds=metrics["train-seconds"],
+            peak_rss_bytes=int(number(metrics, "peak-rss-bytes")),
+            peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")),
+        )
 
-    def _finish_round(self, server_round: int, arrays: ArrayRecord, started: float) -> bool:
+    def _finish_round(self, server_round: int, started: float) -> bool:
         """Central evaluation and the round's record; True when early stopping ends the run."""
-        from engine import model as models
-        from engine.flower import task
-
         eval_started = time.monotonic()
-        models.load_transferred(self.model, arrays.to_torch_state_dict())
-        eval_loss = task.evaluate(self.model, self.eval_samples,
-                                  batch_size=self.config.eval_batch_size, device=self.device)
+        eval_loss = task.evaluate(
+            self.model,
+            self.eval_samples,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            precision=self.precision,
+        )
         eval_seconds = time.monotonic() - eval_started
-        improved = self._track_best(server_round, eval_loss)
+        improved = self.early_stopping.record(server_round, eval_loss)
         self._save_checkpoints(server_round, eval_loss, improved)
-        self._publish(ev.ROUND_DONE, round=server_round, eval_loss=eval_loss,
-                      train_loss=self.train_loss, seconds=time.monotonic() - started,
-                      eval_seconds=eval_seconds, bytes_sent=self.bytes_sent,
-                      bytes_received=self.bytes_received, model_sha256=fingerprint(arrays),
-                      best_round=self.best_round,
-                      rounds_without_improvement=self.rounds_without_improvement)
+        self._publish(
+            ev.ROUND_DONE,
+            round=server_round,
+            eval_loss=eval_loss,
+            train_loss=self.train_loss,
+            seconds=time.monotonic() - started,
+            eval_seconds=eval_seconds,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            model_sha256=transfer.fingerprint(self.weights),
+            best_round=self.early_stopping.best_round,
+            rounds_without_improvement=self.early_stopping.rounds_without_improvement,
+        )
         return self._early_stop(server_round)
 
-    def _track_best(self, server_round: int, eval_loss: float) -> bool:
-        if eval_loss < self.best_eval_loss - self.early_stopping["min_delta"]:
-            self.rounds_without_improvement = 0
-        else:
-            self.rounds_without_improvement += 1
-        if eval_loss < self.best_eval_loss:
-            self.best_round, self.best_eval_loss = server_round, eval_loss
-            return True
-        return False
-
     def _early_stop(self, server_round: int) -> bool:
-        self._read_commands()
-        policy = self.early_stopping
-        if not policy["enabled"] or self.rounds_without_improvement < policy["patience"]:
+        self._read_commands()  # a live change made during the round applies to this decision
+        early_stopping = self.early_stopping
+        if not early_stopping.should_stop(server_round):
             return False
-        if server_round >= self.config.rounds:
-            return False
-        self._publish(ev.EARLY_STOP, round=server_round, best_round=self.best_round,
-                      best_eval_loss=self.best_eval_loss, patience=policy["patience"],
-                      reason=f"central eval loss has not improved by more than "
-                             f"{policy['min_delta']:g} for {self.rounds_without_improvement} "
-                             f"round(s) (patience {policy['patience']})")
+        self._publish(
+            ev.EARLY_STOP,
+            round=server_round,
+            best_round=early_stopping.best_round,
+            best_eval_loss=early_stopping.best_eval_loss,
+            patience=early_stopping.policy.patience,
+            reason=early_stopping.reason(),
+        )
         return True
 
     def _save_checkpoints(self, server_round: int, eval_loss: float, improved: bool) -> None:
         """`last` every round (what a resume starts from), `best` when eval loss improved."""
-        from safetensors.torch import save_file
-
-        from engine import model as models
-
         if self.run_dir is None:
             return
         folder = self.run_dir / "checkpoints"
         info = {"eval_loss": eval_loss, "model": self.config.model}
-        weights = models.state_dict_for_transfer(self.model)
-        checkpoints.save(folder, "last", server_round,
-                         lambda tmp: save_file(weights, tmp / checkpoints.WEIGHTS_FILE), info)
+        weights = {name: tensor.detach().cpu() for name, tensor in self.weights.items()}
+        checkpoints.save(
+            folder,
+            "last",
+            server_round,
+            lambda tmp: save_file(weights, tmp / checkpoints.WEIGHTS_FILE),
+            info,
+        )
         if not improved:
             return
 
         def write_pretrained(tmp: Path) -> None:
-            self.model.save_pretrained(tmp)
+            pretrained: Any = self.model  # a transformers model, or peft's wrapper of one
+            pretrained.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
 
         checkpoints.save(folder, "best", server_round, write_pretrained, info)
-        self._publish(ev.CHECKPOINT_SAVED, round=server_round, kind="best", eval_loss=eval_loss,
-                      path="checkpoints/best")
+        self._publish(
+            ev.CHECKPOINT_SAVED,
+            round=server_round,
+            kind="best",
+            eval_loss=eval_loss,
+            path="checkpoints/best",
+        )
 
     def _read_commands(self) -> None:
         if self.publisher is None:
@@ -270,10 +315,12 @@ class FederatedRun:
             elif command.get("command") == "client_of_node":
                 self.client_of_node[command["node_id"]] = command["client"]
             elif command.get("command") == "early_stopping":
-                for key in ("enabled", "patience"):
-                    if command.get(key) is not None:
-                        self.early_stopping[key] = command[key]
-                self._publish(ev.EARLY_STOPPING_CHANGED, **self.early_stopping)
+                self.early_stopping.change(
+                    enabled=command.get("enabled"), patience=command.get("patience")
+                )
+                self._publish(
+                    ev.EARLY_STOPPING_CHANGED, **dataclasses.asdict(self.early_stopping.policy)
+                )
 
     def _publish(self, type_: str, **fields) -> None:
         logging.getLogger("fedtui").info("%s %s", type_, fields)
@@ -283,15 +330,6 @@ class FederatedRun:
 
 def _optional_int(value) -> int | None:
     return None if value is None else int(value)
-
-
-def fingerprint(arrays: ArrayRecord) -> str:
-    """SHA-256 of a model's weights, to tell one global model from another in the record."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        digest.update(name.encode())
-        digest.update(arrays[name].data)
-    return digest.hexdigest()
 
 
 def _log_to_file(path: Path) -> None:

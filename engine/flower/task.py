@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.data import Samples
+from engine import model as models
+from engine.samples import Samples
 
 StepCallback = Callable[[int, int, float], None]  # step, steps_total, loss
 
@@ -24,71 +25,115 @@ class TrainResult:
     seconds: float
 
 
-def batches(samples: Samples, batch_size: int, *, shuffle_seed: int | None = None
-            ) -> Iterator[dict[str, torch.Tensor]]:
+def batches(
+    samples: Samples, batch_size: int, *, shuffle_seed: int | None = None
+) -> Iterator[dict[str, torch.Tensor]]:
     order = np.arange(len(samples))
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(len(samples))
     for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         ids = torch.from_numpy(samples.ids[rows].astype(np.int64))
         mask = torch.from_numpy(samples.mask[rows].astype(np.int64))
         yield {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
 
 
-def proximal_term(model: torch.nn.Module, global_params: list[torch.Tensor], mu: float
-                  ) -> torch.Tensor:
-    """mu/2 * ||w - w_global||^2 over the trainable parameters (FedProx, Li et al. 2020)."""
-    squared = sum(((w - g) ** 2).sum() for w, g in zip(trainable(model), global_params))
-    return (mu / 2.0) * squared
-
-
-def training_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor],
-                  global_params: list[torch.Tensor], mu: float) -> tuple[torch.Tensor, float]:
-    """The objective a FedProx client minimises, and the plain LM loss it reports."""
-    lm_loss = model(**batch).loss
-    if mu > 0:
-        return lm_loss + proximal_term(model, global_params, mu), lm_loss.item()
-    return lm_loss, lm_loss.item()
+@torch.no_grad()
+def add_proximal_gradient(
+    params: list[torch.nn.Parameter], global_params: list[torch.Tensor], mu: float
+) -> None:
+    """Add the gradient of FedProx's term mu/2 * ||w - w_global||^2 (Li et al. 2020), that is
+    mu * (w - w_global), to each parameter's gradient. Adding it directly, rather than
+    differentiating the term, keeps autograd from holding a model-sized difference."""
+    for param, global_param in zip(params, global_params):
+        if param.grad is not None:
+            param.grad.add_(param - global_param, alpha=mu)
 
 
 def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def train(model: torch.nn.Module, samples: Samples, *, epochs: int, batch_size: int,
-          learning_rate: float, mu: float, device: torch.device, seed: int,
-          on_step: StepCallback | None = None) -> TrainResult:
+@dataclass(frozen=True)
+class Precision:
+    """How a step computes: autocast dtype ("fp32", "bf16", "fp16") and gradient checkpointing.
+    Weights and optimizer state stay fp32 whatever the compute dtype."""
+
+    compute: str = "fp32"
+    gradient_checkpointing: bool = False
+
+
+def train(
+    model: torch.nn.Module,
+    samples: Samples,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    mu: float,
+    device: torch.device,
+    seed: int,
+    grad_accum_steps: int = 1,
+    precision: Precision = Precision(),
+    on_step: StepCallback | None = None,
+) -> TrainResult:
+    """Local AdamW training with FedProx's proximal term (mu > 0). A step is one batch; the
+    optimizer steps every `grad_accum_steps` batches (and after the last)."""
+    torch.manual_seed(seed)  # dropout (LoRA's included) is reproducible too
     model.to(device).train()
-    global_params = [p.detach().clone() for p in trainable(model)]
-    optimizer = torch.optim.AdamW(trainable(model), lr=learning_rate)
+    if precision.gradient_checkpointing:
+        models.checkpoint_activations(model, True)
+    params = trainable(model)
+    global_params = [p.detach().clone() for p in params] if mu > 0 else []
+    optimizer = torch.optim.AdamW(params, lr=learning_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.compute == "fp16")
     steps_total = epochs * math.ceil(len(samples) / batch_size)
     losses: list[float] = []
     started = time.perf_counter()
     for epoch in range(epochs):
         for batch in batches(samples, batch_size, shuffle_seed=seed * 1_000 + epoch):
             batch = {k: v.to(device) for k, v in batch.items()}
-            objective, lm_loss = training_loss(model, batch, global_params, mu)
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            losses.append(lm_loss)
+            with models.autocast(precision.compute, device):
+                lm_loss = model(**batch).loss
+            scaler.scale(lm_loss / grad_accum_steps).backward()
+            losses.append(lm_loss.item())
+            if len(losses) % grad_accum_steps == 0 or len(losses) == steps_total:
+                scaler.unscale_(optimizer)
+                if mu > 0:
+                    add_proximal_gradient(params, global_params, mu)
+                scaler.step(optimizer)
+                scaler.update()
+                optimizer.zero_grad(set_to_none=True)
             if on_step is not None:
-                on_step(len(losses), steps_total, lm_loss)
+                on_step(len(losses), steps_total, losses[-1])
+    if precision.gradient_checkpointing:
+        models.checkpoint_activations(model, False)
     del optimizer, global_params
-    return TrainResult(train_loss=float(np.mean(losses)), examples=len(samples),
-                       steps=len(losses), seconds=time.perf_counter() - started)
+    return TrainResult(
+        train_loss=float(np.mean(losses)),
+        examples=len(samples),
+        steps=len(losses),
+        seconds=time.perf_counter() - started,
+    )
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, samples: Samples, *, batch_size: int,
-             device: torch.device) -> float:
+def evaluate(
+    model: torch.nn.Module,
+    samples: Samples,
+    *,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+) -> float:
     """Mean next-token cross-entropy over all predicted tokens of `samples`."""
     model.to(device).eval()
     total_loss, total_tokens = 0.0, 0
     for batch in batches(samples, batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
         predicted = int((batch["labels"][:, 1:] != -100).sum())
-        total_loss += model(**batch).loss.item() * predicted
+        with models.autocast(precision, device):
+            loss = model(**batch).loss
+        total_loss += loss.item() * predicted
         total_tokens += predicted
     return total_loss / max(total_tokens, 1)

@@ -60,13 +60,27 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     assert status == "completed"
     assert events[0]["type"] == ev.RUN_STARTED and events[0]["config"]["rounds"] == 2
     roles = {(e["role"], e.get("client")) for e in of_type(events, ev.PROCESS_STARTED)}
-    assert {("superlink", None), ("supernode", 0), ("supernode", 1), ("serverapp", None),
-            ("clientapp", 0), ("clientapp", 1)} <= roles
+    assert {
+        ("superlink", None),
+        ("supernode", 0),
+        ("supernode", 1),
+        ("serverapp", None),
+        ("clientapp", 0),
+        ("clientapp", 1),
+    } <= roles
     assert {(e["round"], e["client"]) for e in of_type(events, ev.CLIENT_PROGRESS)} == {
-        (1, 0), (1, 1), (2, 0), (2, 1)}
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    }
     done = of_type(events, ev.CLIENT_ROUND_DONE)
     assert sorted((e["round"], e["client"], e["examples"]) for e in done) == [
-        (1, 0, 256), (1, 1, 256), (2, 0, 256), (2, 1, 256)]
+        (1, 0, 256),
+        (1, 1, 256),
+        (2, 0, 256),
+        (2, 1, 256),
+    ]
     rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
     assert sorted(rounds) == [0, 1, 2]
     assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
@@ -173,8 +187,15 @@ def test_early_stopping_ends_an_overfitting_run_and_its_best_model_reloads(tmp_p
     from engine import data
     from engine.flower import task
 
-    controller, _ = start(tmp_path, ["rounds=5", "learning_rate=1e-2",
-                                     "early_stopping.enabled=true", "early_stopping.patience=1"])
+    controller, _ = start(
+        tmp_path,
+        [
+            "rounds=5",
+            "learning_rate=1e-2",
+            "early_stopping.enabled=true",
+            "early_stopping.patience=1",
+        ],
+    )
     status, events = finish(controller)
 
     assert status == "stopped"
@@ -189,8 +210,12 @@ def test_early_stopping_ends_an_overfitting_run_and_its_best_model_reloads(tmp_p
     model = AutoModelForCausalLM.from_pretrained(best)
     AutoTokenizer.from_pretrained(best)
     config = load_config(controller.run_dir / "config.toml")
-    recomputed = task.evaluate(model, data.load_eval_samples(config),
-                               batch_size=config.eval_batch_size, device=torch.device("cpu"))
+    recomputed = task.evaluate(
+        model,
+        data.load_eval_samples(config),
+        batch_size=config.eval_batch_size,
+        device=torch.device("cpu"),
+    )
     assert recomputed == pytest.approx(finished["best_eval_loss"], abs=1e-4)
 
 
@@ -221,14 +246,18 @@ def test_a_stopped_run_resumes_from_its_last_global_model_in_the_same_record(tmp
 def test_the_regeneration_script_reproduces_the_recorded_default_sample_run(tmp_path):
     from sample_runs import regenerate
 
-    saved = {e["round"]: e for e in of_type(
-        ev.read_events(regenerate.HERE / "fedprox-mu0.1" / "events.jsonl"), ev.ROUND_DONE)}
+    saved = {
+        e["round"]: e
+        for e in of_type(
+            ev.read_events(regenerate.HERE / "fedprox-mu0.1" / "events.jsonl"), ev.ROUND_DONE
+        )
+    }
     folder = regenerate.record("fedprox-mu0.1", tmp_path, extra=["rounds=2"])
-    again = {e["round"]: e for e in of_type(ev.read_events(folder / "events.jsonl"),
-                                            ev.ROUND_DONE)}
+    again = {e["round"]: e for e in of_type(ev.read_events(folder / "events.jsonl"), ev.ROUND_DONE)}
     assert sorted(again) == [0, 1, 2]
     for number in (0, 1, 2):
         assert again[number]["eval_loss"] == pytest.approx(saved[number]["eval_loss"], rel=1e-4)
         if number:
-            assert again[number]["train_loss"] == pytest.approx(saved[number]["train_loss"],
-                                                                 rel=1e-4)
+            assert again[number]["train_loss"] == pytest.approx(
+                saved[number]["train_loss"], rel=1e-4
+            )

@@ -9,8 +9,12 @@ from engine.config import RunConfig
 
 
 class ScriptedRun:
-    def __init__(self, config: RunConfig | None = None, run_id: str = "scripted-run",
-                 t0: float = 1_800_000_000.0) -> None:
+    def __init__(
+        self,
+        config: RunConfig | None = None,
+        run_id: str = "scripted-run",
+        t0: float = 1_800_000_000.0,
+    ) -> None:
         self.config = config or dataclasses.replace(RunConfig(), name="scripted", rounds=3)
         self.run_id = run_id
         self.subscribers = []
@@ -34,6 +38,17 @@ class ScriptedRun:
     def start(self):
         self.started, self.status = True, "running"
         self.emit(ev.RUN_STARTED, run_id=self.run_id, config=self.config.to_dict())
+        self.emit(
+            ev.MODEL_INFO,
+            model=self.config.model,
+            total_params=995_072,
+            trainable_params=8_192,
+            precision="bf16",
+            transfer_dtype="fp16",
+            device="cpu",
+            lora_r=8,
+            gradient_checkpointing=False,
+        )
         return self
 
     def request_stop(self, source: str = "user") -> None:
@@ -53,18 +68,40 @@ class ScriptedRun:
 
     # a few rounds' worth of what a real run says
 
-    def play_round(self, number: int, eval_loss: float, client_losses=(7.0, 7.2),
-                   steps: int = 32) -> None:
+    def play_round(
+        self, number: int, eval_loss: float, client_losses=(7.0, 7.2), steps: int = 32
+    ) -> None:
         self.emit(ev.ROUND_STARTED, round=number, clients=len(client_losses))
         for client, loss in enumerate(client_losses):
             for step in (1, steps // 2, steps):
-                self.emit(ev.CLIENT_PROGRESS, 0.5, round=number, client=client, step=step,
-                          steps_total=steps, loss=loss + 0.5 * (steps - step) / steps)
-            self.emit(ev.CLIENT_ROUND_DONE, round=number, client=client, train_loss=loss,
-                      examples=256, steps=steps, seconds=3.0)
-        self.emit(ev.ROUND_DONE, round=number, eval_loss=eval_loss,
-                  train_loss=sum(client_losses) / len(client_losses), seconds=12.0,
-                  eval_seconds=0.5, bytes_sent=7_900_000, bytes_received=7_900_000)
+                self.emit(
+                    ev.CLIENT_PROGRESS,
+                    0.5,
+                    round=number,
+                    client=client,
+                    step=step,
+                    steps_total=steps,
+                    loss=loss + 0.5 * (steps - step) / steps,
+                )
+            self.emit(
+                ev.CLIENT_ROUND_DONE,
+                round=number,
+                client=client,
+                train_loss=loss,
+                examples=256,
+                steps=steps,
+                seconds=3.0,
+            )
+        self.emit(
+            ev.ROUND_DONE,
+            round=number,
+            eval_loss=eval_loss,
+            train_loss=sum(client_losses) / len(client_losses),
+            seconds=12.0,
+            eval_seconds=0.5,
+            bytes_sent=7_900_000,
+            bytes_received=7_900_000,
+        )
 
     def play_until_training(self, rounds: list[float]) -> None:
         """Round 0's evaluation, `rounds` finished with these eval losses, then the next round
@@ -76,14 +113,35 @@ class ScriptedRun:
         current = len(rounds) + 1
         self.emit(ev.ROUND_STARTED, round=current, clients=2)
         for used in (9, 21, 30):  # GiB on an 80 GiB card; client 1 is in a container
-            self.emit(ev.GPU_SAMPLE, devices=[{"index": 0, "name": "NVIDIA H100 80GB HBM3",
-                                               "memory_total": 80 << 30,
-                                               "memory_used": (used + 12) << 30,
-                                               "utilization": 87, "lost": False}],
-                      clients={"0": {"rss_bytes": 3 << 30, "vram_bytes": used << 30,
-                                     "device": 0, "source": "nvml"},
-                               "1": {"rss_bytes": 2 << 30, "vram_bytes": None, "device": None,
-                                     "source": None}})
+            self.emit(
+                ev.GPU_SAMPLE,
+                devices=[
+                    {
+                        "index": 0,
+                        "name": "NVIDIA H100 80GB HBM3",
+                        "memory_total": 80 << 30,
+                        "memory_used": (used + 12) << 30,
+                        "utilization": 87,
+                        "lost": False,
+                    }
+                ],
+                clients={
+                    "0": {
+                        "rss_bytes": 3 << 30,
+                        "vram_bytes": used << 30,
+                        "device": 0,
+                        "source": "nvml",
+                    },
+                    "1": {"rss_bytes": 2 << 30, "vram_bytes": None, "device": None, "source": None},
+                },
+            )
         self.emit(ev.CLIENT_PROGRESS, round=current, client=0, step=20, steps_total=32, loss=6.1)
-        self.emit(ev.CLIENT_PROGRESS, round=current, client=1, step=8, steps_total=32, loss=6.4,
-                  vram_bytes=11 << 30)
+        self.emit(
+            ev.CLIENT_PROGRESS,
+            round=current,
+            client=1,
+            step=8,
+            steps_total=32,
+            loss=6.4,
+            vram_bytes=11 << 30,
+        )

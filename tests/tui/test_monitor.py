@@ -2,24 +2,25 @@
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from engine import events as ev
 from engine.config import EarlyStopping, RunConfig
-from engine.runs import read_run_events
-from tests.factories import simple_run_events, write_run
+from engine.runs import read_run_events, sample_runs_folder
+from tests.factories import simple_run_events
 from tests.tui.scripted import ScriptedRun
 from tui.app import launcher_app, live_app, replay_app
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import MonitorScreen
+from tui.screens.monitor_keys import LIVE_BINDINGS, REPLAY_BINDINGS, VIEW_BINDINGS
 from tui.widgets.comparison_table import ComparisonTable
 from tui.widgets.loss_chart import LossChart
 
 SIZE = (120, 40)
-SAMPLE_RUNS = Path(__file__).parents[2] / "sample_runs"
+SAMPLE_RUNS = sample_runs_folder()
 
 
 def stamped(events):
@@ -60,8 +61,9 @@ async def test_launcher_starts_a_live_run_and_s_stops_it_after_the_round(tmp_pat
         assert monitor.live_state.status == "stopping"
 
         scripted.play_round(2, 7.1)  # the round in progress finishes, then the run ends
-        scripted.emit(ev.RUN_FINISHED, status="stopped", rounds_completed=2, best_round=2,
-                      best_eval_loss=7.1)
+        scripted.emit(
+            ev.RUN_FINISHED, status="stopped", rounds_completed=2, best_round=2, best_eval_loss=7.1
+        )
         await settle(pilot)
         assert monitor.live_state.status == "stopped"
         assert sorted(monitor.live_state.rounds) == [0, 1, 2]
@@ -157,14 +159,19 @@ async def test_three_runs_overlay_with_a_legend_and_a_comparison_table():
         "fedavg": ((8.0, None), (6.5, 7.2), (6.9, 6.7), (7.3, 6.4)),
         "fedavgm": ((8.0, None), (7.4, 7.6), (7.1, 7.0), (6.7, 6.8)),
     }
-    recorded = [(name, stamped(simple_run_events(run_id=name, rounds=rounds)))
-                for name, rounds in runs.items()]
+    recorded = [
+        (name, stamped(simple_run_events(run_id=name, rounds=rounds)))
+        for name, rounds in runs.items()
+    ]
     app = replay_app(recorded)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, 0.8)
         assert app.screen.query_one(LossChart).legend() == [
-            "fedprox-mu0.1: central eval", "fedavg: central eval", "fedavgm: central eval",
-            "best: round 2"]
+            "fedprox-mu0.1: central eval",
+            "fedavg: central eval",
+            "fedavgm: central eval",
+            "best: round 2",
+        ]
         table = app.screen.query_one(ComparisonTable)
         rows = [table.get_row_at(row) for row in range(table.row_count)]
         assert [str(row[0]) for row in rows] == ["■ fedprox-mu0.1", "■ fedavg", "■ fedavgm"]
@@ -187,18 +194,63 @@ async def test_help_lists_the_screens_keys():
         await pilot.press("question_mark")
         await settle(pilot)
         assert isinstance(pilot.app.screen, HelpScreen)
-        descriptions = [description for _, description in pilot.app.screen.rows()]
+        descriptions = [description for _, description, _ in pilot.app.screen.rows()]
         assert "Play/pause" in descriptions and "Log-Y" in descriptions
         assert "Stop after round" not in descriptions  # a replay cannot be stopped
+        assert "Patience +1" not in descriptions
 
 
-async def test_command_palette_offers_the_live_actions():
+def palette(app):
+    """The command palette's entries (ctrl+p) for the screen shown, by title."""
+    return {command.title: command for command in app.get_system_commands(app.screen)}
+
+
+def titles(bindings):
+    return {binding.description for binding in bindings}
+
+
+async def test_the_palette_offers_every_key_of_a_live_run_and_no_replay_key():
+    async with live_app(ScriptedRun(), clock=None).run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        offered = palette(pilot.app)
+        assert titles(LIVE_BINDINGS + VIEW_BINDINGS) <= set(offered)
+        assert not titles(REPLAY_BINDINGS) & set(offered)
+        assert all(offered[title].help for title in titles(LIVE_BINDINGS + VIEW_BINDINGS))
+
+
+async def test_the_palette_offers_every_key_of_a_replay_and_runs_it():
+    app = replay_app([("r1", stamped(simple_run_events()))])
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        offered = palette(app)
+        assert titles(REPLAY_BINDINGS + VIEW_BINDINGS) <= set(offered)
+        assert {"Faster", "Slower"} <= set(offered)
+        assert not titles(LIVE_BINDINGS) & set(offered)
+        player = app.screen.players[0]
+        before = player.speed
+        await offered["Faster"].callback()
+        assert player.speed > before
+
+
+async def test_the_palette_offers_every_key_of_the_launcher(tmp_path):
+    app = launcher_app([tmp_path], start_run=lambda config: None, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert titles(LauncherScreen.BINDINGS) <= set(palette(app))
+
+
+async def test_quit_from_the_palette_asks_before_ending_a_live_run():
+    """The screen's Quit replaces Textual's, which would end the run without asking."""
     scripted = ScriptedRun()
     app = live_app(scripted, clock=None)
     async with app.run_test(size=SIZE) as pilot:
-        titles = [command.title for command in app.get_system_commands(app.screen)]
-        assert "Stop after this round" in titles and "Abort the run now" in titles
-        assert "Play / pause replay" not in titles
+        scripted.play_until_training([7.4])
+        await settle(pilot)
+        commands = list(app.get_system_commands(app.screen))
+        assert [command.title for command in commands].count("Quit") == 1
+        await palette(app)["Quit"].callback()
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen) and not scripted.aborted
 
 
 async def test_a_thousand_events_a_second_keep_keys_responsive_and_redraws_throttled():
@@ -216,12 +268,23 @@ async def test_a_thousand_events_a_second_keep_keys_responsive_and_redraws_throt
                 for _ in range(100):
                     number += 1
                     if number % 50 == 0:
-                        scripted.emit(ev.ROUND_DONE, 0.001, round=number // 50,
-                                      eval_loss=8 - number / 1e4, train_loss=8.1 - number / 1e4)
+                        scripted.emit(
+                            ev.ROUND_DONE,
+                            0.001,
+                            round=number // 50,
+                            eval_loss=8 - number / 1e4,
+                            train_loss=8.1 - number / 1e4,
+                        )
                     else:
-                        scripted.emit(ev.CLIENT_PROGRESS, 0.001, round=number // 50 + 1,
-                                      client=number % 4, step=number % 50, steps_total=50,
-                                      loss=7.0)
+                        scripted.emit(
+                            ev.CLIENT_PROGRESS,
+                            0.001,
+                            round=number // 50 + 1,
+                            client=number % 4,
+                            step=number % 50,
+                            steps_total=50,
+                            loss=7.0,
+                        )
                     sent[0] += 1
                 time.sleep(max(0.0, 0.1 - (time.monotonic() - started)))
 
@@ -255,8 +318,10 @@ async def test_early_stopping_keys_reach_the_engine_and_the_header_shows_its_ans
 
         await pilot.press("right_square_bracket")
         await pilot.press("e")
-        assert scripted.early_stopping_requests == [{"enabled": None, "patience": 3},
-                                                    {"enabled": False, "patience": None}]
+        assert scripted.early_stopping_requests == [
+            {"enabled": None, "patience": 3},
+            {"enabled": False, "patience": None},
+        ]
 
         scripted.emit(ev.EARLY_STOPPING_CHANGED, enabled=True, patience=3, min_delta=0.0)
         await settle(pilot)
@@ -276,8 +341,9 @@ async def test_ctrl_s_saves_an_svg_of_the_screen_into_the_run_folder(tmp_path):
     assert svg.read_text().lstrip().startswith("<svg") and "COMPLETED" in svg.read_text()
 
 
-@pytest.mark.parametrize("run", sorted(p.name for p in SAMPLE_RUNS.iterdir()
-                                       if (p / "events.jsonl").is_file()))
+@pytest.mark.parametrize(
+    "run", sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "events.jsonl").is_file())
+)
 async def test_every_sample_run_plays_in_the_monitor(run):
     events = read_run_events(SAMPLE_RUNS / run)
     app = replay_app([(run, events)])
@@ -293,8 +359,9 @@ async def test_every_sample_run_plays_in_the_monitor(run):
 
 
 async def test_a_diverged_run_replays_with_its_missing_numbers_left_out():
-    events = stamped(simple_run_events(rounds=((8.0, None), (7.0, 7.5), (float("nan"),
-                                                                        float("inf")))))
+    events = stamped(
+        simple_run_events(rounds=((8.0, None), (7.0, 7.5), (float("nan"), float("inf"))))
+    )
     assert events[-2]["eval_loss"] is None  # recorded as null
     app = replay_app([("diverged", events)])
     async with app.run_test(size=SIZE) as pilot:

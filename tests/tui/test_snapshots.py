@@ -12,12 +12,14 @@ SIZE = (120, 40)
 
 def test_launcher(snap_compare, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    write_run(tmp_path / "sample_runs" / "seed-fedprox-mu0.1",
-              simple_run_events(run_id="seed", rounds=((2.987, None), (2.076, 2.0715),
-                                                       (2.027, 2.0271))))
+    write_run(
+        tmp_path / "sample_runs" / "seed-fedprox-mu0.1",
+        simple_run_events(run_id="seed", rounds=((2.987, None), (2.076, 2.0715), (2.027, 2.0271))),
+    )
     write_run(tmp_path / "runs" / "20261125-101500-default", simple_run_events(status="stopped"))
-    app = launcher_app([Path("sample_runs"), Path("runs")], start_run=lambda config: None,
-                       clock=None)
+    app = launcher_app(
+        [Path("sample_runs"), Path("runs")], start_run=lambda config: None, clock=None
+    )
     assert snap_compare(app, terminal_size=SIZE)
 
 
@@ -28,18 +30,30 @@ def test_monitor_mid_run(snap_compare):
         scripted.play_until_training([7.4, 7.0])
         await pilot.pause(0.7)
 
-    assert snap_compare(live_app(scripted, clock=None), terminal_size=SIZE,
-                        run_before=two_rounds_then_training)
+    assert snap_compare(
+        live_app(scripted, clock=None), terminal_size=SIZE, run_before=two_rounds_then_training
+    )
 
 
 def test_finished_replay_of_two_runs(snap_compare):
-    first = [ev.stamp(ev.make(**e), now=1000.0 + 5 * i) for i, e in enumerate(
-        simple_run_events(run_id="a", rounds=((8.0, None), (7.0, 7.5), (6.6, 6.9), (6.7, 6.5))))]
-    second = [ev.stamp(ev.make(**e), now=1000.0 + 6 * i) for i, e in enumerate(
-        simple_run_events(run_id="b", rounds=((8.0, None), (7.2, 7.6), (6.9, 7.0), (6.8, 6.8))))]
+    first = [
+        ev.stamp(ev.make(**e), now=1000.0 + 5 * i)
+        for i, e in enumerate(
+            simple_run_events(run_id="a", rounds=((8.0, None), (7.0, 7.5), (6.6, 6.9), (6.7, 6.5)))
+        )
+    ]
+    second = [
+        ev.stamp(ev.make(**e), now=1000.0 + 6 * i)
+        for i, e in enumerate(
+            simple_run_events(run_id="b", rounds=((8.0, None), (7.2, 7.6), (6.9, 7.0), (6.8, 6.8)))
+        )
+    ]
 
     async def settle(pilot):
         await pilot.pause(0.7)
 
-    assert snap_compare(replay_app([("fedprox-mu0.1", first), ("fedavg", second)]),
-                        terminal_size=SIZE, run_before=settle)
+    assert snap_compare(
+        replay_app([("fedprox-mu0.1", first), ("fedavg", second)]),
+        terminal_size=SIZE,
+        run_before=settle,
+    )

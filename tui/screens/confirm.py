@@ -22,8 +22,9 @@ class ConfirmScreen(ModalScreen[str | None]):
             yield Label(self.question, id="question")
             with Horizontal(id="answers"):
                 for index, (answer_id, label) in enumerate(self.answers):
-                    yield Button(label, id=answer_id,
-                                 variant="primary" if index == 0 else "default")
+                    yield Button(
+                        label, id=answer_id, variant="primary" if index == 0 else "default"
+                    )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id)

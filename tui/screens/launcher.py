@@ -13,9 +13,11 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from engine.config import RunConfig, load_config
+from engine.describe import loss
 from engine.errors import FedtuiError
 from engine.runs import list_runs, read_run_events
 from tui import format as fmt
+from tui.screens.help import HelpScreen
 from tui.screens.monitor import LiveRun, MonitorScreen
 
 RUN_COLUMNS = ("run", "strategy", "mu", "rounds", "best eval loss", "status", "date")
@@ -24,16 +26,24 @@ MARK = "● "
 
 class LauncherScreen(Screen):
     BINDINGS = [
-        Binding("d", "start_default", "Start default run"),
-        Binding("space", "mark", "Mark for comparison"),
-        Binding("c", "compare", "Compare marked"),
-        Binding("r", "refresh_runs", "Refresh"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "app.quit", "Quit"),
+        Binding(
+            "d",
+            "start_default",
+            "Start default run",
+            tooltip="Start the offline default run (tiny OPT, 2 clients) and watch it",
+        ),
+        Binding(
+            "space", "mark", "Mark for comparison", tooltip="Mark or unmark the selected saved run"
+        ),
+        Binding("c", "compare", "Compare marked", tooltip="Replay the marked runs overlaid"),
+        Binding("r", "refresh_runs", "Refresh", tooltip="Read the saved runs again"),
+        Binding("question_mark", "help", "Help", tooltip="Every key of this screen"),
+        Binding("q", "app.quit", "Quit", tooltip="Quit fedtui"),
     ]
 
-    def __init__(self, *, saved_dirs: list[Path], start_run: Callable[[RunConfig], LiveRun],
-                 clock) -> None:
+    def __init__(
+        self, *, saved_dirs: list[Path], start_run: Callable[[RunConfig], LiveRun], clock
+    ) -> None:
         super().__init__()
         self.saved_dirs = saved_dirs
         self.start_run = start_run
@@ -41,16 +51,22 @@ class LauncherScreen(Screen):
         self.marked: list[str] = []
 
     def compose(self) -> ComposeResult:
-        yield Static(Text.assemble(("fedtui", "bold cyan"),
-                                   "  federated fine-tuning of language models, on Flower"),
-                     id="title")
+        yield Static(
+            Text.assemble(
+                ("fedtui", "bold cyan"), "  federated fine-tuning of language models, on Flower"
+            ),
+            id="title",
+        )
         with Horizontal(id="start-row"):
             yield Button("Start the default run", id="start-default", variant="primary")
             yield Input(placeholder="config file (.toml) or preset name", id="config-path")
             yield Button("Start from config", id="start-config")
         yield Label("", id="launch-error")
-        yield Label(f"Saved runs in {', '.join(str(d) for d in self.saved_dirs)}: enter "
-                    f"replays, space marks, c compares the marked runs", id="runs-caption")
+        yield Label(
+            f"Saved runs in {', '.join(str(d) for d in self.saved_dirs)}: enter "
+            f"replays, space marks, c compares the marked runs",
+            id="runs-caption",
+        )
         yield DataTable(id="saved-runs", cursor_type="row")
         yield Footer()
 
@@ -76,9 +92,15 @@ class LauncherScreen(Screen):
             return [name, Text(listing.problem or "unreadable", style="red"), "", "", "", "", ""]
         config = state.config
         mu = f"{config.get('proximal_mu', 0):g}" if config.get("strategy") == "fedprox" else "-"
-        return [name, config.get("strategy", "?"), mu,
-                f"{state.rounds_completed}/{state.total_rounds or '?'}",
-                fmt.loss(state.best_eval_loss), state.status, fmt.date_time(state.started_at)]
+        return [
+            name,
+            config.get("strategy", "?"),
+            mu,
+            f"{state.rounds_completed}/{state.total_rounds or '?'}",
+            loss(state.best_eval_loss),
+            state.status,
+            fmt.date_time(state.started_at),
+        ]
 
     # -- starting runs ------------------------------------------------------------------------
 
@@ -110,19 +132,24 @@ class LauncherScreen(Screen):
     # -- replaying runs -------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self._replay([event.row_key.value])
+        if event.row_key.value is not None:  # every row's key is its run folder
+            self._replay([event.row_key.value])
 
     def action_mark(self) -> None:
         table = self.query_one("#saved-runs", DataTable)
         if not table.row_count:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if key is None:
+            return
         if key in self.marked:
             self.marked.remove(key)
         else:
             self.marked.append(key)
-        label = Text((MARK if key in self.marked else "") + Path(key).name,
-                     style="bold" if key in self.marked else "")
+        label = Text(
+            (MARK if key in self.marked else "") + Path(key).name,
+            style="bold" if key in self.marked else "",
+        )
         table.update_cell(key, table.ordered_columns[0].key, label)
 
     def action_compare(self) -> None:
@@ -140,6 +167,4 @@ class LauncherScreen(Screen):
         self.app.push_screen(MonitorScreen(recorded=recorded, folder=Path(paths[0])))
 
     def action_help(self) -> None:
-        from tui.screens.help import HelpScreen
-
         self.app.push_screen(HelpScreen(self))

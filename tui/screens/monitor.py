@@ -11,10 +11,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -24,6 +24,13 @@ from tui.messages import NewEvents, ReplayPosition, RunsChanged
 from tui.replay import ReplayPlayer
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.monitor_keys import (
+    LIVE_BINDINGS,
+    LIVE_ONLY,
+    REPLAY_BINDINGS,
+    REPLAY_ONLY,
+    VIEW_BINDINGS,
+)
 from tui.widgets.clients_table import ClientsTable
 from tui.widgets.comparison_table import ComparisonTable
 from tui.widgets.device_panel import DevicePanel
@@ -34,50 +41,37 @@ from tui.widgets.run_header import RunHeader
 
 TICK_S = 0.1
 LOG_TAIL_ON_SEEK = 500
-LIVE_ONLY = {"stop", "abort", "toggle_early_stopping", "patience"}
-REPLAY_ONLY = {"play_pause", "step", "jump_end", "faster", "slower"}
 
 
 class LiveRun(Protocol):
     """What the monitor needs of a run: `engine.controller.RunController` is one."""
 
     run_id: str
-    finished: bool
+
+    @property
+    def finished(self) -> bool: ...
 
     def subscribe(self, subscriber: Callable[[ev.Event], None]) -> None: ...
     def start(self) -> object: ...
     def request_stop(self) -> None: ...
-    def set_early_stopping(self, enabled: bool | None = None,
-                           patience: int | None = None) -> None: ...
+    def set_early_stopping(
+        self, enabled: bool | None = None, patience: int | None = None
+    ) -> None: ...
     def abort(self) -> None: ...
     def wait(self, timeout: float | None = None) -> str | None: ...
 
 
 class MonitorScreen(Screen):
-    BINDINGS = [
-        Binding("s", "stop", "Stop after round"),
-        Binding("a", "abort", "Abort"),
-        Binding("e", "toggle_early_stopping", "Early stop on/off"),
-        Binding("right_square_bracket", "patience(1)", "Patience +1"),
-        Binding("left_square_bracket", "patience(-1)", "Patience -1"),
-        Binding("space", "play_pause", "Play/pause", priority=True),
-        Binding("left", "step(-1)", "Round back", priority=True),
-        Binding("right", "step(1)", "Round fwd", priority=True),
-        Binding("end", "jump_end", "End", priority=True),
-        Binding("plus", "faster", "Faster"),
-        Binding("minus", "slower", "Slower"),
-        Binding("l", "toggle_chart('log_y')", "Log-Y"),
-        Binding("m", "toggle_chart('smoothing')", "Smoothing"),
-        Binding("c", "toggle_chart('show_clients')", "Client lines"),
-        Binding("ctrl+s", "screenshot", "Screenshot"),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit_monitor", "Quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [*LIVE_BINDINGS, *REPLAY_BINDINGS, *VIEW_BINDINGS]
 
-    def __init__(self, *, live: LiveRun | None = None,
-                 recorded: list[tuple[str, list[ev.Event]]] | None = None,
-                 clock: Callable[[], float] | None = time.time,
-                 folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        live: LiveRun | None = None,
+        recorded: list[tuple[str, list[ev.Event]]] | None = None,
+        clock: Callable[[], float] | None = time.time,
+        folder: Path | None = None,
+    ) -> None:
         """`folder`: where screenshots go (the run folder of the run shown first)."""
         super().__init__()
         self.folder = folder if folder is not None else getattr(live, "run_dir", None)
@@ -85,12 +79,19 @@ class MonitorScreen(Screen):
             raise ValueError("a monitor shows either a live run or recorded runs")
         self.live = live
         self.players = [ReplayPlayer(events) for _, events in recorded or []]
-        self.names = [name for name, _ in recorded] if recorded else [live.run_id]
+        self.names = [live.run_id] if live is not None else [name for name, _ in recorded or []]
         self.live_state = RunState()
         self._inbox: deque[ev.Event] = deque()
         self._clock = clock if live is not None else None
         self._quit_when_finished = False
         self._last_tick = time.monotonic()
+
+    @property
+    def _live_run(self) -> LiveRun:
+        """The live run, for live-only actions (`check_action` offers them on a live monitor)."""
+        if self.live is None:
+            raise RuntimeError("a live-only action on a replay")
+        return self.live
 
     @property
     def states(self) -> list[RunState]:
@@ -153,8 +154,9 @@ class MonitorScreen(Screen):
 
     def _show_seek(self) -> None:
         primary = self.players[0]
-        tail = [e for e in primary.events[:primary.position]
-                if e["type"] != ev.CLIENT_PROGRESS][-LOG_TAIL_ON_SEEK:]
+        tail = [e for e in primary.events[: primary.position] if e["type"] != ev.CLIENT_PROGRESS][
+            -LOG_TAIL_ON_SEEK:
+        ]
         self._publish(tail, reset=True)
         self._post_position()
 
@@ -170,9 +172,16 @@ class MonitorScreen(Screen):
         if not self.players:
             return
         primary = self.players[0]
-        self.query_one(ReplayBar).post_message(ReplayPosition(
-            primary.playing, primary.speed_label, primary.state.current_round,
-            primary.state.total_rounds or 0, primary.position, len(primary.events)))
+        self.query_one(ReplayBar).post_message(
+            ReplayPosition(
+                primary.playing,
+                primary.speed_label,
+                primary.state.current_round,
+                primary.state.total_rounds or 0,
+                primary.position,
+                len(primary.events),
+            )
+        )
 
     # -- actions ----------------------------------------------------------------------------
 
@@ -190,12 +199,16 @@ class MonitorScreen(Screen):
 
         def decided(answer: str | None) -> None:
             if answer == "stop":
-                self.live.request_stop()
+                self._live_run.request_stop()
                 self.notify("stopping after the current round")
 
-        self.app.push_screen(ConfirmScreen(
-            "Stop the run after the current round? Rounds so far stay recorded.",
-            [("stop", "Stop after this round"), ("cancel", "Keep running")]), decided)
+        self.app.push_screen(
+            ConfirmScreen(
+                "Stop the run after the current round? Rounds so far stay recorded.",
+                [("stop", "Stop after this round"), ("cancel", "Keep running")],
+            ),
+            decided,
+        )
 
     def action_abort(self) -> None:
         if self.live_state.finished:
@@ -204,21 +217,25 @@ class MonitorScreen(Screen):
 
         def decided(answer: str | None) -> None:
             if answer == "abort":
-                self.live.abort()
+                self._live_run.abort()
                 self.notify("aborting: ending every process now", severity="warning")
 
-        self.app.push_screen(ConfirmScreen(
-            "Abort now? The current round is lost; every Flower process is ended.",
-            [("abort", "Abort now"), ("cancel", "Keep running")]), decided)
+        self.app.push_screen(
+            ConfirmScreen(
+                "Abort now? The current round is lost; every Flower process is ended.",
+                [("abort", "Abort now"), ("cancel", "Keep running")],
+            ),
+            decided,
+        )
 
     def action_toggle_early_stopping(self) -> None:
         enabled = not self.live_state.early_stopping.get("enabled", False)
-        self.live.set_early_stopping(enabled=enabled)
+        self._live_run.set_early_stopping(enabled=enabled)
         self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
 
     def action_patience(self, change: int) -> None:
         patience = max(1, self.live_state.early_stopping.get("patience", 1) + change)
-        self.live.set_early_stopping(patience=patience)
+        self._live_run.set_early_stopping(patience=patience)
         self.notify(f"asked the server for patience {patience}")
 
     def action_quit_monitor(self) -> None:
@@ -229,16 +246,23 @@ class MonitorScreen(Screen):
         def decided(answer: str | None) -> None:
             if answer == "stop":
                 self._quit_when_finished = True
-                self.live.request_stop()
+                self._live_run.request_stop()
                 self.notify("stopping after the current round; fedtui quits when it ends")
             elif answer == "abort":
-                self.live.abort()
+                self._live_run.abort()
                 self.app.exit()
 
-        self.app.push_screen(ConfirmScreen(
-            "The run is live. Quitting ends it.",
-            [("stop", "Stop after this round, then quit"), ("abort", "Abort now and quit"),
-             ("watch", "Keep watching")]), decided)
+        self.app.push_screen(
+            ConfirmScreen(
+                "The run is live. Quitting ends it.",
+                [
+                    ("stop", "Stop after this round, then quit"),
+                    ("abort", "Abort now and quit"),
+                    ("watch", "Keep watching"),
+                ],
+            ),
+            decided,
+        )
 
     def action_toggle_chart(self, option: str) -> None:
         on = self.query_one(LossChart).toggle(option)
@@ -279,7 +303,13 @@ class MonitorScreen(Screen):
             self.notify("no run folder to save a screenshot into", severity="warning")
             return
         name = f"screenshot-{time.strftime('%Y%m%d-%H%M%S')}.svg"
-        path = self.app.save_screenshot(filename=name, path=str(self.folder))
+        try:  # a sample run in an installed fedtui lives in a read-only folder
+            path = self.app.save_screenshot(filename=name, path=str(self.folder))
+        except OSError as err:
+            self.notify(
+                f"cannot save a screenshot into {self.folder}: {err.strerror}", severity="error"
+            )
+            return
         self.notify(f"saved {path}")
 
     def action_help(self) -> None:

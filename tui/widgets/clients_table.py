@@ -5,16 +5,25 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from engine.describe import byte_size, loss
 from engine.run_state import ClientState, RunState
-from tui import format as fmt
 from tui.messages import RunsChanged
 
 BAR_WIDTH = 10
 STATE_STYLES = {"training": "bold green", "waiting": "dim", "failed": "bold red"}
-COLUMNS = (("client", "client"), ("state", "state"), ("progress", "local steps"),
-           ("rate", "it/s"), ("loss", "loss"), ("last", "last round"), ("memory", "memory"),
-           ("peak_round", "peak rnd"), ("peak", "peak"), ("fraction", "% GPU"),
-           ("trend", "trend"))
+COLUMNS = (
+    ("client", "client"),
+    ("state", "state"),
+    ("progress", "local steps"),
+    ("rate", "it/s"),
+    ("loss", "loss"),
+    ("last", "last round"),
+    ("memory", "memory"),
+    ("peak_round", "peak rnd"),
+    ("peak", "peak"),
+    ("fraction", "% GPU"),
+    ("trend", "trend"),
+)
 SPARK = "▁▂▃▄▅▆▇█"
 TREND_WIDTH = 12
 
@@ -42,10 +51,12 @@ class ClientsTable(DataTable):
             Text(str(client.client), justify="right"),
             Text(client.state, style=STATE_STYLES.get(client.state, "")),
             progress_bar(client.step, client.steps_total),
-            Text(f"{client.steps_per_second:.1f}" if client.steps_per_second else "-",
-                 justify="right"),
-            Text(fmt.loss(client.loss), justify="right"),
-            Text(fmt.loss(client.last_train_loss), justify="right"),
+            Text(
+                f"{client.steps_per_second:.1f}" if client.steps_per_second else "-",
+                justify="right",
+            ),
+            Text(loss(client.loss), justify="right"),
+            Text(loss(client.last_train_loss), justify="right"),
             *memory_cells(client),
         ]
 
@@ -55,16 +66,24 @@ def memory_cells(client: ClientState) -> list[Text]:
     overall, share of the device, trend; host RSS where no GPU figure exists."""
     alarm = "bold white on red" if client.memory_warning else ""
     if client.vram_source is None:
-        now = Text(f"RSS {fmt.byte_size(client.rss_bytes)}" if client.rss_bytes else "-",
-                   style=alarm or "dim", justify="right")
+        now = Text(
+            f"RSS {byte_size(client.rss_bytes)}" if client.rss_bytes else "-",
+            style=alarm or "dim",
+            justify="right",
+        )
         peaks = [Text("-", style="dim", justify="right"), Text("-", style="dim", justify="right")]
     else:
         source = "" if client.vram_source == "nvml" else " (torch)"
-        now = Text(f"{fmt.byte_size(client.vram_bytes)}{source}", style=alarm, justify="right")
-        peaks = [Text(fmt.byte_size(client.vram_peak_round), justify="right"),
-                 Text(fmt.byte_size(client.vram_peak), justify="right")]
-    fraction = Text("-" if client.device_fraction is None else f"{client.device_fraction:.0%}",
-                    style=alarm, justify="right")
+        now = Text(f"{byte_size(client.vram_bytes)}{source}", style=alarm, justify="right")
+        peaks = [
+            Text(byte_size(client.vram_peak_round), justify="right"),
+            Text(byte_size(client.vram_peak), justify="right"),
+        ]
+    fraction = Text(
+        "-" if client.device_fraction is None else f"{client.device_fraction:.0%}",
+        style=alarm,
+        justify="right",
+    )
     return [now, *peaks, fraction, sparkline(client.memory_history[-TREND_WIDTH:])]
 
 
@@ -73,8 +92,9 @@ def sparkline(values: list[int]) -> Text:
         return Text("")
     low, high = min(values), max(values)
     span = (high - low) or 1
-    return Text("".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values),
-                style="cyan")
+    return Text(
+        "".join(SPARK[round((v - low) / span * (len(SPARK) - 1))] for v in values), style="cyan"
+    )
 
 
 def progress_bar(step: int, total: int) -> Text:

@@ -11,8 +11,17 @@ from tui import format as fmt
 from tui.messages import RunsChanged
 from tui.widgets.loss_chart import RUN_COLORS
 
-COLUMNS = ("run", "strategy", "status", "rounds", "best round", "best eval", "final eval",
-           "wall time", "bytes exchanged")
+COLUMNS = (
+    "run",
+    "strategy",
+    "status",
+    "rounds",
+    "best round",
+    "best eval",
+    "final eval",
+    "wall time",
+    "bytes exchanged",
+)
 
 
 class ComparisonTable(DataTable):
@@ -33,6 +42,10 @@ class ComparisonTable(DataTable):
             Text(f"■ {name}", style=color),
             describe_strategy(state.config),
             state.status,
-            *(Text(summary[key], justify="right", style="bold green" if key == "best_eval" else "")
-              for key in ("rounds", "best_round", "best_eval", "final_eval", "wall", "exchanged")),
+            *(
+                Text(
+                    summary[key], justify="right", style="bold green" if key == "best_eval" else ""
+                )
+                for key in ("rounds", "best_round", "best_eval", "final_eval", "wall", "exchanged")
+            ),
         ]

@@ -4,8 +4,9 @@ other runs overlaid. Redraws at most twice a second, however often data arrives.
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from rich.text import Text
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from engine.run_state import RunState
@@ -15,8 +16,15 @@ from tui.messages import RunsChanged
 SMOOTHING_WEIGHT = 0.6
 REDRAW_INTERVAL_S = 0.5
 # RGB, so that plotext's lines and Rich's legend swatches are the same colour in any theme
-RUN_COLORS = ((0, 200, 220), (255, 150, 0), (120, 200, 60), (220, 80, 200), (230, 210, 60),
-              (80, 130, 255), (230, 70, 70))
+RUN_COLORS = (
+    (0, 200, 220),
+    (255, 150, 0),
+    (120, 200, 60),
+    (220, 80, 200),
+    (230, 210, 60),
+    (80, 130, 255),
+    (230, 70, 70),
+)
 TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
 
@@ -31,7 +39,7 @@ class LossChart(PlotextPlot):
         self._states: list[RunState] = []
         self._names: list[str] = []
         self._stale = False
-        self._cached: tuple[tuple, Text] | None = None
+        self._cached: tuple[tuple, RenderResult] | None = None
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -59,7 +67,7 @@ class LossChart(PlotextPlot):
             self._stale = False
             self.refresh()
 
-    def render(self) -> Text:
+    def render(self) -> RenderResult:
         key = (self.size.width, self.size.height, self.app.theme)
         if self._cached is None or self._cached[0] != key:
             self._build()
@@ -68,7 +76,7 @@ class LossChart(PlotextPlot):
         return self._cached[1]
 
     def _series(self) -> list[tuple[str, list[float], list[float], tuple | int]]:
-        series = []
+        series: list[tuple[Any, ...]] = []  # (label, *zip(*points), colour)
         overlay = len(self._states) > 1
         for index, (state, name) in enumerate(zip(self._states, self._names)):
             color = RUN_COLORS[index % len(RUN_COLORS)]
@@ -85,19 +93,28 @@ class LossChart(PlotextPlot):
                 series.append(("train (aggregated)", *zip(*trains), TRAIN_COLOR))
             if self.show_clients:
                 for client in sorted(state.clients):
-                    points = [(r.round, r.client_train_loss[client]) for r in rounds
-                              if r.client_train_loss.get(client) is not None]
+                    points = [
+                        (r.round, r.client_train_loss[client])
+                        for r in rounds
+                        if r.client_train_loss.get(client) is not None
+                    ]
                     if points:
-                        color = CLIENT_COLORS[client % len(CLIENT_COLORS)]
-                        series.append((f"client {client}", *zip(*points), color))
+                        grey = CLIENT_COLORS[client % len(CLIENT_COLORS)]
+                        series.append((f"client {client}", *zip(*points), grey))
         return [(label, list(xs), list(ys), color) for label, xs, ys, color in series]
 
     def _build(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        flags = [name for name, on in (("log-y", self.log_y),
-                                      (f"smoothed {SMOOTHING_WEIGHT}", self.smoothing)) if on]
+        flags = [
+            name
+            for name, on in (
+                ("log-y", self.log_y),
+                (f"smoothed {SMOOTHING_WEIGHT}", self.smoothing),
+            )
+            if on
+        ]
         plt.title("loss per round" + (f"  [{', '.join(flags)}]" if flags else ""))
         plt.xlabel("round")
         series = self._series()
@@ -128,7 +145,8 @@ class LossChart(PlotextPlot):
         state = self._states[0]
         if state.best_round is None or state.best_round not in state.rounds:
             return None
-        return state.best_round, state.rounds[state.best_round].eval_loss
+        eval_loss = state.rounds[state.best_round].eval_loss
+        return None if eval_loss is None else (state.best_round, eval_loss)
 
     def _mark_best(self, plt) -> None:
         best = self._best()

@@ -9,14 +9,19 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.config import describe_strategy
+from engine.describe import byte_size, duration, parameter_count
 from engine.run_state import RunState
-from tui import format as fmt
 from tui.messages import RunsChanged
 
 STATUS_STYLES = {
-    "starting": "bold yellow", "running": "bold green", "stopping": "bold yellow",
-    "completed": "bold cyan", "stopped": "bold yellow", "aborted": "bold red",
-    "failed": "bold red", "replay": "bold magenta",
+    "starting": "bold yellow",
+    "running": "bold green",
+    "stopping": "bold yellow",
+    "completed": "bold cyan",
+    "stopped": "bold yellow",
+    "aborted": "bold red",
+    "failed": "bold red",
+    "replay": "bold magenta",
 }
 
 
@@ -47,30 +52,37 @@ class RunHeader(Static):
         total = state.total_rounds or 0
         elapsed = self._elapsed(state)
         line = Text()
-        line.append(f" {state.status.upper()} ", style=f"reverse {STATUS_STYLES.get(state.status, 'bold')}")
+        line.append(
+            f" {state.status.upper()} ", style=f"reverse {STATUS_STYLES.get(state.status, 'bold')}"
+        )
         line.append(f"  {name}", style="bold")
         line.append(f"  {describe_strategy(config)}" if config else "")
         line.append(f"  round {state.current_round}/{total}")
-        line.append(f"  elapsed {fmt.duration(elapsed)}")
+        line.append(f"  elapsed {duration(elapsed)}")
         eta = self._eta(state, total)
         if eta is not None:
-            line.append(f"  ETA {fmt.duration(eta)}")
+            line.append(f"  ETA {duration(eta)}")
         if state.best_round is not None:
-            line.append(f"  best eval {state.best_eval_loss:.4f} @ round {state.best_round}",
-                        style="green")
+            line.append(
+                f"  best eval {state.best_eval_loss:.4f} @ round {state.best_round}", style="green"
+            )
         if state.errors:
-            line.append(f"  {len(state.errors)} error(s)/warning(s): see events",
-                        style="bold red")
+            line.append(f"  {len(state.errors)} error(s)/warning(s): see events", style="bold red")
         detail = Text()
         if config:
-            detail.append(f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
-                          f"{config.get('num_clients', '?')} clients x "
-                          f"{config.get('samples_per_client', '?')} samples, "
-                          f"{config.get('local_epochs', '?')} local epoch(s), "
-                          f"lr {config.get('learning_rate', 0):g}", style="dim")
+            detail.append(
+                f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
+                f"{config.get('num_clients', '?')} clients x "
+                f"{config.get('samples_per_client', '?')} samples, "
+                f"{config.get('local_epochs', '?')} local epoch(s), "
+                f"lr {config.get('learning_rate', 0):g}",
+                style="dim",
+            )
         if state.imported_from:
-            detail.append(f"  imported from {state.imported_from}: no per-client detail",
-                          style="italic magenta")
+            detail.append(
+                f"  imported from {state.imported_from}: no per-client detail",
+                style="italic magenta",
+            )
         detail.append(early_stopping_text(state))
         if runs > 1:
             detail.append(f"  +{runs - 1} run(s) overlaid", style="bold magenta")
@@ -78,7 +90,8 @@ class RunHeader(Static):
             detail.append(f"  early stop: {state.early_stop_reason}", style="yellow")
         elif state.notice and not state.finished and not state.rounds:
             detail.append(f"  {state.notice}", style="italic")
-        return Text("\n").join([line, detail])
+        model = model_text(state)
+        return Text("\n").join([line, detail, model] if model else [line, detail])
 
     def _elapsed(self, state: RunState) -> float | None:
         if self._clock is not None and state.started_at is not None and not state.finished:
@@ -96,13 +109,45 @@ class RunHeader(Static):
 
 
 def early_stopping_text(state: RunState) -> Text:
-    """"early stop: on, patience 2, 1 round without improvement"."""
+    """ "early stop: on, patience 2, 1 round without improvement"."""
     policy = state.early_stopping
     if not policy:
         return Text()
     if not policy.get("enabled"):
         return Text("  early stop: off", style="dim")
     waited = state.rounds_without_improvement
-    return Text(f"  early stop: on, patience {policy.get('patience')}, {waited} round"
-                f"{'' if waited == 1 else 's'} without improvement",
-                style="yellow" if waited else "")
+    return Text(
+        f"  early stop: on, patience {policy.get('patience')}, {waited} round"
+        f"{'' if waited == 1 else 's'} without improvement",
+        style="yellow" if waited else "",
+    )
+
+
+def model_text(state: RunState) -> Text:
+    """ "135.0M params, 0.5M trained (LoRA r=8) · bf16 · 1.0 MiB/client/round"."""
+    model = state.model
+    if not model:
+        return Text()
+    trained = (
+        "all trained"
+        if model["trainable_params"] == model["total_params"]
+        else f"{parameter_count(model['trainable_params'])} trained"
+    )
+    text = f" {parameter_count(model['total_params'])} params, {trained}"
+    if model.get("lora_r") is not None:
+        text += f" (LoRA r={model['lora_r']})"
+    text += f" · {model['precision']}"
+    if model.get("transfer_dtype") not in (None, "fp32"):
+        text += f" · sent as {model['transfer_dtype']}"
+    latest = next(
+        (
+            r
+            for n, r in sorted(state.rounds.items(), reverse=True)
+            if n > 0 and r.bytes_received and r.client_train_loss
+        ),
+        None,
+    )
+    if latest is not None and latest.bytes_received:
+        per_client = latest.bytes_received / len(latest.client_train_loss)
+        text += f" · {byte_size(per_client)}/client/round"
+    return Text(text, style="dim")

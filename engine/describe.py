@@ -1,0 +1,219 @@
+"""Events in words: one plain sentence per event type, and the number formats they use.
+
+Every view that tells a run as text (the headless printer, the TUI's event log) says what
+`describe` says; views choose which events to show and how to style them, never the words. A new
+event type in `engine.events` needs a sentence in `SENTENCES` (a test checks that it has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine import events as ev
+from engine.config import describe_strategy
+
+
+def describe(event: ev.Event) -> str:
+    return SENTENCES[event["type"]](event)
+
+
+def duration(seconds: float | None) -> str:
+    """Wall time as a clock reads: "0:42", "1:05", "7:29:29"."""
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def loss(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def byte_size(count: float | None) -> str:
+    if count is None:
+        return "-"
+    # binary units, as nvidia-smi and free print; the loop leaves `unit` at the one that fits
+    for unit in ("B", "KiB", "MiB", "GiB"):  # noqa: B007
+        if count < 1024:
+            break
+        count /= 1024
+    return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+
+
+def parameter_count(count: int) -> str:
+    """ "331.2M", as model cards count parameters."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f}{unit}"
+    return str(count)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _process(event: ev.Event) -> str:
+    client = event.get("client")
+    return event["role"] if client is None else f"{event['role']} {client}"
+
+
+def _run_started(event: ev.Event) -> str:
+    config = event["config"]
+    sentence = (
+        f"run {event['run_id']} started: {config['model']} on {config['dataset']}, "
+        f"{describe_strategy(config)}, {config['num_clients']} clients x "
+        f"{config['samples_per_client']} samples, {_plural(config['rounds'], 'round')}"
+    )
+    if event.get("imported_from"):
+        sentence += f" (imported from {event['imported_from']})"
+    return sentence
+
+
+def _run_resumed(event: ev.Event) -> str:
+    return f"run resumed after round {event['from_round']}, to round {event['config']['rounds']}"
+
+
+def _model_info(event: ev.Event) -> str:
+    total, trainable = event["total_params"], event["trainable_params"]
+    share = f" ({trainable / total:.1%})" if total else ""
+    parts = [
+        f"{parameter_count(total)} parameters, {parameter_count(trainable)} trainable{share}",
+        f"precision {event['precision']}",
+    ]
+    if event.get("transfer_dtype"):
+        parts.append(f"sent as {event['transfer_dtype']}")
+    if event.get("device"):
+        parts.append(f"on {event['device']}")
+    if event.get("lora_r") is not None:
+        parts.append(f"LoRA r={event['lora_r']}")
+    if event.get("gradient_checkpointing"):
+        parts.append("gradient checkpointing")
+    return f"model {event['model']}: " + ", ".join(parts)
+
+
+def _process_exited(event: ev.Event) -> str:
+    code = event.get("returncode")
+    status = "" if code is None else f", code {code}"
+    return f"{_process(event)} exited (pid {event['pid']}{status})"
+
+
+def _round_started(event: ev.Event) -> str:
+    clients = event.get("clients")
+    return f"round {event['round']} started" + (
+        "" if clients is None else f" with {_plural(clients, 'client')}"
+    )
+
+
+def _client_progress(event: ev.Event) -> str:
+    sentence = (
+        f"client {event['client']}, round {event['round']}: step {event['step']}/"
+        f"{event['steps_total']}"
+    )
+    return sentence + ("" if event.get("loss") is None else f", loss {loss(event['loss'])}")
+
+
+def _client_round_done(event: ev.Event) -> str:
+    return (
+        f"client {event['client']} finished round {event['round']}: train loss "
+        f"{loss(event['train_loss'])} on {event['examples']} examples"
+    )
+
+
+def _round_done(event: ev.Event) -> str:
+    parts = []
+    if event.get("train_loss") is not None:
+        parts.append(f"train loss {loss(event['train_loss'])}")
+    if event["eval_loss"] is not None:
+        parts.append(f"eval loss {loss(event['eval_loss'])}")
+    if event.get("seconds") is not None:  # rounds are compared to the tenth: seconds, not a clock
+        parts.append(f"{event['seconds']:.1f} s")
+    return f"round {event['round']} done" + (": " + ", ".join(parts) if parts else "")
+
+
+def _checkpoint_saved(event: ev.Event) -> str:
+    measured = "" if event.get("eval_loss") is None else f", eval loss {loss(event['eval_loss'])}"
+    return (
+        f"saved the {event['kind']} global model (round {event['round']}{measured}) "
+        f"to {event['path']}"
+    )
+
+
+def _early_stopping_changed(event: ev.Event) -> str:
+    if not event["enabled"]:
+        return "early stopping off"
+    min_delta = event.get("min_delta")
+    return f"early stopping on, patience {event['patience']}" + (
+        "" if min_delta is None else f", min delta {min_delta:g}"
+    )
+
+
+def _gpu_sample(event: ev.Event) -> str:
+    devices = [
+        f"GPU {d['index']} {byte_size(d.get('memory_used'))} of "
+        f"{byte_size(d.get('memory_total'))}" + (" (lost)" if d.get("lost") else "")
+        for d in event["devices"]
+    ]
+    if event.get("unavailable"):
+        devices.append(f"no GPU figures ({event['unavailable']})")
+    clients = [
+        f"client {key} "
+        + (
+            f"{byte_size(sample['vram_bytes'])} VRAM"
+            if sample.get("vram_bytes") is not None
+            else f"{byte_size(sample.get('rss_bytes'))} host RSS"
+        )
+        for key, sample in event["clients"].items()
+    ]
+    return "memory: " + "; ".join(", ".join(part) for part in (devices, clients) if part)
+
+
+def _stop_requested(event: ev.Event) -> str:
+    source = event.get("source")
+    return (
+        f"stop requested{'' if source is None else f' ({source})'}: the run ends after the "
+        f"current round"
+    )
+
+
+def _early_stop(event: ev.Event) -> str:
+    reason = f": {event['reason']}" if event.get("reason") else ""
+    return (
+        f"early stop after round {event['round']}{reason}; best round {event['best_round']}, "
+        f"eval loss {loss(event['best_eval_loss'])}"
+    )
+
+
+def _run_finished(event: ev.Event) -> str:
+    parts = []
+    if event.get("rounds_completed") is not None:
+        parts.append(_plural(event["rounds_completed"], "round"))
+    if event.get("best_round") is not None:
+        parts.append(
+            f"best eval loss {loss(event.get('best_eval_loss'))} at round {event['best_round']}"
+        )
+    if event.get("seconds") is not None:
+        parts.append(f"wall time {duration(event['seconds'])}")
+    return f"run {event['status']}" + (": " + ", ".join(parts) if parts else "")
+
+
+SENTENCES: dict[str, Callable[[ev.Event], str]] = {
+    ev.RUN_STARTED: _run_started,
+    ev.RUN_RESUMED: _run_resumed,
+    ev.NOTICE: lambda event: event["message"],
+    ev.MODEL_INFO: _model_info,
+    ev.PROCESS_STARTED: lambda event: f"{_process(event)} started (pid {event['pid']})",
+    ev.PROCESS_EXITED: _process_exited,
+    ev.ROUND_STARTED: _round_started,
+    ev.CLIENT_PROGRESS: _client_progress,
+    ev.CLIENT_ROUND_DONE: _client_round_done,
+    ev.ROUND_DONE: _round_done,
+    ev.CHECKPOINT_SAVED: _checkpoint_saved,
+    ev.EARLY_STOPPING_CHANGED: _early_stopping_changed,
+    ev.GPU_SAMPLE: _gpu_sample,
+    ev.WARNING: lambda event: f"warning: {event['message']}",
+    ev.STOP_REQUESTED: _stop_requested,
+    ev.EARLY_STOP: _early_stop,
+    ev.RUN_FINISHED: _run_finished,
+    ev.ERROR: lambda event: f"error: {event['message']}",
+}

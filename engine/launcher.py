@@ -1,0 +1,231 @@
+"""Launching Flower's deployment engine for one run, on loopback.
+
+`flower-superlink` first (on a free port, waited for until its health check answers), then one
+`flower-supernode` per client (each on its own port, with its share of the cores and its GPU),
+then the Flower app, submitted with `flwr run`. Every process gets its own FLWR_HOME under one
+temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH (Flower
+starts its helpers by bare name) and what fedtui's apps read from the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.flower.run_config import to_run_config
+from engine.process_env import threads_per_client
+from engine.processes import ProcessTable, TrackedProcess
+
+APP_DIR = Path(__file__).parent / "flower" / "app"
+CONNECTION_NAME = "fedtui"
+SUPERLINK_START_TIMEOUT_S = 60.0
+SUBMIT_TIMEOUT_S = 120.0
+# The processes fedtui starts itself; Flower starts the rest (SuperExec, the apps) under them.
+ROOT_ROLES = ("superlink", "supernode")
+
+
+class FlowerLauncher:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        processes: ProcessTable,
+        *,
+        app_environment: dict[str, str],
+        gpus: list[int],
+        notice: Callable[[str], None],
+        check_abort: Callable[[], None],
+    ) -> None:
+        """`gpus`: the devices clients are pinned to, round-robin; `check_abort` raises when the
+        user aborted, and is called while waiting for the SuperLink."""
+        self.config = config
+        self.run_dir = run_dir
+        self._processes = processes
+        self._app_environment = app_environment
+        self._gpus = gpus
+        self._notice = notice
+        self._check_abort = check_abort
+        self._flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{run_dir.name}-"))
+
+    def launch(self) -> None:
+        """Start the SuperLink and the SuperNodes, then submit the app; raises RuntimeError
+        naming the log to read when one of them fails."""
+        superlink_port = self._start_superlink()
+        self._start_supernodes(superlink_port)
+        self._submit(superlink_port)
+
+    def check_roots_alive(self) -> None:
+        """Raise RuntimeError if the SuperLink or a SuperNode has exited."""
+        for process in self._processes.all():
+            if (
+                process.role in ROOT_ROLES
+                and process.popen is not None
+                and process.popen.poll() is not None
+            ):
+                raise RuntimeError(
+                    f"{process.label} (pid {process.pid}) exited with code "
+                    f"{process.popen.returncode} (see logs/{_log_name(process)})"
+                )
+
+    def remove_flwr_home(self) -> None:
+        """Once every process is gone: Flower's state for this run is not kept."""
+        shutil.rmtree(self._flwr_home, ignore_errors=True)
+
+    def _start_superlink(self) -> int:
+        port = _free_port()
+        self._notice(f"starting flower-superlink on 127.0.0.1:{port}")
+        self._processes.spawn(
+            "superlink",
+            [
+                _flower_program("flower-superlink"),
+                "--insecure",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--disable-runtime-dependency-installation",
+            ],
+            env=self._environment(self._flwr_home / "superlink"),
+            log_path=self.run_dir / "logs" / "superlink.log",
+        )
+        deadline = time.monotonic() + SUPERLINK_START_TIMEOUT_S
+        while not _healthy(port):
+            self._check_abort()
+            self.check_roots_alive()
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"flower-superlink did not answer on port {port} within "
+                    f"{SUPERLINK_START_TIMEOUT_S:g}s (see logs/superlink.log)"
+                )
+            time.sleep(0.2)
+        return port
+
+    def _start_supernodes(self, superlink_port: int) -> None:
+        threads = str(threads_per_client(self.config.threads_per_client, self.config.num_clients))
+        for client in range(self.config.num_clients):
+            env = self._environment(self._flwr_home / f"supernode-{client}")
+            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+            if self._gpus and self.config.device != "cpu":  # pin: client k on gpus[k mod n]
+                env.update(
+                    CUDA_DEVICE_ORDER="PCI_BUS_ID",
+                    CUDA_VISIBLE_DEVICES=str(self._gpus[client % len(self._gpus)]),
+                )
+            self._processes.spawn(
+                "supernode",
+                [
+                    _flower_program("flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{superlink_port}",
+                    "--port",
+                    str(_free_port()),
+                    "--node-config",
+                    f"partition-id={client} num-partitions={self.config.num_clients}",
+                ],
+                env=env,
+                client=client,
+                log_path=self.run_dir / "logs" / f"supernode-{client}.log",
+            )
+        self._notice(f"started {self.config.num_clients} flower-supernode processes")
+
+    def _submit(self, superlink_port: int) -> None:
+        cli_home = self._flwr_home / "cli"
+        cli_home.mkdir(parents=True)
+        (cli_home / "config.toml").write_text(
+            f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
+            f'[superlink.{CONNECTION_NAME}]\naddress = "127.0.0.1:{superlink_port}"\n'
+            f"insecure = true\n",
+            encoding="utf-8",
+        )
+        overrides = cli_home / "run-config.toml"
+        overrides.write_text(
+            "".join(f'{key} = "{value}"\n' for key, value in to_run_config(self.config).items())
+        )
+        self._notice("submitting the Flower app")
+        completed = subprocess.run(
+            [
+                _flower_program("flwr"),
+                "run",
+                str(APP_DIR),
+                CONNECTION_NAME,
+                "--run-config",
+                str(overrides),
+                "--format",
+                "json",
+            ],
+            env=self._environment(cli_home),
+            capture_output=True,
+            text=True,
+            timeout=SUBMIT_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+        (self.run_dir / "logs" / "flwr-run.log").write_text(completed.stdout + completed.stderr)
+        try:
+            reply = json.loads(completed.stdout)
+        except json.JSONDecodeError:
+            reply = {}
+        if completed.returncode != 0 or not reply.get("success", False):
+            raise RuntimeError(
+                f"flwr run failed (see logs/flwr-run.log): "
+                f"{(completed.stdout + completed.stderr).strip()[-300:]}"
+            )
+        self._notice(f"Flower run {reply.get('run-id')} submitted")
+
+    def _environment(self, flwr_home: Path) -> dict[str, str]:
+        flwr_home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            FLWR_HOME=str(flwr_home),
+            FLWR_TELEMETRY_ENABLED="0",
+            FLWR_DISABLE_UPDATE_CHECK="1",
+            PYTHONUNBUFFERED="1",
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        )
+        env.update(self._app_environment)
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
+        return env
+
+
+# glibc serves buffers above this size with their own mmap and returns them to the system when
+# they are freed. By default it raises the threshold after the first such free, after which
+# model-sized buffers (weights arriving in 5 MB chunks, their copies) come from the heap and
+# stay in the process's RSS: a fixed threshold cut the ServerApp's peak by a fifth
+# (BENCHMARKS.md, "Memory at a realistic size").
+MALLOC_MMAP_THRESHOLD = 1024 * 1024
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+_LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with _LOOPBACK.open(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _flower_program(name: str) -> str:
+    beside_python = Path(sys.executable).parent / name
+    return str(beside_python) if beside_python.exists() else name
+
+
+def _log_name(process: TrackedProcess) -> str:
+    suffix = "" if process.client is None else f"-{process.client}"
+    return f"{process.role}{suffix}.log"

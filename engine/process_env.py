@@ -1,0 +1,50 @@
+"""What the controller tells the processes it starts, through the environment they inherit.
+
+Flower starts the ServerApp and the ClientApps itself (SuperLink or SuperNode, then SuperExec,
+then the app), so besides Flower's run config the environment is the one way to reach them.
+Every variable fedtui sets for them is named here, in a module that imports nothing heavy: the
+controller uses it without loading Flower's apps or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The ServerApp runs beside the SuperLink, on the controller's machine: it writes checkpoints and
+# its log into the run folder.
+RUN_DIR_ENV = "FEDTUI_RUN_DIR"
+# JSON: where a resumed run goes on from (engine.resume.ResumeState); unset for a new run.
+RESUME_ENV = "FEDTUI_RESUME"
+# The controller's event channel (engine.channel): its loopback address and its key.
+EVENTS_ADDRESS_ENV = "FEDTUI_EVENTS_ADDRESS"
+EVENTS_KEY_ENV = "FEDTUI_EVENTS_KEY"
+
+
+def for_server_app(run_dir: Path, resume: Mapping[str, Any] | None) -> dict[str, str]:
+    """The variables the ServerApp reads back with `run_dir()` and `resume_state()`."""
+    environment = {RUN_DIR_ENV: str(run_dir.resolve())}
+    if resume is not None:
+        environment[RESUME_ENV] = json.dumps(resume)
+    return environment
+
+
+def run_dir() -> Path | None:
+    """The run folder, when a fedtui controller started this process."""
+    value = os.environ.get(RUN_DIR_ENV)
+    return Path(value) if value else None
+
+
+def resume_state() -> dict[str, Any] | None:
+    """Where the run goes on from, or None for a run that starts at round 0."""
+    return json.loads(os.environ.get(RESUME_ENV) or "null")
+
+
+def threads_per_client(configured: int, num_clients: int) -> int:
+    """Share the cores: N clients with default threads each oversubscribe them badly."""
+    if configured > 0:
+        return configured
+    return max(1, (os.cpu_count() or 1) // num_clients)

@@ -1,0 +1,69 @@
+"""The run's record: the single writer of `runs/<id>/events.jsonl`.
+
+Every event, the controller's own and those relayed from the Flower apps, goes through
+`EventRecorder.write`: stamped, appended as one line and flushed, then handed to the subscribers
+(the TUI, the headless printer) in the order it was written. A `round_done` is also synced to
+disk, so every finished round outlives a crash of the machine, not only of fedtui.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+
+from engine import events as ev
+
+Subscriber = Callable[[ev.Event], None]
+
+log = logging.getLogger(__name__)
+
+
+class EventRecorder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.RLock()  # a subscriber may write in turn (a view's stop request)
+        self._file: TextIO | None = None
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call `subscriber(event)` for every event written from now on (from any thread)."""
+        self._subscribers.append(subscriber)
+
+    def open(self) -> None:
+        """Start appending, to a new file or to a stopped run's record."""
+        if self.path.exists():
+            drop_torn_tail(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open until close())
+
+    def write(self, event: ev.Event) -> None:
+        """Record `event`, then hand it, as written, to every subscriber."""
+        with self._lock:
+            if self._file is None:
+                raise RuntimeError(f"{self.path} is not open for writing")
+            stamped = ev.stamp(event)
+            self._file.write(ev.encode(stamped))
+            self._file.flush()
+            if stamped["type"] == ev.ROUND_DONE:
+                os.fsync(self._file.fileno())
+            for subscriber in self._subscribers:
+                try:
+                    subscriber(stamped)
+                except Exception:  # a broken view must not break the record
+                    log.exception("event subscriber failed")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def drop_torn_tail(path: Path) -> None:
+    """A crash can leave half a line at the end; appending after it would corrupt the file."""
+    content = path.read_bytes()
+    if content and not content.endswith(b"\n"):
+        path.write_bytes(content[: content.rfind(b"\n") + 1])

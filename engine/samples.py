@@ -1,0 +1,114 @@
+"""Tokenized samples, and how a corpus is split into an eval set and one partition per client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.config import RunConfig
+from engine.errors import ConfigError
+
+
+@dataclass
+class Documents:
+    texts: list[str]
+    sources: list[str]
+
+
+@dataclass
+class Samples:
+    """Token ids, padded to seq_len with the pad id; `mask` is 1 where a token is real."""
+
+    ids: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, list[Samples]]:
+    """Hold out whole documents for evaluation, then split the rest among clients.
+
+    iid: chunks are shuffled and dealt out evenly. by-source: each source (a stdlib package, a
+    repository) goes whole to one client, so clients hold different codebases.
+    """
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(documents.texts))
+    needed_train = config.num_clients * config.samples_per_client
+    eval_chunks: list[list[int]] = []
+    train_chunks: list[list[int]] = []
+    train_sources: list[str] = []
+    # by-source needs the whole corpus to balance sources; iid stops once it has enough.
+    enough = (needed_train * 4) if config.partition == "by-source" else needed_train
+    for start in range(0, len(order), 256):
+        batch = order[start : start + 256]
+        encoded = tokenizer([documents.texts[i] for i in batch], add_special_tokens=False)
+        for doc_index, ids in zip(batch, encoded["input_ids"]):
+            chunks = _chunk(ids + [tokenizer.eos_token_id], config.seq_len)
+            if len(eval_chunks) < config.eval_samples:
+                eval_chunks.extend(chunks[:4])
+            else:
+                train_chunks.extend(chunks)
+                train_sources.extend([documents.sources[doc_index]] * len(chunks))
+        if len(eval_chunks) >= config.eval_samples and len(train_chunks) >= enough:
+            break
+    if len(eval_chunks) < config.eval_samples or len(train_chunks) < needed_train:
+        raise ConfigError(
+            f"dataset {config.dataset!r} yields {len(train_chunks)} training and "
+            f"{len(eval_chunks)} eval samples of {config.seq_len} tokens; the config needs "
+            f"{needed_train} (num_clients x samples_per_client) and {config.eval_samples}"
+        )
+    if config.partition == "by-source":
+        client_indices = _deal_by_source(train_sources, config, rng)
+    else:
+        shuffled = rng.permutation(len(train_chunks))
+        client_indices = [
+            shuffled[k * config.samples_per_client : (k + 1) * config.samples_per_client]
+            for k in range(config.num_clients)
+        ]
+    pad = tokenizer.pad_token_id
+    eval_set = _to_samples(eval_chunks[: config.eval_samples], config.seq_len, pad)
+    clients = [
+        _to_samples([train_chunks[i] for i in indices], config.seq_len, pad)
+        for indices in client_indices
+    ]
+    return eval_set, clients
+
+
+def _deal_by_source(sources: list[str], config: RunConfig, rng) -> list[np.ndarray]:
+    by_source: dict[str, list[int]] = {}
+    for index, source in enumerate(sources):
+        by_source.setdefault(source, []).append(index)
+    names = sorted(by_source)
+    rng.shuffle(names)
+    holdings: list[list[int]] = [[] for _ in range(config.num_clients)]
+    for name in names:  # each whole source to the client holding the least so far
+        neediest = min(range(config.num_clients), key=lambda k: len(holdings[k]))
+        if len(holdings[neediest]) >= config.samples_per_client:
+            break
+        holdings[neediest].extend(by_source[name])
+    short = [k for k, held in enumerate(holdings) if len(held) < config.samples_per_client]
+    if short:
+        raise ConfigError(
+            f"partition=by-source: not enough data for client {short[0]} "
+            f"({len(names)} sources); lower samples_per_client or num_clients"
+        )
+    return [rng.permutation(held)[: config.samples_per_client] for held in holdings]
+
+
+def _chunk(ids: list[int], seq_len: int) -> list[list[int]]:
+    """Consecutive windows of seq_len tokens; a short tail is kept if it is a quarter window."""
+    chunks = [ids[i : i + seq_len] for i in range(0, len(ids), seq_len)]
+    if chunks and len(chunks[-1]) < seq_len // 4:
+        chunks.pop()
+    return chunks
+
+
+def _to_samples(chunks: list[list[int]], seq_len: int, pad_id: int) -> Samples:
+    ids = np.full((len(chunks), seq_len), pad_id, dtype=np.int32)
+    mask = np.zeros((len(chunks), seq_len), dtype=np.int8)
+    for row, chunk in enumerate(chunks):
+        ids[row, : len(chunk)] = chunk
+        mask[row, : len(chunk)] = 1
+    return Samples(ids, mask)

@@ -1,0 +1,85 @@
+import dataclasses
+
+import pytest
+
+from engine import checkpoints, events as ev
+from engine.config import RunConfig, to_toml
+from engine.errors import ConfigError, FedtuiError
+from engine.resume import resume_point
+from tests.factories import write_run
+
+
+def recorded_run(folder, status="stopped", rounds=5, last_round=2, eval_losses=(3.0, 2.5, 2.7)):
+    """A run folder whose record ends with `status` and whose last checkpoint is `last_round`."""
+    config = dataclasses.replace(RunConfig(), rounds=rounds)
+    events = [dict(type_=ev.RUN_STARTED, run_id=folder.name, config=config.to_dict())]
+    best = 0
+    for number, loss in enumerate(eval_losses):
+        best = number if loss < eval_losses[best] else best
+        events.append(
+            dict(
+                type_=ev.ROUND_DONE,
+                round=number,
+                eval_loss=loss,
+                best_round=best,
+                rounds_without_improvement=number - best,
+            )
+        )
+    events.append(dict(type_=ev.RUN_FINISHED, status=status))
+    write_run(folder, events)
+    (folder / "config.toml").write_text(to_toml(config))
+    if last_round is not None:
+        checkpoints.save(folder / "checkpoints", "last", last_round, lambda tmp: None, {})
+    return folder
+
+
+def test_a_stopped_run_goes_on_from_its_last_model_and_early_stopping_state(tmp_path):
+    run = recorded_run(tmp_path / "r1", last_round=2)
+
+    config, state = resume_point(run)
+
+    assert config.rounds == 5
+    assert state == {
+        "round": 2,
+        "best_round": 1,
+        "best_eval_loss": 2.5,
+        "rounds_without_improvement": 1,
+    }
+
+
+@pytest.mark.parametrize("status", ["aborted", "failed"])
+def test_an_aborted_or_failed_run_may_be_resumed_too(tmp_path, status):
+    _, state = resume_point(recorded_run(tmp_path / "r1", status=status))
+
+    assert state["round"] == 2
+
+
+def test_a_completed_run_cannot_be_resumed(tmp_path):
+    with pytest.raises(FedtuiError, match="r1 is completed: only a stopped, aborted or failed"):
+        resume_point(recorded_run(tmp_path / "r1", status="completed"))
+
+
+def test_a_run_without_a_saved_global_model_cannot_be_resumed(tmp_path):
+    with pytest.raises(FedtuiError, match="no saved global model"):
+        resume_point(recorded_run(tmp_path / "r1", last_round=None))
+
+
+def test_rounds_and_early_stopping_may_change_on_resume(tmp_path):
+    run = recorded_run(tmp_path / "r1", rounds=2)
+
+    config, _ = resume_point(run, ["rounds=4", "early_stopping.patience=3"])
+
+    assert config.rounds == 4 and config.early_stopping.patience == 3
+
+
+def test_anything_else_would_make_it_a_different_run_and_is_refused(tmp_path):
+    with pytest.raises(
+        ConfigError,
+        match="--set learning_rate=0.1: a resumed run can only change rounds, round_timeout",
+    ):
+        resume_point(recorded_run(tmp_path / "r1"), ["learning_rate=0.1"])
+
+
+def test_a_run_that_already_has_all_its_rounds_asks_for_more(tmp_path):
+    with pytest.raises(FedtuiError, match="already has 2 of 2 rounds; --set rounds=N"):
+        resume_point(recorded_run(tmp_path / "r1", rounds=2, last_round=2))

@@ -1,0 +1,86 @@
+"""The monitor's keys: live-run control, replay control, and views of either."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+from tui.bindings import action_names
+from tui.widgets.loss_chart import SMOOTHING_WEIGHT
+
+LIVE_BINDINGS = [
+    Binding(
+        "s",
+        "stop",
+        "Stop after round",
+        tooltip="End the live run once the current round is evaluated",
+    ),
+    Binding("a", "abort", "Abort", tooltip="End every process of the live run now"),
+    Binding(
+        "e",
+        "toggle_early_stopping",
+        "Early stop on/off",
+        tooltip="Automatic early stopping on central eval loss, on or off",
+    ),
+    Binding(
+        "right_square_bracket",
+        "patience(1)",
+        "Patience +1",
+        tooltip="Early stopping waits one more round without improvement",
+    ),
+    Binding(
+        "left_square_bracket",
+        "patience(-1)",
+        "Patience -1",
+        tooltip="Early stopping waits one round less",
+    ),
+]
+REPLAY_BINDINGS = [
+    Binding(
+        "space",
+        "play_pause",
+        "Play/pause",
+        priority=True,
+        tooltip="Replay: play or pause (at the end, play starts over)",
+    ),
+    Binding(
+        "left",
+        "step(-1)",
+        "Round back",
+        priority=True,
+        tooltip="Replay: show up to the end of the previous round",
+    ),
+    Binding(
+        "right",
+        "step(1)",
+        "Round fwd",
+        priority=True,
+        tooltip="Replay: show up to the end of the next round",
+    ),
+    Binding(
+        "end", "jump_end", "End", priority=True, tooltip="Replay: jump to the end, the whole run"
+    ),
+    Binding("plus", "faster", "Faster", tooltip="Replay: play faster (up to max)"),
+    Binding("minus", "slower", "Slower", tooltip="Replay: play slower (down to 1x)"),
+]
+VIEW_BINDINGS = [
+    Binding("l", "toggle_chart('log_y')", "Log-Y", tooltip="Loss chart: logarithmic y axis"),
+    Binding(
+        "m",
+        "toggle_chart('smoothing')",
+        "Smoothing",
+        tooltip=f"Loss chart: debiased EMA smoothing ({SMOOTHING_WEIGHT})",
+    ),
+    Binding(
+        "c",
+        "toggle_chart('show_clients')",
+        "Client lines",
+        tooltip="Loss chart: per-client train loss",
+    ),
+    Binding(
+        "ctrl+s", "screenshot", "Screenshot", tooltip="An SVG of this screen, into the run folder"
+    ),
+    Binding("question_mark", "help", "Help", tooltip="Every key of this screen"),
+    Binding("q", "quit_monitor", "Quit", tooltip="Quit fedtui (a live run: asks first)"),
+]
+LIVE_ONLY = action_names(LIVE_BINDINGS)
+REPLAY_ONLY = action_names(REPLAY_BINDINGS)
