@@ -4,6 +4,7 @@
     python benchmarks/round_overhead.py --set rounds=3       # any config, as `fedtui run`
     python benchmarks/round_overhead.py --analyse runs/<id>  # a run already recorded
     python benchmarks/round_overhead.py --superexec-poll 0.1 # FLWR_SUPEREXEC_TASK_POLL_INTERVAL
+    python benchmarks/round_overhead.py --set warm_workers=false  # Flower's process per message
 
 Per round: wall = round start to the end of its central evaluation; compute = the slowest
 client's local training; overhead = wall - compute - eval. The overhead is then split using the
@@ -61,6 +62,23 @@ def analyse(events: list[dict]) -> None:
         f"min {min(overheads):.1f} s, max {max(overheads):.1f} s "
         f"(split columns: mean over clients)"
     )
+    _print_peak_rss(events)
+
+
+def _print_peak_rss(events: list[dict]) -> None:
+    """The ClientApp's peak RSS (the kernel's high-water mark) as each round ends: with warm
+    workers, one process's over the whole run, so growth would be a leak."""
+    peaks: dict[int, dict[int, int]] = {}
+    for e in events:
+        if e["type"] == ev.CLIENT_ROUND_DONE:
+            peaks.setdefault(e["client"], {})[e["round"]] = e["peak_rss_bytes"]
+    for client, by_round in sorted(peaks.items()):
+        first, last = min(by_round), max(by_round)
+        growth = by_round[last] / by_round[first] - 1
+        print(
+            f"client {client} ClientApp peak RSS: round {first} {by_round[first] / 2**20:.0f} MiB"
+            f" -> round {last} {by_round[last] / 2**20:.0f} MiB ({growth:+.1%})"
+        )
 
 
 def _split(events, number, round_start, clients) -> tuple[float, float, float]:

@@ -137,6 +137,11 @@ class RunConfig:
     grad_accum_steps: int = _spec(
         1, "batches whose gradients add up before an optimizer step", minimum=1
     )
+    warm_workers: bool = _spec(
+        True,
+        "one long-lived worker per client keeps the model warm across rounds "
+        "(false: Flower's fresh ClientApp process per message)",
+    )
     aggregation: str = _spec(
         "streaming",
         "streaming: fold each reply in as it arrives; flower: "

@@ -226,6 +226,7 @@ class RunController:
                 self._sample_memory(memory)
             self._check_abort()
             launcher.check_roots_alive()
+            launcher.restart_workers()
             if self._server_outcome is not None:
                 return self._server_outcome["status"]
             serverapps = [p for p in self._processes.all() if p.role == "serverapp"]

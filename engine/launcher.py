@@ -5,6 +5,11 @@
 then the Flower app, submitted with `flwr run`. Every process gets its own FLWR_HOME under one
 temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH (Flower
 starts its helpers by bare name) and what fedtui's apps read from the environment.
+
+Beside each SuperNode runs its client's warm worker (engine.flower.worker), with the same
+environment; ahead of the venv on that PATH is a folder whose `flwr-clientapp` is fedtui's relay
+(engine.flower.relay), so the ClientApp Flower starts for each message hands it to the worker.
+A worker that exits is started again by `restart_workers`.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import RunConfig
+from engine.flower import relay
 from engine.flower.run_config import to_run_config
-from engine.process_env import threads_per_client
+from engine.process_env import FLOWER_CLIENTAPP_ENV, WORKER_SOCKET_ENV, threads_per_client
 from engine.processes import ProcessTable, TrackedProcess
 
 APP_DIR = Path(__file__).parent / "flower" / "app"
@@ -56,6 +62,7 @@ class FlowerLauncher:
         self._notice = notice
         self._check_abort = check_abort
         self._flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{run_dir.name}-"))
+        self._workers: dict[int, tuple[TrackedProcess, dict[str, str]]] = {}
 
     def launch(self) -> None:
         """Start the SuperLink and the SuperNodes, then submit the app; raises RuntimeError
@@ -76,6 +83,17 @@ class FlowerLauncher:
                     f"{process.label} (pid {process.pid}) exited with code "
                     f"{process.popen.returncode} (see logs/{_log_name(process)})"
                 )
+
+    def restart_workers(self) -> None:
+        """Start again each client's worker that has exited: a worker that dies mid-round fails
+        only that round for its client (its relay replies with the error)."""
+        for client, (worker, env) in list(self._workers.items()):
+            if worker.popen is not None and worker.popen.poll() is not None:
+                self._notice(
+                    f"worker {client} (pid {worker.pid}) exited with code "
+                    f"{worker.popen.returncode}; starting it again"
+                )
+                self._start_worker(client, env)
 
     def remove_flwr_home(self) -> None:
         """Once every process is gone: Flower's state for this run is not kept."""
@@ -120,6 +138,9 @@ class FlowerLauncher:
                     CUDA_DEVICE_ORDER="PCI_BUS_ID",
                     CUDA_VISIBLE_DEVICES=str(self._gpus[client % len(self._gpus)]),
                 )
+            if self.config.warm_workers:
+                self._use_worker(env, self._flwr_home / f"supernode-{client}" / "worker.sock")
+                self._start_worker(client, env)
             self._processes.spawn(
                 "supernode",
                 [
@@ -137,6 +158,32 @@ class FlowerLauncher:
                 log_path=self.run_dir / "logs" / f"supernode-{client}.log",
             )
         self._notice(f"started {self.config.num_clients} flower-supernode processes")
+
+    def _use_worker(self, env: dict[str, str], socket_path: Path) -> None:
+        """Have the SuperNode's `flwr-clientapp` be the relay to the worker on `socket_path`."""
+        relay_dir = self._flwr_home / "relay"
+        program = relay_dir / "flwr-clientapp"
+        if not program.exists():
+            relay_dir.mkdir(exist_ok=True)
+            program.write_text(relay.script(sys.executable, str(Path(__file__).parent.parent)))
+            program.chmod(0o755)
+        env.update(
+            {
+                WORKER_SOCKET_ENV: str(socket_path),
+                FLOWER_CLIENTAPP_ENV: _flower_program("flwr-clientapp"),
+                "PATH": f"{relay_dir}{os.pathsep}{env['PATH']}",
+            }
+        )
+
+    def _start_worker(self, client: int, env: dict[str, str]) -> None:
+        worker = self._processes.spawn(
+            "worker",
+            [sys.executable, "-m", "engine.flower.worker", "--client", str(client)],
+            env=env,
+            client=client,
+            log_path=self.run_dir / "logs" / f"worker-{client}.log",
+        )
+        self._workers[client] = (worker, env)
 
     def _submit(self, superlink_port: int) -> None:
         cli_home = self._flwr_home / "cli"

@@ -1,9 +1,10 @@
 """Per-client memory: NVML's per-process figures and host RSS, attributed to clients by PID.
 
-A client is its SuperNode and everything under it (SuperExec, one ClientApp per round); the
-controller's process table knows which PID belongs to which client at every moment, including
-ClientApps that exist for a single round. GPU processes that belong to no client (another user's
-job) count on their device's total only.
+A client is its SuperNode and everything under it (SuperExec, one ClientApp relay per message)
+plus its warm worker, the one process that holds its model and CUDA context for the whole run;
+the controller's process table knows which PID belongs to which client at every moment,
+including relays that exist for a single round. GPU processes that belong to no client
+(another user's job) count on their device's total only.
 """
 
 from __future__ import annotations

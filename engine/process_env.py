@@ -22,6 +22,11 @@ RESUME_ENV = "FEDTUI_RESUME"
 # The controller's event channel (engine.channel): its loopback address and its key.
 EVENTS_ADDRESS_ENV = "FEDTUI_EVENTS_ADDRESS"
 EVENTS_KEY_ENV = "FEDTUI_EVENTS_KEY"
+# A client's warm worker listens on this Unix socket; its SuperNode's `flwr-clientapp` relay
+# connects to it, and runs Flower's own entry point (the other variable) when none listens.
+# engine.flower.relay reads them under the same names (it imports nothing of fedtui's).
+WORKER_SOCKET_ENV = "FEDTUI_WORKER_SOCKET"
+FLOWER_CLIENTAPP_ENV = "FEDTUI_FLOWER_CLIENTAPP"
 
 
 def for_server_app(run_dir: Path, resume: Mapping[str, Any] | None) -> dict[str, str]:

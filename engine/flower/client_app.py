@@ -1,16 +1,21 @@
 """The ClientApp: train the global model on this client's partition with FedProx's proximal term.
 
-Flower starts one process per message, so each round this module loads the model, the client's
-partition (cached by the controller's `prepare`), trains and replies. Everything the UI needs
-about the round travels back in the reply's metrics, so a client on another host shows up too;
-live step progress goes over the fedtui channel where there is one.
+Under fedtui the app runs in its client's long-lived worker (engine.flower.worker), so the model
+and the client's partition are built once and kept in `_warm` for the rounds that follow: each
+round copies the received global weights into the kept model and trains it with a fresh
+optimizer. Started by Flower's own `flwr-clientapp` (one process per message), the cache simply
+lives for one round. Everything the UI needs about the round travels back in the reply's
+metrics, so a client on another host shows up too; live step progress goes over the fedtui
+channel where there is one.
 """
 
 from __future__ import annotations
 
 import gc
+import json
 import resource
 import time
+from dataclasses import dataclass
 
 import torch
 from flwr.app import Context, Message, MetricRecord, RecordDict
@@ -18,10 +23,12 @@ from flwr.clientapp import ClientApp
 
 from engine import data, events as ev, model as models
 from engine.channel import EventPublisher
+from engine.config import RunConfig
 from engine.flower import task, transfer
 from engine.flower.records import number
 from engine.flower.run_config import config_from_run_config
 from engine.process_env import threads_per_client
+from engine.samples import Samples
 
 app = ClientApp()
 
@@ -57,10 +64,9 @@ def train(msg: Message, context: Context) -> Message:
                 vram_bytes=vram,
             )
 
-    model = models.load_model(config)
+    model, samples = warm_state(config, client)
     # frees the received bytes as it goes
     transfer.load_arrays(model, msg.content.array_records["arrays"])
-    samples = data.load_client_samples(config, client)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     precision = task.Precision(
@@ -83,7 +89,6 @@ def train(msg: Message, context: Context) -> Message:
     if device.type == "cuda":
         torch.cuda.empty_cache()
     arrays = transfer.to_arrays(model, config.transfer_dtype)
-    del model
     metrics = MetricRecord(
         {
             "train-loss": result.train_loss,
@@ -100,6 +105,28 @@ def train(msg: Message, context: Context) -> Message:
     if publisher:
         publisher.close()
     return Message(content=reply, reply_to=msg)
+
+
+@dataclass
+class _WarmState:
+    key: str
+    model: torch.nn.Module
+    samples: Samples
+
+
+_warm: _WarmState | None = None
+
+
+def warm_state(config: RunConfig, client: int) -> tuple[torch.nn.Module, Samples]:
+    """The model and the client's samples, built once for a config and client: every trained
+    weight is overwritten by the global model each round, and the rest (frozen base weights
+    under LoRA, the samples) depends on nothing else. One entry: a new run replaces it."""
+    global _warm
+    key = json.dumps([config.to_dict(), client], sort_keys=True, default=str)
+    if _warm is None or _warm.key != key:
+        _warm = None  # let the old model go before the new one is built
+        _warm = _WarmState(key, models.load_model(config), data.load_client_samples(config, client))
+    return _warm.model, _warm.samples
 
 
 def peak_rss_bytes() -> int:

@@ -67,6 +67,8 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
         ("serverapp", None),
         ("clientapp", 0),
         ("clientapp", 1),
+        ("worker", 0),
+        ("worker", 1),
     } <= roles
     assert {(e["round"], e["client"]) for e in of_type(events, ev.CLIENT_PROGRESS)} == {
         (1, 0),
@@ -81,6 +83,11 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
         (2, 0, 256),
         (2, 1, 256),
     ]
+    workers = [e for e in of_type(events, ev.PROCESS_STARTED) if e["role"] == "worker"]
+    assert sorted(e["client"] for e in workers) == [0, 1]  # one stable process per client
+    peak_rss = {(e["round"], e["client"]): e["peak_rss_bytes"] for e in done}
+    for client in (0, 1):  # the same warm worker, its model reused: no growth round over round
+        assert peak_rss[(2, client)] < 1.1 * peak_rss[(1, client)]
     rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
     assert sorted(rounds) == [0, 1, 2]
     assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
@@ -161,14 +168,15 @@ def test_a_crashed_supernode_fails_the_run_and_leaves_nothing_behind(tmp_path):
     assert f"supernode 1 (pid {killed[0]}) exited with code -9" in error["message"]
 
 
-def test_a_crashed_clientapp_is_reported_by_client_and_the_run_goes_on(tmp_path):
-    killed = []
+def test_a_worker_killed_mid_round_fails_its_client_fast_and_is_back_next_round(tmp_path):
+    killed, killed_at = [], []
 
-    def kill_client_1_training(controller, event):
-        if event["type"] == ev.CLIENT_PROGRESS and event["client"] == 1:
-            kill_once(killed, controller, "clientapp", 1)
+    def kill_worker_1_training(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and event["client"] == 1 and event["round"] == 1:
+            kill_once(killed, controller, "worker", 1)
+            killed_at.append(time.time())
 
-    controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_client_1_training)
+    controller, _ = start(tmp_path, ["rounds=2", *SMALL], kill_worker_1_training)
     status, events = finish(controller)
 
     assert killed
@@ -176,8 +184,16 @@ def test_a_crashed_clientapp_is_reported_by_client_and_the_run_goes_on(tmp_path)
     errors = [e for e in of_type(events, ev.ERROR) if e.get("client") == 1]
     assert errors and errors[0]["round"] == 1
     assert "client 1 failed in round 1" in errors[0]["message"]
-    round_1 = [e for e in of_type(events, ev.CLIENT_ROUND_DONE) if e["round"] == 1]
-    assert [e["client"] for e in round_1] == [0]
+    assert errors[0]["t"] - killed_at[0] < 10  # the relay replied; no 60 s heartbeat timeout
+    done = of_type(events, ev.CLIENT_ROUND_DONE)
+    assert [e["client"] for e in done if e["round"] == 1] == [0]
+    assert sorted(e["client"] for e in done if e["round"] == 2) == [0, 1]
+    workers_1 = [
+        e["pid"]
+        for e in of_type(events, ev.PROCESS_STARTED)
+        if e["role"] == "worker" and e["client"] == 1
+    ]
+    assert len(workers_1) == 2 and workers_1[0] == killed[0]
     assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1, 2]
 
 
