@@ -41,6 +41,7 @@ WORKLOAD = [
     "rounds=1",
     "strategy=fedavg",
 ]
+TRAINERS = ("clientapp", "worker")  # a warm worker trains; its ClientApp is then a relay
 MODES = {"full": [], "full-fp16": ["transfer_dtype=fp16"], "lora": ["lora.enabled=true"]}
 
 
@@ -57,13 +58,13 @@ class PeakWatcher:
         if event["type"] == ev.PROCESS_STARTED:
             self.owner[event["pid"]] = (event["role"], event.get("client"))
         elif event["type"] == ev.CLIENT_ROUND_DONE and event.get("peak_rss_bytes"):
-            clientapps = [
+            trainers = [  # the process that trained: the warm worker, else the ClientApp
                 pid
                 for pid, (role, client) in self.owner.items()
-                if role == "clientapp" and client == event["client"]
+                if role in TRAINERS and client == event["client"]
             ]
-            if clientapps:  # the ClientApp's own ru_maxrss, measured after its reply was built
-                pid = clientapps[-1]
+            if trainers:  # its own ru_maxrss, measured after its reply was built
+                pid = max(trainers, key=lambda p: TRAINERS.index(self.owner[p][0]))
                 self.peak[pid] = max(self.peak[pid], event["peak_rss_bytes"])
 
     def start(self) -> PeakWatcher:
@@ -89,7 +90,7 @@ class PeakWatcher:
         )
 
     def client_peak(self, client: int) -> int:
-        return sum(self.by_role(role, client) for role in ("supernode", "superexec", "clientapp"))
+        return sum(self.by_role(role, client) for role in ("supernode", "superexec", *TRAINERS))
 
 
 def _vm_hwm(pid: int) -> int:
@@ -130,7 +131,7 @@ def measure_run(model: str, mode: str, clients: int, aggregation: str) -> dict:
         "serverapp": watcher.by_role("serverapp"),
         "superlink": watcher.by_role("superlink"),
         "client": max(watcher.client_peak(k) for k in range(clients)),
-        "clientapp": max(watcher.by_role("clientapp", k) for k in range(clients)),
+        "clientapp": max(max(watcher.by_role(r, k) for r in TRAINERS) for k in range(clients)),
         "bytes_received": done[0]["bytes_received"] if done else None,
     }
 

@@ -33,6 +33,7 @@ from engine.process_env import FLOWER_CLIENTAPP_ENV, WORKER_SOCKET_ENV, threads_
 from engine.processes import ProcessTable, TrackedProcess
 
 APP_DIR = Path(__file__).parent / "flower" / "app"
+MAX_WORKER_RESTARTS = 3  # per client and run
 CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
@@ -63,6 +64,7 @@ class FlowerLauncher:
         self._check_abort = check_abort
         self._flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{run_dir.name}-"))
         self._workers: dict[int, tuple[TrackedProcess, dict[str, str]]] = {}
+        self._worker_restarts: dict[int, int] = {}
 
     def launch(self) -> None:
         """Start the SuperLink and the SuperNodes, then submit the app; raises RuntimeError
@@ -86,14 +88,25 @@ class FlowerLauncher:
 
     def restart_workers(self) -> None:
         """Start again each client's worker that has exited: a worker that dies mid-round fails
-        only that round for its client (its relay replies with the error)."""
+        only that round for its client (its relay replies with the error). After
+        MAX_WORKER_RESTARTS the client goes on without one: with no worker listening, its relay
+        runs Flower's own `flwr-clientapp`, cold but working."""
         for client, (worker, env) in list(self._workers.items()):
-            if worker.popen is not None and worker.popen.poll() is not None:
+            if worker.popen is None or worker.popen.poll() is None:
+                continue
+            exited = (
+                f"worker {client} (pid {worker.pid}) exited with code {worker.popen.returncode}"
+            )
+            if self._worker_restarts.get(client, 0) >= MAX_WORKER_RESTARTS:
+                del self._workers[client]
                 self._notice(
-                    f"worker {client} (pid {worker.pid}) exited with code "
-                    f"{worker.popen.returncode}; starting it again"
+                    f"{exited} again (see logs/worker-{client}.log); client {client} "
+                    f"goes on with Flower's process per message"
                 )
-                self._start_worker(client, env)
+                continue
+            self._worker_restarts[client] = self._worker_restarts.get(client, 0) + 1
+            self._notice(f"{exited}; starting it again")
+            self._start_worker(client, env)
 
     def remove_flwr_home(self) -> None:
         """Once every process is gone: Flower's state for this run is not kept."""
