@@ -71,7 +71,7 @@ def plain_loop(config: RunConfig) -> tuple[float, list[float]]:
                 learning_rate=config.learning_rate,
                 mu=config.proximal_mu if config.strategy == "fedprox" else 0.0,
                 device=device,
-                seed=(config.seed * 1_000 + client) * 1_000 + server_round,
+                seed=task.local_seed(config.seed, client, server_round),
                 grad_accum_steps=config.grad_accum_steps,
                 precision=precision,
             )

@@ -80,7 +80,7 @@ def train(msg: Message, context: Context) -> Message:
         learning_rate=config.learning_rate,
         mu=mu,
         device=device,
-        seed=(config.seed * 1_000 + client) * 1_000 + server_round,
+        seed=task.local_seed(config.seed, client, server_round),
         grad_accum_steps=config.grad_accum_steps,
         precision=precision,
         on_step=on_step,

@@ -25,6 +25,12 @@ class TrainResult:
     seconds: float
 
 
+def local_seed(run_seed: int, client: int, server_round: int) -> int:
+    """The seed of one client's local training in one round: distinct per client and round,
+    the same wherever that training runs (a ClientApp, a worker, a plain-loop benchmark)."""
+    return (run_seed * 1_000 + client) * 1_000 + server_round
+
+
 def batches(
     samples: Samples, batch_size: int, *, shuffle_seed: int | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
