@@ -7,6 +7,7 @@ import time
 import pytest
 
 from engine import checkpoints
+from tests.waiting import wait_for
 
 CHUNK, CHUNKS = 1 << 20, 24  # a 24 MiB "model", written slowly enough to be killed mid-way
 
@@ -62,7 +63,11 @@ def test_a_failed_write_leaves_the_previous_checkpoint_in_place(tmp_path):
 @pytest.mark.parametrize("delay", [0.05, 0.13, 0.31, 0.47, 0.62, 0.9, 1.3])
 def test_killing_the_writer_never_leaves_a_partial_checkpoint_behind_the_link(tmp_path, delay):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
-    time.sleep(delay)
+    # counted from its first write, not from its start (an interpreter starts slowly on a
+    # loaded machine): each delay kills it at its own point in the writing
+    wait_for(lambda: writer.poll() is not None or any(tmp_path.iterdir()), timeout=60)
+    assert writer.poll() is None, "the writer failed before it began writing"
+    time.sleep(delay)  # where in the writing to kill it: the parameter under test
     writer.send_signal(signal.SIGKILL)
     writer.wait()
     info = checkpoints.read_info(tmp_path / "best")

@@ -1,6 +1,5 @@
 import os
 import sys
-import time
 
 import psutil
 
@@ -62,19 +61,22 @@ def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
     assert gone(orphan.pid)
 
 
+# Says so once SIGTERM is ignored: a SIGTERM before that would end it (-15), not test the kill.
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring SIGTERM", flush=True)
+time.sleep(120)
+"""
+
+
 def test_a_process_ignoring_sigterm_is_killed(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
+    log = tmp_path / "stubborn.log"
     stubborn = table.spawn(
-        "superlink",
-        [
-            sys.executable,
-            "-c",
-            "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(120)",
-        ],
-        env=dict(os.environ),
-        log_path=tmp_path / "stubborn.log",
+        "superlink", [sys.executable, "-c", STUBBORN], env=dict(os.environ), log_path=log
     )
-    time.sleep(0.5)
+    wait_for(lambda: "ignoring SIGTERM" in log.read_text(), timeout=30)
     table.terminate_all(grace_s=0.5)
     assert gone(stubborn.pid)
     assert stubborn.returncode == -9

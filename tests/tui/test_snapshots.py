@@ -5,9 +5,16 @@ from pathlib import Path
 from engine import events as ev
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
+from tests.waiting import until
 from tui.app import launcher_app, live_app, replay_app
 
 SIZE = (120, 40)
+
+
+async def monitor_settled(pilot):
+    """Until the monitor has drawn everything it was given (its chart included)."""
+    monitor = pilot.app.screen
+    await until(lambda: monitor.settled)
 
 
 def test_launcher(snap_compare, tmp_path, monkeypatch):
@@ -28,7 +35,7 @@ def test_monitor_mid_run(snap_compare):
 
     async def two_rounds_then_training(pilot):
         scripted.play_until_training([7.4, 7.0])
-        await pilot.pause(0.7)
+        await monitor_settled(pilot)
 
     assert snap_compare(
         live_app(scripted, clock=None), terminal_size=SIZE, run_before=two_rounds_then_training
@@ -49,11 +56,8 @@ def test_finished_replay_of_two_runs(snap_compare):
         )
     ]
 
-    async def settle(pilot):
-        await pilot.pause(0.7)
-
     assert snap_compare(
         replay_app([("fedprox-mu0.1", first), ("fedavg", second)]),
         terminal_size=SIZE,
-        run_before=settle,
+        run_before=monitor_settled,
     )

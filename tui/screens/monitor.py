@@ -97,6 +97,18 @@ class MonitorScreen(Screen):
     def states(self) -> list[RunState]:
         return [self.live_state] if self.live is not None else [p.state for p in self.players]
 
+    @property
+    def settled(self) -> bool:
+        """Whether the screen shows everything that has arrived: no event waits in the inbox,
+        no widget has a message left to handle, the chart has drawn its latest data, and no
+        replay is playing. What tests and screenshots wait for."""
+        return (
+            not self._inbox
+            and not any(player.playing for player in self.players)
+            and all(widget.message_queue_size == 0 for widget in self.walk_children())
+            and self.query_one(LossChart).up_to_date
+        )
+
     def compose(self) -> ComposeResult:
         yield RunHeader(clock=self._clock, id="header")
         yield DevicePanel(id="devices")

@@ -56,6 +56,11 @@ class LossChart(PlotextPlot):
         self._redraw_if_stale()
         return getattr(self, option)
 
+    @property
+    def up_to_date(self) -> bool:
+        """Whether what is drawn shows the latest data: no redraw pending or under way."""
+        return not self._stale and self._cached is not None
+
     def legend(self) -> list[str]:
         labels = [label for label, _, _, _ in self._series()]
         best = self._best()
