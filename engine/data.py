@@ -29,6 +29,7 @@ from engine.samples import Documents, Samples, split
 
 CACHE_FORMAT = 1
 EMBEDDED_VOCAB_SIZE = 4096
+EMBEDDED_MAX_POSITIONS = 512  # the embedded model's longest sequence (engine.model.TINY_OPT)
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as OPT numbers them
 PAD_ID, EOS_ID = 1, 2
 _SKIPPED_STDLIB_PARTS = {
@@ -48,6 +49,7 @@ _FILE_LOADERS = {
     ".csv": "csv",
     ".txt": "text",
 }
+DATASET_FILE_SUFFIXES = tuple(_FILE_LOADERS)
 
 Progress = Callable[[str], None]
 
@@ -59,14 +61,25 @@ def cache_dir() -> Path:
     return path
 
 
-def prepare(config: RunConfig, progress: Progress = lambda message: None) -> Path:
-    """Build (or find cached) tokenized samples for every client and the eval set."""
-    path = cache_dir() / f"samples-{_samples_key(config)}.npz"
+def prepared_path(config: RunConfig) -> Path:
+    """Where `prepare` caches the config's samples (the file exists once they are prepared)."""
+    return cache_dir() / f"samples-{_samples_key(config)}.npz"
+
+
+def prepare(
+    config: RunConfig,
+    progress: Progress = lambda message: None,
+    documents: Documents | None = None,
+) -> Path:
+    """Build (or find cached) tokenized samples for every client and the eval set; `documents`:
+    the config's, when the caller has loaded them already."""
+    path = prepared_path(config)
     if path.exists():
         return path
     tokenizer = load_tokenizer(config, progress)
-    progress(f"loading dataset {config.dataset}")
-    documents = load_documents(config)
+    if documents is None:
+        progress(f"loading dataset {config.dataset}")
+        documents = load_documents(config)
     progress(f"tokenizing and partitioning {len(documents.texts)} documents")
     eval_set, clients = split(config, documents, tokenizer)
     arrays = {"eval_ids": eval_set.ids, "eval_mask": eval_set.mask}

@@ -197,6 +197,20 @@ def _run_finished(event: ev.Event) -> str:
     return f"run {event['status']}" + (": " + ", ".join(parts) if parts else "")
 
 
+def crash_cause(event: ev.Event, pid: bool = False) -> str:
+    """What died in a `client_crashed` event: "worker (pid 7) exited with code -9 in round 2"."""
+    code = event.get("returncode")
+    how = f"exited with code {code}" if code is not None else "died"
+    during = f" in round {event['round']}" if event.get("round") is not None else ""
+    process = f"{event['role']} (pid {event['pid']})" if pid else event["role"]
+    return f"{process} {how}{during}"
+
+
+def _client_crashed(event: ev.Event) -> str:
+    then = "restarting it" if event["restarting"] else "not restarting it"
+    return f"client {event['client']} crashed: {crash_cause(event, pid=True)}; {then}"
+
+
 SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.RUN_STARTED: _run_started,
     ev.RUN_RESUMED: _run_resumed,
@@ -216,4 +230,9 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.EARLY_STOP: _early_stop,
     ev.RUN_FINISHED: _run_finished,
     ev.ERROR: lambda event: f"error: {event['message']}",
+    ev.CLIENT_CRASHED: _client_crashed,
+    ev.CLIENT_RESTARTED: lambda event: (
+        f"client {event['client']}: {event['role']} started again (pid {event['pid']}, "
+        f"restart {event['attempt']})"
+    ),
 }

@@ -35,6 +35,9 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | "nvml", or None when NVML saw none of the client's processes),            |
 |                   | unavailable (why there are no GPU figures, else None)                     |
 | warning           | message, [client]  (a client passed 90% of its GPU's memory)              |
+| client_crashed    | client, role, pid, returncode, [round], restarting (the controller saw   |
+|                   | one of the client's processes die and will start it again, or not)       |
+| client_restarted  | client, role, pid, attempt (the controller started it again: n-th time)   |
 | stop_requested    | source ("user", "signal")                                                 |
 | early_stop        | round, best_round, best_eval_loss, patience, reason                       |
 | run_finished      | status (completed/stopped/aborted/failed), rounds_completed, best_round,  |
@@ -47,10 +50,12 @@ Round 0 is the central evaluation of the initial model, before any training. A n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +81,8 @@ STOP_REQUESTED = "stop_requested"
 EARLY_STOP = "early_stop"
 RUN_FINISHED = "run_finished"
 ERROR = "error"
+CLIENT_CRASHED = "client_crashed"
+CLIENT_RESTARTED = "client_restarted"
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     RUN_STARTED: ("run_id", "config"),
@@ -96,6 +103,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     EARLY_STOP: ("round", "best_round", "best_eval_loss"),
     RUN_FINISHED: ("status",),
     ERROR: ("message",),
+    CLIENT_CRASHED: ("client", "role", "pid", "restarting"),
+    CLIENT_RESTARTED: ("client", "role", "pid", "attempt"),
 }
 
 FINAL_STATUSES = ("completed", "stopped", "aborted", "failed")
@@ -154,28 +163,105 @@ def read_events(path: Path) -> list[Event]:
 
 
 def iter_events(path: Path) -> Iterator[Event]:
-    """Events of an events.jsonl file. A torn last line (a crash mid-write) is skipped; any other
-    unreadable line raises RunFolderError naming the line."""
-    try:  # not `with open()`: only a failure to open becomes RunFolderError
-        handle = open(path, "rb")  # noqa: SIM115
+    """Events of an events.jsonl file, strictly: a torn tail (a crash mid-write) is skipped; any
+    other damaged line raises RunFolderError naming the line. `scan_events` reads past damage."""
+    scan = scan_events(path)
+    if scan.damaged:
+        number, why = scan.damaged[0]
+        raise RunFolderError(f"{path}:{number}: not a valid event ({why})")
+    yield from scan.events
+
+
+@dataclass
+class EventScan:
+    """An events.jsonl as read: its events, the line each came from, and the damaged lines with
+    why each is not an event. A torn tail is not damage: every crash can leave one."""
+
+    events: list[Event] = field(default_factory=list)
+    line_numbers: list[int] = field(default_factory=list)
+    damaged: list[tuple[int, str]] = field(default_factory=list)
+
+
+def scan_events(path: Path) -> EventScan:
+    """Every event that can be read from an events.jsonl file, however damaged it is. Raises
+    RunFolderError only when the file cannot be read, or holds events of a newer schema."""
+    try:
+        lines = Path(path).read_bytes().split(b"\n")
     except OSError as err:
         raise RunFolderError(f"cannot read {path}: {err.strerror}") from None
-    with handle:
-        lines = handle.read().split(b"\n")
-    last = len(lines) - 1
+    scan = EventScan()
     for number, raw in enumerate(lines, start=1):
+        events, why = _read_line(raw)
+        if why is not None and number < len(lines):  # the last piece has no newline: torn
+            scan.damaged.append((number, why))
+        for event in events:
+            if event.get("v", 0) > SCHEMA_VERSION:
+                raise RunFolderError(
+                    f"{path}:{number}: event schema v{event['v']} is newer than "
+                    f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui"
+                )
+            scan.events.append(event)
+            scan.line_numbers.append(number)
+    return scan
+
+
+def parse_line(raw: bytes | str) -> Event:
+    """One recorded line as an event; ValueError saying why it is not one."""
+    try:
+        event = json.loads(raw)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except (ValueError, RecursionError):
+        raise ValueError("not JSON") from None
+    if not isinstance(event, dict):
+        raise ValueError(f"a JSON {type(event).__name__}, not an event object")
+    try:
+        check(event)
+    except TypeError:  # an unhashable "type"
+        raise ValueError(f"unknown event type {event.get('type')!r}") from None
+    for name, types in _READ_TYPES.items():
+        value = event.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+            raise ValueError(f"its {name!r} is a {type(value).__name__}")
+    return event
+
+
+# Fields that views sort, index or compute with, as fedtui writes them (None aside): a line where
+# one is of another type was not written by fedtui (a hand edit, another tool), so it is damage.
+_NUMBER = (int, float)
+_READ_TYPES: dict[str, tuple[type, ...]] = {
+    "v": (int,),
+    "t": _NUMBER,
+    "round": (int,),
+    "client": (int,),
+    "from_round": (int,),
+    "best_round": (int,),
+    "step": _NUMBER,
+    "steps_total": _NUMBER,
+    "eval_loss": _NUMBER,
+    "train_loss": _NUMBER,
+    "best_eval_loss": _NUMBER,
+    "config": (dict,),
+    "status": (str,),
+    "message": (str,),
+}
+
+
+def _read_line(raw: bytes) -> tuple[list[Event], str | None]:
+    """The events on one line, and why the line is damaged (None when it is not)."""
+    if b"\0" not in raw:
         if not raw.strip():
-            continue
+            return [], None
         try:
-            event = json.loads(raw)
-            check(event)
-        except (ValueError, TypeError) as err:
-            if number - 1 == last:  # no newline after it: the writer died mid-line
-                return
-            raise RunFolderError(f"{path}:{number}: not a valid event ({err})") from None
-        if event.get("v", 0) > SCHEMA_VERSION:
-            raise RunFolderError(
-                f"{path}:{number}: event schema v{event['v']} is newer than "
-                f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui"
-            )
-        yield event
+            return [parse_line(raw)], None
+        except ValueError as err:
+            return [], str(err)
+    # JSON escapes NUL, so fedtui never writes one: a run of NULs is bytes the disk lost (a power
+    # cut leaves them where the file grew but its data never reached the disk). Whole events on
+    # either side of them are kept.
+    events = []
+    for segment in raw.split(b"\0"):
+        if segment.strip():
+            with contextlib.suppress(ValueError):
+                events.append(parse_line(segment))
+    return events, "zeroed bytes: data lost in a crash"

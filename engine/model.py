@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM, OPTConfig, OPTForCausalLM
 from transformers.utils import logging as hf_logging
 
 from engine.config import EMBEDDED_MODEL, RunConfig
-from engine.data import EMBEDDED_VOCAB_SIZE, EOS_ID, PAD_ID
+from engine.data import EMBEDDED_MAX_POSITIONS, EMBEDDED_VOCAB_SIZE, EOS_ID, PAD_ID
 from engine.errors import ConfigError
 from engine.hub import check_hub_name
 
@@ -31,7 +31,7 @@ TINY_OPT: dict[str, Any] = dict(
     ffn_dim=512,
     num_attention_heads=4,
     word_embed_proj_dim=128,
-    max_position_embeddings=512,
+    max_position_embeddings=EMBEDDED_MAX_POSITIONS,
     dropout=0.0,
     attention_dropout=0.0,
     pad_token_id=PAD_ID,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypedDict
 
-from engine import checkpoints
+from engine import checkpoints, run_lock
 from engine.config import RunConfig, load_config
 from engine.errors import ConfigError, FedtuiError
 from engine.runs import open_run
@@ -31,10 +31,15 @@ def resume_point(
     """The config a resumed run goes on with and its state; raises FedtuiError (ConfigError for
     an override) saying why the run cannot be resumed."""
     state = open_run(run_dir)
-    if state.status not in RESUMABLE:
+    controller = run_lock.live_controller(run_dir)
+    if controller is not None:
+        raise FedtuiError(f"run {run_dir.name} is running (controller pid {controller})")
+    # A record without an end whose controller is gone: killed, it can go on like an abort.
+    interrupted = state.status == "running"
+    if state.status not in RESUMABLE and not interrupted:
         raise FedtuiError(
-            f"run {run_dir.name} is {state.status}: only a stopped, aborted or "
-            f"failed run can be resumed"
+            f"run {run_dir.name} is {state.status}: only a stopped, aborted, failed or "
+            f"interrupted run can be resumed"
         )
     last = checkpoints.read_info(run_dir / "checkpoints" / "last")
     if last is None:

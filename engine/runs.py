@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 
 from engine.errors import RunFolderError
-from engine.events import Event, read_events
+from engine.events import Event, scan_events
 from engine.run_state import RunState
 
 EVENTS_FILE = "events.jsonl"
@@ -44,27 +44,71 @@ def find_run(path_or_name: str | Path) -> Path:
     return path
 
 
-def read_run_events(path: str | Path) -> list[Event]:
+@dataclass
+class RecordedRun:
+    """A run folder's record as read: its events, their fold, and the lines that were damaged
+    (each with why), which the readers skip."""
+
+    path: Path
+    events: list[Event]
+    state: RunState
+    damaged: list[tuple[int, str]]
+
+    @property
+    def warning(self) -> str | None:
+        """One line saying what was skipped, or None when the record is whole."""
+        if not self.damaged:
+            return None
+        lines = ", ".join(str(number) for number, _ in self.damaged[:5])
+        more = ", ..." if len(self.damaged) > 5 else ""
+        return (
+            f"{self.path / EVENTS_FILE}: skipped {len(self.damaged)} damaged "
+            f"line{'s' if len(self.damaged) > 1 else ''} ({lines}{more}: {self.damaged[0][1]}); "
+            f"read the other {len(self.events)} events"
+        )
+
+
+def read_run(path: str | Path) -> RecordedRun:
+    """A run folder's events, past any damage the record has; RunFolderError when `path` is not
+    a run folder or no event in it can be read."""
     folder = Path(path)
     if not folder.is_dir():
         raise RunFolderError(f"not a run folder: {path}")
-    if not (folder / EVENTS_FILE).is_file():
+    events_file = folder / EVENTS_FILE
+    if not events_file.is_file():
         raise RunFolderError(f"not a run folder (no {EVENTS_FILE}): {path}")
-    events = read_events(folder / EVENTS_FILE)
+    scan = scan_events(events_file)
+    state, events, damaged = RunState(), [], list(scan.damaged)
+    for number, event in zip(scan.line_numbers, scan.events):
+        try:
+            state.apply(event)
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
+            # well-formed, but with values no view can show (a hand edit, another tool)
+            damaged.append((number, f"a {event['type']} event views cannot use ({err!r})"))
+            continue
+        events.append(event)
     if not events:
+        if damaged:
+            number, why = min(damaged)
+            raise RunFolderError(f"{events_file} holds no readable event (line {number}: {why})")
         raise RunFolderError(f"run folder has no events yet: {path}")
-    return events
+    return RecordedRun(folder, events, state, sorted(damaged))
+
+
+def read_run_events(path: str | Path) -> list[Event]:
+    return read_run(path).events
 
 
 def open_run(path: str | Path) -> RunState:
-    return RunState.from_events(read_run_events(path))
+    return read_run(path).state
 
 
 @dataclass
 class RunListing:
     path: Path
     state: RunState | None
-    problem: str | None = None
+    problem: str | None = None  # why the run could not be read (state is None)
+    warning: str | None = None  # what of a readable run's record was damaged and skipped
 
 
 def list_runs(folder: str | Path) -> list[RunListing]:
@@ -72,12 +116,18 @@ def list_runs(folder: str | Path) -> list[RunListing]:
     root = Path(folder)
     if not root.is_dir():
         raise RunFolderError(f"not a folder: {folder}")
+    try:
+        paths = sorted(p for p in root.iterdir() if (p / EVENTS_FILE).is_file())
+    except OSError as err:
+        raise RunFolderError(f"cannot read {folder}: {err.strerror}") from None
     listings = []
-    for path in sorted(p for p in root.iterdir() if (p / EVENTS_FILE).is_file()):
+    for path in paths:
         try:
-            listings.append(RunListing(path, open_run(path)))
+            recorded = read_run(path)
         except RunFolderError as err:
             listings.append(RunListing(path, None, str(err)))
+        else:
+            listings.append(RunListing(path, recorded.state, warning=recorded.warning))
     return listings
 
 

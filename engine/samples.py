@@ -76,6 +76,13 @@ def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, 
     return eval_set, clients
 
 
+def most_samples(documents: Documents, seq_len: int) -> int:
+    """An upper bound, without tokenizing, on the samples `split` can cut from `documents`: a
+    token covers at least a byte of text (byte-level BPE exactly; other tokenizers add at most a
+    leading-space marker), and `split` adds an end-of-text token to each document."""
+    return sum(-(-(len(text.encode()) + 2) // seq_len) for text in documents.texts)
+
+
 def _deal_by_source(sources: list[str], config: RunConfig, rng) -> list[np.ndarray]:
     by_source: dict[str, list[int]] = {}
     for index, source in enumerate(sources):

@@ -54,6 +54,18 @@ EXAMPLES = {
             "gradient checkpointing",
         ],
     ),
+    ev.CLIENT_CRASHED: (
+        dict(client=1, role="supernode", pid=4242, returncode=-9, round=3, restarting=True),
+        [
+            "client 1 crashed",
+            "supernode (pid 4242) exited with code -9 in round 3",
+            "restarting it",
+        ],
+    ),
+    ev.CLIENT_RESTARTED: (
+        dict(client=1, role="supernode", pid=4343, attempt=1),
+        ["client 1", "supernode started again", "pid 4343", "restart 1"],
+    ),
     ev.PROCESS_STARTED: (
         dict(role="supernode", pid=4242, client=1),
         ["supernode 1 started", "pid 4242"],

@@ -1,7 +1,15 @@
 import json
+import multiprocessing
+import os
+import random
+import signal
+import stat
 
 from engine import events as ev, recorder
 from engine.recorder import EventRecorder
+from engine.run_state import RunState
+from engine.runs import open_run, read_run_events, sample_runs_folder
+from tests.waiting import wait_for
 
 
 def written(path):
@@ -50,16 +58,42 @@ def test_a_subscriber_may_write_in_turn(tmp_path):
     assert [event["type"] for event in written(record.path)] == [ev.ROUND_DONE, ev.STOP_REQUESTED]
 
 
-def test_a_finished_round_is_synced_to_disk(tmp_path, monkeypatch):
-    synced = []
-    monkeypatch.setattr(recorder.os, "fsync", synced.append)
-    record = EventRecorder(tmp_path / "events.jsonl")
-    record.open()
+def test_each_round_is_on_disk_before_the_next_round_starts(tmp_path, monkeypatch):
+    path = tmp_path / "events.jsonl"
+    on_disk_at_each_sync = []
 
-    record.write(ev.make(ev.NOTICE, message="not synced"))
-    assert synced == []
-    record.write(ev.make(ev.ROUND_DONE, round=1, eval_loss=2.0))
-    assert len(synced) == 1
+    def fsync(descriptor):
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            on_disk_at_each_sync.append([event["type"] for event in ev.read_events(path)])
+
+    monkeypatch.setattr(recorder.os, "fsync", fsync)
+    record = EventRecorder(path)
+    record.open()
+    one_round = [
+        ev.make(ev.ROUND_STARTED, round=1, clients=1),
+        ev.make(ev.CLIENT_PROGRESS, round=1, client=0, step=1, steps_total=1, loss=2.5),
+        ev.make(ev.CLIENT_ROUND_DONE, round=1, client=0, train_loss=2.5, examples=8),
+        ev.make(ev.CHECKPOINT_SAVED, round=1, kind="best", path="checkpoints/best"),
+        ev.make(ev.ROUND_DONE, round=1, eval_loss=2.0),
+        ev.make(ev.NOTICE, message="between rounds"),
+    ]
+    for event in [*one_round, ev.make(ev.ROUND_STARTED, round=2, clients=1)]:
+        record.write(event)
+
+    written = [event["type"] for event in ev.read_events(path)]
+    assert on_disk_at_each_sync == [written[:1], written[:5], written]
+
+
+def test_a_new_record_is_synced_into_its_folder(tmp_path, monkeypatch):
+    """Else a power cut could leave the folder without the file, however often it was synced."""
+    synced_folders = []
+    monkeypatch.setattr(
+        recorder.os,
+        "fsync",
+        lambda descriptor: synced_folders.append(stat.S_ISDIR(os.fstat(descriptor).st_mode)),
+    )
+    EventRecorder(tmp_path / "events.jsonl").open()
+    assert synced_folders == [True]
 
 
 def test_reopening_a_record_drops_a_torn_last_line_and_appends_after_the_last_event(tmp_path):
@@ -73,3 +107,78 @@ def test_reopening_a_record_drops_a_torn_last_line_and_appends_after_the_last_ev
     record.close()
 
     assert [event["message"] for event in ev.read_events(path)] == ["whole", "after the crash"]
+
+
+def test_reopening_after_a_power_cut_cuts_the_zeroed_tail(tmp_path):
+    path = tmp_path / "events.jsonl"
+    whole = ev.encode(ev.stamp(ev.make(ev.NOTICE, message="whole"))).encode()
+    path.write_bytes(whole + b"\0" * 300)  # the file grew; its last blocks never reached the disk
+    record = EventRecorder(path)
+
+    record.open()
+    record.write(ev.make(ev.NOTICE, message="after the power cut"))
+    record.close()
+
+    assert [event["message"] for event in ev.read_events(path)] == ["whole", "after the power cut"]
+
+
+SAMPLE_RUN = sample_runs_folder() / "fedprox-mu0.1" / "events.jsonl"
+
+
+def unstamped(event):
+    return {key: value for key, value in event.items() if key not in ("v", "t")}
+
+
+def write_forever(stream, record, acks):
+    """A run's events written through the recorder over and over, each write acknowledged in
+    `acks` once `write` has returned."""
+    recorder = EventRecorder(record)
+    recorder.open()
+    acknowledgements = os.open(acks, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    while True:
+        for event in stream:
+            recorder.write(event)
+            os.write(acknowledgements, b"+\n")
+
+
+def kill_the_writer_once_it_has_written(size, stream, record, acks):
+    # forked, not a fresh interpreter: 20 of those would start slower than they write
+    writer = multiprocessing.get_context("fork").Process(
+        target=write_forever, args=(stream, record, acks), daemon=True
+    )
+    writer.start()
+    try:
+        wait_for(
+            lambda: not writer.is_alive() or (record.exists() and record.stat().st_size >= size),
+            interval=0.0005,
+        )
+    finally:
+        writer.kill()  # SIGKILL
+        writer.join()
+    assert writer.exitcode == -signal.SIGKILL, "the writer died before it was killed"
+
+
+def test_a_writer_killed_at_any_instant_leaves_every_written_line_readable(tmp_path):
+    stream = [unstamped(event) for event in ev.read_events(SAMPLE_RUN)]
+    sizes = random.Random(20).sample(range(1, 2 * SAMPLE_RUN.stat().st_size), 20)
+    for kill, size in enumerate(sizes):
+        run = tmp_path / f"run-{kill}"
+        run.mkdir()
+        record, acks = run / "events.jsonl", tmp_path / f"acks-{kill}"
+        kill_the_writer_once_it_has_written(size, stream, record, acks)
+
+        acknowledged = acks.read_bytes().count(b"\n")
+        complete_lines = record.read_bytes().count(b"\n")
+        events = read_run_events(run)
+        assert len(events) == complete_lines >= acknowledged
+        assert [unstamped(event) for event in events] == [
+            stream[index % len(stream)] for index in range(len(events))
+        ]
+        assert open_run(run).run_id == RunState.from_events(events).run_id == "fedprox-mu0.1"
+
+        resumed = EventRecorder(record)  # and the record goes on, as a resumed run's does
+        resumed.open()
+        resumed.write(ev.make(ev.NOTICE, message="resumed"))
+        resumed.close()
+        assert read_run_events(run)[:-1] == events
+        assert read_run_events(run)[-1]["message"] == "resumed"

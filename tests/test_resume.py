@@ -1,8 +1,9 @@
 import dataclasses
+import os
 
 import pytest
 
-from engine import checkpoints, events as ev
+from engine import checkpoints, events as ev, run_lock
 from engine.config import RunConfig, to_toml
 from engine.errors import ConfigError, FedtuiError
 from engine.resume import resume_point
@@ -55,7 +56,9 @@ def test_an_aborted_or_failed_run_may_be_resumed_too(tmp_path, status):
 
 
 def test_a_completed_run_cannot_be_resumed(tmp_path):
-    with pytest.raises(FedtuiError, match="r1 is completed: only a stopped, aborted or failed"):
+    with pytest.raises(
+        FedtuiError, match="r1 is completed: only a stopped, aborted, failed or interrupted"
+    ):
         resume_point(recorded_run(tmp_path / "r1", status="completed"))
 
 
@@ -83,3 +86,30 @@ def test_anything_else_would_make_it_a_different_run_and_is_refused(tmp_path):
 def test_a_run_that_already_has_all_its_rounds_asks_for_more(tmp_path):
     with pytest.raises(FedtuiError, match="already has 2 of 2 rounds; --set rounds=N"):
         resume_point(recorded_run(tmp_path / "r1", rounds=2, last_round=2))
+
+
+def interrupted_run(folder):
+    """The record of a controller killed after round 2: no `run_finished`."""
+    run = recorded_run(folder, last_round=2)
+    events = (run / "events.jsonl").read_text().splitlines(keepends=True)
+    (run / "events.jsonl").write_text("".join(events[:-1]))
+    return run
+
+
+def test_a_run_whose_controller_was_killed_goes_on_from_its_last_model(tmp_path):
+    run = interrupted_run(tmp_path / "r1")
+    (run / run_lock.LOCK_FILE).write_text("999999999 12.5\n")  # a controller long gone
+
+    _, state = resume_point(run)
+
+    assert state["round"] == 2
+
+
+def test_a_run_whose_controller_is_alive_cannot_be_resumed_beside_it(tmp_path):
+    run = interrupted_run(tmp_path / "r1")
+    run_lock.hold(run)
+
+    with pytest.raises(FedtuiError, match=f"r1 is running \\(controller pid {os.getpid()}\\)"):
+        resume_point(run)
+    run_lock.release(run)
+    assert resume_point(run)[1]["round"] == 2

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from engine.config import describe_strategy, load_config, presets as preset_files
+from engine import preflight
+from engine.config import RunConfig, describe_strategy, load_config, presets as preset_files
 from engine.controller import RunController
 from engine.errors import FedtuiError
 from engine.runs import (
     export as export_metrics,
     find_run,
     list_runs,
-    open_run,
-    read_run_events,
+    read_run,
     sample_runs_folder,
 )
 from tui import format as fmt
@@ -110,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # Ctrl+C before a run started (a run handles its own)
+        print("fedtui: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:  # the machine's, not the input's: a full disk, a lost folder
+        print(f"fedtui: error: {err}", file=sys.stderr)
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -117,11 +124,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.config:
             raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
         controller = RunController.resume(args.resume, args.overrides)
+        _preflight(controller.config)
     else:
         config = load_config(args.config, args.overrides)
         runs_dir = Path(args.runs_dir)
-        if runs_dir.exists() and not runs_dir.is_dir():
-            raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
+        _check_runs_dir(runs_dir)
+        _preflight(config)
         controller = RunController(config, runs_dir)
     if args.headless:
         return run_headless(controller)
@@ -137,12 +145,57 @@ def _launcher(args: argparse.Namespace) -> int:
     runs_dir = Path(DEFAULT_RUNS_DIR)
     started: list[RunController] = []
 
-    def start_run(config):
+    def start_run(config: RunConfig) -> RunController:  # the screen calls it off its UI thread
+        _check_runs_dir(runs_dir)
+        preflight.check(config)  # silent: the TUI owns the terminal
         started.append(RunController(config, runs_dir))
         return started[-1]
 
     launcher_app([sample_runs_folder(), runs_dir], start_run=start_run).run()
     return _report(started[-1]) if started else 0
+
+
+def _preflight(config: RunConfig) -> None:
+    """Bad input fails here, before a run folder or a process exists."""
+    with _StatusLine() as progress:
+        preflight.check(config, progress)
+
+
+def _check_runs_dir(runs_dir: Path) -> None:
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
+    existing = next(p for p in (runs_dir, *runs_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise FedtuiError(f"--runs-dir {runs_dir} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FedtuiError(f"--runs-dir {runs_dir} cannot be written: {existing} is read-only")
+
+
+class _StatusLine:
+    """What a slow check is doing, on a terminal's stderr, erased once it is done; nothing
+    elsewhere, so a script reads only the outcome."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __enter__(self) -> _StatusLine:
+        return self
+
+    def __call__(self, message: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\x1b[Kfedtui: {message}...")
+            sys.stderr.flush()
+            self.shown = True
+
+    def __exit__(self, *exc_info) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _warn(message: str | None) -> None:
+    if message:
+        print(f"fedtui: warning: {message}", file=sys.stderr)
 
 
 def _report(controller) -> int:
@@ -159,8 +212,10 @@ def _replay(args: argparse.Namespace) -> int:
     from tui.app import replay_app  # heavy: Textual loads only for a TUI
 
     folders = [find_run(run) for run in args.runs]
-    recorded = [(folder.resolve().name, read_run_events(folder)) for folder in folders]
-    replay_app(recorded, folder=folders[0]).run()
+    runs = [read_run(folder) for folder in folders]
+    for run in runs:
+        _warn(run.warning)
+    replay_app([(run.path.resolve().name, run.events) for run in runs], folder=folders[0]).run()
     return 0
 
 
@@ -180,6 +235,8 @@ def _print_runs(listings, folder) -> None:
     if not listings:
         print(f"no runs in {folder}")
         return
+    for listing in listings:
+        _warn(listing.warning)
     print(
         f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
         f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}  STRATEGY"
@@ -199,7 +256,9 @@ def _print_runs(listings, folder) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    sys.stdout.write(export_metrics(open_run(find_run(args.run)), args.format))
+    run = read_run(find_run(args.run))
+    _warn(run.warning)
+    sys.stdout.write(export_metrics(run.state, args.format))
     return 0
 
 

@@ -49,6 +49,7 @@ class LauncherScreen(Screen):
         self.start_run = start_run
         self.clock = clock
         self.marked: list[str] = []
+        self._starting = False  # a run's config is being checked: one start at a time
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -126,8 +127,30 @@ class LauncherScreen(Screen):
         except FedtuiError as err:
             error.update(Text(str(err), style="bold red"))
             return
-        error.update("")
-        self.app.push_screen(MonitorScreen(live=self.start_run(config), clock=self.clock))
+        if self._starting:
+            return
+        self._starting = True
+        error.update(Text(f"checking {source} (model, data, devices)...", style="dim"))
+        # start_run checks the config against the machine first (engine.preflight), which can
+        # take a while (tokenizing a dataset): off the UI thread
+        self.run_worker(lambda: self._start_checked(config), thread=True)
+
+    def _start_checked(self, config: RunConfig) -> None:
+        try:
+            live = self.start_run(config)
+        except (FedtuiError, OSError) as err:  # OSError: the machine's (a full disk, say)
+            self.app.call_from_thread(self._refused, str(err))
+            return
+        self.app.call_from_thread(self._open_live, live)
+
+    def _refused(self, message: str) -> None:
+        self._starting = False
+        self.query_one("#launch-error", Label).update(Text(message, style="bold red"))
+
+    def _open_live(self, live: LiveRun) -> None:
+        self._starting = False
+        self.query_one("#launch-error", Label).update("")
+        self.app.push_screen(MonitorScreen(live=live, clock=self.clock))
 
     # -- replaying runs -------------------------------------------------------------------------
 
