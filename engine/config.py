@@ -84,6 +84,12 @@ class RunConfig:
     text_column: str = _spec("content", "column holding the text (Hub and file datasets)")
     source_column: str = _spec("repo_name", "column naming each row's source (partition=by-source)")
     num_clients: int = _spec(2, "number of clients (one SuperNode each)", minimum=1)
+    min_clients: int = _spec(
+        0,
+        "replies a round needs to aggregate; a round with fewer fails the run "
+        "(0: num_clients, every client)",
+        minimum=0,
+    )
     samples_per_client: int = _spec(256, "training samples held by each client", minimum=1)
     eval_samples: int = _spec(
         128, "held-out samples for the server's central evaluation", minimum=1
@@ -154,6 +160,11 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def required_replies(self) -> int:
+        """How many clients must reply for a round to count (`min_clients`, 0 meaning all)."""
+        return self.min_clients or self.num_clients
+
     def describe_strategy(self) -> str:
         return describe_strategy(self.to_dict())
 
@@ -191,7 +202,13 @@ def load_config(
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
-    return _build(RunConfig, values, prefix="")
+    config: RunConfig = _build(RunConfig, values, prefix="")
+    if config.min_clients > config.num_clients:
+        raise ConfigError(
+            f"config key 'min_clients' must be at most num_clients ({config.num_clients}), "
+            f"got {config.min_clients}"
+        )
+    return config
 
 
 def parse_override(item: str) -> tuple[str, Any]:

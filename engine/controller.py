@@ -29,8 +29,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from engine import data, events as ev, process_env
+from engine import data, events as ev, process_env, run_lock
 from engine.channel import EventHub
+from engine.client_faults import ClientSupervisor
 from engine.config import RunConfig, to_toml
 from engine.errors import ConfigError, FedtuiError
 from engine.gpu import GpuSampler
@@ -71,6 +72,7 @@ class RunController:
         self._thread = threading.Thread(target=self._supervise, name="run-supervisor", daemon=True)
         self._started_at = 0.0
         self._resume: ResumeState | None = None
+        self._round_in_progress: int | None = None
 
     @classmethod
     def resume(
@@ -93,6 +95,7 @@ class RunController:
     def start(self) -> RunController:
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=self._resume is not None)
         (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
+        run_lock.hold(self.run_dir)
         self._record.open()
         self.status = "running"
         self._started_at = time.time()
@@ -183,7 +186,14 @@ class RunController:
             data.prepare(self.config, progress=self._notice)
             self._check_abort()
             launcher.launch()
-            status = self._watch(launcher, memory)
+            clients = ClientSupervisor(
+                launcher,
+                self._processes,
+                emit=self._emit,
+                tell_server=self._send_to_server,
+                current_round=lambda: self._round_in_progress,
+            )
+            status = self._watch(launcher, clients, memory)
         except RunAborted:
             status = "aborted"
         except FedtuiError as err:
@@ -212,11 +222,15 @@ class RunController:
             )
         )
         self._record.close()
+        run_lock.release(self.run_dir)
         self._finished.set()
         _running.discard(self)
 
-    def _watch(self, launcher: FlowerLauncher, memory: ClientMemorySampler) -> str:
-        """Wait until the ServerApp reports the end, a process dies, or the user aborts."""
+    def _watch(
+        self, launcher: FlowerLauncher, clients: ClientSupervisor, memory: ClientMemorySampler
+    ) -> str:
+        """Wait until the ServerApp reports the end, a server process dies, or the user aborts;
+        a client that dies is started again meanwhile."""
         serverapp_gone_at: float | None = None
         next_sample = time.monotonic()
         while True:
@@ -225,8 +239,8 @@ class RunController:
                 next_sample += SAMPLE_EVERY_S
                 self._sample_memory(memory)
             self._check_abort()
-            launcher.check_roots_alive()
-            launcher.restart_workers()
+            launcher.check_superlink_alive()
+            clients.check()
             if self._server_outcome is not None:
                 return self._server_outcome["status"]
             serverapps = [p for p in self._processes.all() if p.role == "serverapp"]
@@ -254,6 +268,10 @@ class RunController:
         if event["type"] == ev.RUN_FINISHED:
             self._server_outcome = event  # written once every process is gone
             return
+        if event["type"] == ev.ROUND_STARTED:
+            self._round_in_progress = event["round"]
+        elif event["type"] == ev.ROUND_DONE:
+            self._round_in_progress = None
         self._emit(event)
 
     def _on_app_hello(self, hello: dict[str, Any]) -> None:

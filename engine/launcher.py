@@ -9,13 +9,17 @@ starts its helpers by bare name) and what fedtui's apps read from the environmen
 Beside each SuperNode runs its client's warm worker (engine.flower.worker), with the same
 environment; ahead of the venv on that PATH is a folder whose `flwr-clientapp` is fedtui's relay
 (engine.flower.relay), so the ClientApp Flower starts for each message hands it to the worker.
-A worker that exits is started again by `restart_workers`.
+Ahead of it all, for the SuperLink too, a folder of guards: Flower's `flower-superexec`,
+`flwr-serverapp` and `flwr-clientapp` run under engine.flower.guard, so that they end with the
+controller even when it is killed. A client's processes are started (and started again, by
+engine.client_faults) one client at a time.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -27,18 +31,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.config import RunConfig
-from engine.flower import relay
+from engine.flower import guard, relay
 from engine.flower.run_config import to_run_config
-from engine.process_env import FLOWER_CLIENTAPP_ENV, WORKER_SOCKET_ENV, threads_per_client
-from engine.processes import ProcessTable, TrackedProcess
+from engine.process_env import (
+    CONTROLLER_PID_ENV,
+    FLOWER_CLIENTAPP_ENV,
+    WORKER_SOCKET_ENV,
+    threads_per_client,
+)
+from engine.processes import ProcessTable, TrackedProcess, die_with_parent
 
 APP_DIR = Path(__file__).parent / "flower" / "app"
-MAX_WORKER_RESTARTS = 3  # per client and run
+ENGINE_PARENT = str(Path(__file__).parent.parent)
+GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp")
 CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
-# The processes fedtui starts itself; Flower starts the rest (SuperExec, the apps) under them.
-ROOT_ROLES = ("superlink", "supernode")
+# What a SuperNode prints once registered: the node the ServerApp will see it as.
+NODE_ID_LINE = re.compile(rb"SuperNode ID: (\d+)")
 
 
 class FlowerLauncher:
@@ -63,50 +73,74 @@ class FlowerLauncher:
         self._notice = notice
         self._check_abort = check_abort
         self._flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{run_dir.name}-"))
-        self._workers: dict[int, tuple[TrackedProcess, dict[str, str]]] = {}
-        self._worker_restarts: dict[int, int] = {}
+        self._superlink: TrackedProcess | None = None
+        self._superlink_port = 0
+        self.supernodes: dict[int, TrackedProcess] = {}
+        self.workers: dict[int, TrackedProcess] = {}
+        self._node_log_start: dict[int, int] = {}  # where the SuperNode's current run begins
 
     def launch(self) -> None:
-        """Start the SuperLink and the SuperNodes, then submit the app; raises RuntimeError
-        naming the log to read when one of them fails."""
-        superlink_port = self._start_superlink()
-        self._start_supernodes(superlink_port)
-        self._submit(superlink_port)
+        """Start the SuperLink and every client's processes, then submit the app; raises
+        RuntimeError naming the log to read when one of them fails."""
+        self._write_programs()
+        self._superlink_port = self._start_superlink()
+        for client in range(self.config.num_clients):
+            if self.config.warm_workers:
+                self.start_worker(client)
+            self.start_supernode(client)
+        self._notice(f"started {self.config.num_clients} flower-supernode processes")
+        self._submit(self._superlink_port)
 
-    def check_roots_alive(self) -> None:
-        """Raise RuntimeError if the SuperLink or a SuperNode has exited."""
-        for process in self._processes.all():
-            if (
-                process.role in ROOT_ROLES
-                and process.popen is not None
-                and process.popen.poll() is not None
-            ):
-                raise RuntimeError(
-                    f"{process.label} (pid {process.pid}) exited with code "
-                    f"{process.popen.returncode} (see logs/{_log_name(process)})"
-                )
-
-    def restart_workers(self) -> None:
-        """Start again each client's worker that has exited: a worker that dies mid-round fails
-        only that round for its client (its relay replies with the error). After
-        MAX_WORKER_RESTARTS the client goes on without one: with no worker listening, its relay
-        runs Flower's own `flwr-clientapp`, cold but working."""
-        for client, (worker, env) in list(self._workers.items()):
-            if worker.popen is None or worker.popen.poll() is None:
-                continue
-            exited = (
-                f"worker {client} (pid {worker.pid}) exited with code {worker.popen.returncode}"
+    def check_superlink_alive(self) -> None:
+        """Raise RuntimeError if the SuperLink has exited: without it there is no run."""
+        process = self._superlink
+        if process is not None and process.popen is not None and process.popen.poll() is not None:
+            raise RuntimeError(
+                f"flower-superlink (pid {process.pid}) exited with code "
+                f"{process.popen.returncode} (see logs/superlink.log)"
             )
-            if self._worker_restarts.get(client, 0) >= MAX_WORKER_RESTARTS:
-                del self._workers[client]
-                self._notice(
-                    f"{exited} again (see logs/worker-{client}.log); client {client} "
-                    f"goes on with Flower's process per message"
-                )
-                continue
-            self._worker_restarts[client] = self._worker_restarts.get(client, 0) + 1
-            self._notice(f"{exited}; starting it again")
-            self._start_worker(client, env)
+
+    def start_supernode(self, client: int) -> TrackedProcess:
+        log_path = self.run_dir / "logs" / f"supernode-{client}.log"
+        self._node_log_start[client] = log_path.stat().st_size if log_path.exists() else 0
+        self.supernodes[client] = self._processes.spawn(
+            "supernode",
+            [
+                _flower_program("flower-supernode"),
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{self._superlink_port}",
+                "--port",
+                str(_free_port()),
+                "--node-config",
+                f"partition-id={client} num-partitions={self.config.num_clients}",
+            ],
+            env=self._client_environment(client),
+            client=client,
+            log_path=log_path,
+        )
+        return self.supernodes[client]
+
+    def start_worker(self, client: int) -> TrackedProcess:
+        self.workers[client] = self._processes.spawn(
+            "worker",
+            [sys.executable, "-m", "engine.flower.worker", "--client", str(client)],
+            env=self._client_environment(client),
+            client=client,
+            log_path=self.run_dir / "logs" / f"worker-{client}.log",
+        )
+        return self.workers[client]
+
+    def registered_node(self, client: int) -> int | None:
+        """The node ID `client`'s current SuperNode registered as, once it has said so."""
+        log_path = self.run_dir / "logs" / f"supernode-{client}.log"
+        try:
+            with open(log_path, "rb") as log:
+                log.seek(self._node_log_start.get(client, 0))
+                found = NODE_ID_LINE.search(log.read())
+        except OSError:
+            return None
+        return int(found.group(1)) if found else None
 
     def remove_flwr_home(self) -> None:
         """Once every process is gone: Flower's state for this run is not kept."""
@@ -115,7 +149,7 @@ class FlowerLauncher:
     def _start_superlink(self) -> int:
         port = _free_port()
         self._notice(f"starting flower-superlink on 127.0.0.1:{port}")
-        self._processes.spawn(
+        self._superlink = self._processes.spawn(
             "superlink",
             [
                 _flower_program("flower-superlink"),
@@ -132,7 +166,7 @@ class FlowerLauncher:
         deadline = time.monotonic() + SUPERLINK_START_TIMEOUT_S
         while not _healthy(port):
             self._check_abort()
-            self.check_roots_alive()
+            self.check_superlink_alive()
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"flower-superlink did not answer on port {port} within "
@@ -141,62 +175,40 @@ class FlowerLauncher:
             time.sleep(0.2)
         return port
 
-    def _start_supernodes(self, superlink_port: int) -> None:
+    def _client_environment(self, client: int) -> dict[str, str]:
+        """What a client's SuperNode and worker run with: their share of the cores, their GPU,
+        and (warm workers) the relay first on PATH."""
+        home = self._flwr_home / f"supernode-{client}"
+        env = self._environment(home)
         threads = str(threads_per_client(self.config.threads_per_client, self.config.num_clients))
-        for client in range(self.config.num_clients):
-            env = self._environment(self._flwr_home / f"supernode-{client}")
-            env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-            if self._gpus and self.config.device != "cpu":  # pin: client k on gpus[k mod n]
-                env.update(
-                    CUDA_DEVICE_ORDER="PCI_BUS_ID",
-                    CUDA_VISIBLE_DEVICES=str(self._gpus[client % len(self._gpus)]),
-                )
-            if self.config.warm_workers:
-                self._use_worker(env, self._flwr_home / f"supernode-{client}" / "worker.sock")
-                self._start_worker(client, env)
-            self._processes.spawn(
-                "supernode",
-                [
-                    _flower_program("flower-supernode"),
-                    "--insecure",
-                    "--superlink",
-                    f"127.0.0.1:{superlink_port}",
-                    "--port",
-                    str(_free_port()),
-                    "--node-config",
-                    f"partition-id={client} num-partitions={self.config.num_clients}",
-                ],
-                env=env,
-                client=client,
-                log_path=self.run_dir / "logs" / f"supernode-{client}.log",
+        env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        if self._gpus and self.config.device != "cpu":  # pin: client k on gpus[k mod n]
+            env.update(
+                CUDA_DEVICE_ORDER="PCI_BUS_ID",
+                CUDA_VISIBLE_DEVICES=str(self._gpus[client % len(self._gpus)]),
             )
-        self._notice(f"started {self.config.num_clients} flower-supernode processes")
+        if self.config.warm_workers:
+            env.update(
+                {
+                    WORKER_SOCKET_ENV: str(home / "worker.sock"),
+                    "PATH": f"{self._flwr_home / 'relay'}{os.pathsep}{env['PATH']}",
+                }
+            )
+        return env
 
-    def _use_worker(self, env: dict[str, str], socket_path: Path) -> None:
-        """Have the SuperNode's `flwr-clientapp` be the relay to the worker on `socket_path`."""
-        relay_dir = self._flwr_home / "relay"
-        program = relay_dir / "flwr-clientapp"
-        if not program.exists():
-            relay_dir.mkdir(exist_ok=True)
-            program.write_text(relay.script(sys.executable, str(Path(__file__).parent.parent)))
-            program.chmod(0o755)
-        env.update(
-            {
-                WORKER_SOCKET_ENV: str(socket_path),
-                FLOWER_CLIENTAPP_ENV: _flower_program("flwr-clientapp"),
-                "PATH": f"{relay_dir}{os.pathsep}{env['PATH']}",
-            }
-        )
-
-    def _start_worker(self, client: int, env: dict[str, str]) -> None:
-        worker = self._processes.spawn(
-            "worker",
-            [sys.executable, "-m", "engine.flower.worker", "--client", str(client)],
-            env=env,
-            client=client,
-            log_path=self.run_dir / "logs" / f"worker-{client}.log",
-        )
-        self._workers[client] = (worker, env)
+    def _write_programs(self) -> None:
+        """The guards of Flower's programs, and the relay that stands for `flwr-clientapp`."""
+        guards, relay_dir = self._flwr_home / "guards", self._flwr_home / "relay"
+        guards.mkdir()
+        for program in GUARDED_PROGRAMS:
+            _write_executable(
+                guards / program, guard.script(sys.executable, ENGINE_PARENT, program)
+            )
+        if self.config.warm_workers:
+            relay_dir.mkdir()
+            _write_executable(
+                relay_dir / "flwr-clientapp", relay.script(sys.executable, ENGINE_PARENT)
+            )
 
     def _submit(self, superlink_port: int) -> None:
         cli_home = self._flwr_home / "cli"
@@ -228,6 +240,7 @@ class FlowerLauncher:
             text=True,
             timeout=SUBMIT_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
         )
         (self.run_dir / "logs" / "flwr-run.log").write_text(completed.stdout + completed.stderr)
         try:
@@ -244,12 +257,19 @@ class FlowerLauncher:
     def _environment(self, flwr_home: Path) -> dict[str, str]:
         flwr_home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
+        guards = self._flwr_home / "guards"
         env.update(
-            FLWR_HOME=str(flwr_home),
-            FLWR_TELEMETRY_ENABLED="0",
-            FLWR_DISABLE_UPDATE_CHECK="1",
-            PYTHONUNBUFFERED="1",
-            PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            {
+                "FLWR_HOME": str(flwr_home),
+                "FLWR_TELEMETRY_ENABLED": "0",
+                "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "PYTHONUNBUFFERED": "1",
+                "PATH": os.pathsep.join(
+                    [str(guards), str(Path(sys.executable).parent), env.get("PATH", "")]
+                ),
+                CONTROLLER_PID_ENV: str(os.getpid()),
+                FLOWER_CLIENTAPP_ENV: str(guards / "flwr-clientapp"),
+            }
         )
         env.update(self._app_environment)
         env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
@@ -286,6 +306,6 @@ def _flower_program(name: str) -> str:
     return str(beside_python) if beside_python.exists() else name
 
 
-def _log_name(process: TrackedProcess) -> str:
-    suffix = "" if process.client is None else f"-{process.client}"
-    return f"{process.role}{suffix}.log"
+def _write_executable(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(0o755)

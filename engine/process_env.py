@@ -27,6 +27,9 @@ EVENTS_KEY_ENV = "FEDTUI_EVENTS_KEY"
 # engine.flower.relay reads them under the same names (it imports nothing of fedtui's).
 WORKER_SOCKET_ENV = "FEDTUI_WORKER_SOCKET"
 FLOWER_CLIENTAPP_ENV = "FEDTUI_FLOWER_CLIENTAPP"
+# Every process of a run ends as soon as this PID (the controller's) is gone; engine.flower.guard
+# reads it under the same name.
+CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
 
 
 def for_server_app(run_dir: Path, resume: Mapping[str, Any] | None) -> dict[str, str]:

@@ -73,7 +73,7 @@ class ProcessTable:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         process = TrackedProcess(popen.pid, role, client, _created(popen.pid), popen)
         self._track(process)
@@ -112,6 +112,17 @@ class ProcessTable:
             self._signal(process, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
         while self._refresh_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def kill(self, processes: list[TrackedProcess], timeout_s: float = 5.0) -> None:
+        """SIGKILL `processes` and wait (up to `timeout_s`) until they are gone."""
+        for process in processes:
+            self._signal(process, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.scan()
+            if not any(process.alive for process in processes):
+                return
             time.sleep(0.05)
 
     def _refresh_alive(self) -> list[TrackedProcess]:
@@ -163,6 +174,8 @@ def _created(pid: int) -> float:
         return 0.0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """In a child, before it execs: the kernel SIGKILLs it when the thread that started it ends
+    (for fedtui's children: the run's supervisor thread, which lives as long as the run)."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

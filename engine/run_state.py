@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
+from engine.describe import crash_cause
 
 
 @dataclass
@@ -24,10 +25,23 @@ class RoundResult:
     client_examples: dict[int, int] = field(default_factory=dict)
 
 
+# A client's state, as the clients table shows it:
+#   waiting     between rounds, or sampled and not yet training (also after a restart)
+#   training    sent step progress this round
+#   failed      the ServerApp gave up on its reply this round (an `error` naming the client)
+#   restarting  one of its processes died; the controller is starting it again
+#   crashed     one of its processes died and will not be started again (a client that goes on
+#               without it, as one past its worker restarts does, trains again in a later round)
+#   done        the run completed or stopped with the client up
+#   ended       the run was aborted or failed with the client up
+DOWN = ("restarting", "crashed")
+UP = ("waiting", "training")
+
+
 @dataclass
 class ClientState:
     client: int
-    state: str = "waiting"  # waiting, training, failed
+    state: str = "waiting"
     round: int | None = None
     step: int = 0
     steps_total: int = 0
@@ -44,6 +58,17 @@ class ClientState:
     device_fraction: float | None = None
     memory_history: list[int] = field(default_factory=list)  # VRAM where known, else RSS
     memory_warning: bool = False
+    crashes: int = 0
+    last_crash: str | None = None  # "worker exited with code -9 in round 3"
+    crash_round: int | None = None
+
+    def down_at(self, round_: int | None) -> bool:
+        """Whether the client is still down for an event about `round_`: what its processes
+        sent about the round they died in can be folded after the crash, and is no sign of
+        life; a later round's is."""
+        if self.state not in DOWN:
+            return False
+        return self.crash_round is not None and (round_ is None or round_ <= self.crash_round)
 
     def record_vram(self, used: int, source: str) -> None:
         self.vram_bytes, self.vram_source = used, source
@@ -77,6 +102,7 @@ class RunState:
     devices: list[dict[str, Any]] = field(default_factory=list)
     gpu_unavailable: str | None = None
     model: dict[str, Any] = field(default_factory=dict)  # the model_info event's fields
+    last_crashed_client: int | None = None
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -129,6 +155,8 @@ class RunState:
         self.finished_at = None
         self.early_stop_reason = None
         self.current_round = event["from_round"]
+        for client in self.clients.values():  # every process starts afresh
+            client.state = "waiting"
         self._take_config(event["config"])
 
     def _take_config(self, config: dict[str, Any]) -> None:
@@ -149,7 +177,7 @@ class RunState:
         self.current_round = event["round"]
         self._round(event["round"]).clients_sent = event.get("clients")
         for client in self.clients.values():
-            if client.state != "failed":
+            if client.state not in ("failed", *DOWN):
                 client.state = "waiting"
                 client.round = event["round"]
                 client.step = client.steps_total = 0
@@ -159,6 +187,8 @@ class RunState:
 
     def _on_client_progress(self, event: ev.Event) -> None:
         client = self._client(event["client"])
+        if client.down_at(event["round"]):
+            return
         now = event.get("t")
         if client.round != event["round"] or client.round_started_at is None:
             client.round = event["round"]
@@ -178,7 +208,8 @@ class RunState:
 
     def _on_client_round_done(self, event: ev.Event) -> None:
         client = self._client(event["client"])
-        client.state = "waiting"
+        if not client.down_at(event["round"]):
+            client.state = "waiting"
         client.round = event["round"]
         client.step = client.steps_total = event.get("steps", client.steps_total)
         client.last_train_loss = event["train_loss"]
@@ -261,14 +292,34 @@ class RunState:
         self.finished_at = event.get("t")
         if event.get("best_round") is not None:
             self.best_round, self.best_eval_loss = event["best_round"], event["best_eval_loss"]
+        up_state = "done" if event["status"] in ("completed", "stopped") else "ended"
         for client in self.clients.values():
-            if client.state == "training":
-                client.state = "waiting"
+            if client.state in UP:
+                client.state = up_state
+            elif client.state == "restarting":  # the run ended before it came back
+                client.state = "crashed"
 
     def _on_error(self, event: ev.Event) -> None:
         self.errors.append(event["message"])
         if event.get("client") is not None:
-            self._client(event["client"]).state = "failed"
+            client = self._client(event["client"])
+            if not client.down_at(event.get("round")):  # a dead process says more
+                client.state = "failed"
+
+    def _on_client_crashed(self, event: ev.Event) -> None:
+        client = self._client(event["client"])
+        self.last_crashed_client = client.client
+        client.state = "restarting" if event["restarting"] else "crashed"
+        client.crashes += 1
+        client.last_crash = crash_cause(event)
+        client.crash_round = event.get("round")
+        client.step = client.steps_total = 0
+        client.loss = client.steps_per_second = None
+        if client.vram_source is not None:  # its GPU memory went with the process
+            client.vram_bytes, client.device_fraction = 0, None
+
+    def _on_client_restarted(self, event: ev.Event) -> None:
+        self._client(event["client"]).state = "waiting"
 
 
 _HANDLERS = {
@@ -288,4 +339,6 @@ _HANDLERS = {
     ev.EARLY_STOP: RunState._on_early_stop,
     ev.RUN_FINISHED: RunState._on_run_finished,
     ev.ERROR: RunState._on_error,
+    ev.CLIENT_CRASHED: RunState._on_client_crashed,
+    ev.CLIENT_RESTARTED: RunState._on_client_restarted,
 }

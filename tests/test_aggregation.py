@@ -19,16 +19,6 @@ from engine.flower.aggregation import ServerMomentum, WeightedMean
 from engine.flower.strategy import build_strategy
 
 
-@pytest.fixture
-def serverapp_identity():
-    """Messages are built inside a ServerApp process, which knows its run, node and task."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
-
-
 def reply(weights, examples, node, train_loss=1.0):
     content = RecordDict(
         {

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine import process_env
-from engine.flower import relay, worker
+from engine.flower import guard, relay, worker
 
 ARGV = ["--runtime-api-address", "127.0.0.1:9094", "--token", "t0k", "--insecure"]
 
@@ -133,52 +133,7 @@ def test_parent_pid_is_dropped_in_both_spellings():
     assert worker.without_parent_pid(["--parent-pid", "7", *ARGV]) == ARGV
 
 
-def test_the_relay_reads_the_variables_the_launcher_sets():
+def test_the_relay_and_the_guard_read_the_variables_the_launcher_sets():
     assert relay.WORKER_SOCKET_ENV == process_env.WORKER_SOCKET_ENV
     assert relay.FLOWER_CLIENTAPP_ENV == process_env.FLOWER_CLIENTAPP_ENV
-
-
-def test_a_worker_that_keeps_dying_is_restarted_a_bounded_number_of_times(tmp_path, monkeypatch):
-    from engine.config import RunConfig
-    from engine.launcher import MAX_WORKER_RESTARTS, FlowerLauncher
-    from engine.processes import ProcessTable
-    from tests.waiting import wait_for
-
-    table = ProcessTable(lambda p: None, lambda p: None)
-    notices = []
-    launcher = FlowerLauncher(
-        RunConfig(),
-        tmp_path / "run",
-        table,
-        app_environment={},
-        gpus=[],
-        notice=notices.append,
-        check_abort=lambda: None,
-    )
-    (tmp_path / "run" / "logs").mkdir(parents=True)
-    crashing = [sys.executable, "-c", "raise SystemExit(3)"]
-    monkeypatch.setattr(
-        launcher,
-        "_start_worker",
-        lambda client, env: launcher._workers.__setitem__(
-            client,
-            (
-                table.spawn(
-                    "worker",
-                    crashing,
-                    env=dict(os.environ),
-                    client=client,
-                    log_path=tmp_path / "run" / "logs" / "worker-0.log",
-                ),
-                env,
-            ),
-        ),
-    )
-    launcher._start_worker(0, {})
-    try:
-        wait_for(lambda: (launcher.restart_workers(), not launcher._workers)[1], timeout=60)
-    finally:
-        table.terminate_all(grace_s=1)
-        launcher.remove_flwr_home()
-    assert sum("starting it again" in notice for notice in notices) == MAX_WORKER_RESTARTS
-    assert "goes on with Flower's process per message" in notices[-1]
+    assert guard.CONTROLLER_PID_ENV == process_env.CONTROLLER_PID_ENV

@@ -24,6 +24,8 @@ DETAILS = {
     ev.STOP_REQUESTED,
     ev.EARLY_STOP,
     ev.ERROR,
+    ev.CLIENT_CRASHED,
+    ev.CLIENT_RESTARTED,
 }
 
 

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from io import BufferedIOBase
 from typing import Any, NoReturn
 
+from engine.flower.guard import watch_controller
+
 # Names of the environment variables, kept equal to engine.process_env's (which imports more
 # than this module may).
 WORKER_SOCKET_ENV = "FEDTUI_WORKER_SOCKET"
@@ -47,6 +49,7 @@ def script(python: str, engine_parent: str) -> str:
 
 
 def main(argv: list[str]) -> int:
+    watch_controller()
     worker = connect(os.environ.get(WORKER_SOCKET_ENV, ""))
     if worker is None:
         run_flower_clientapp(argv)

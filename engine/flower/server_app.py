@@ -2,10 +2,10 @@
 
 The strategy (Flower's FedProx, FedAvg or FedAvgM) decides which clients train and what they
 are sent; `FederatedRun` owns the round loop around it, because Flower's `Strategy.start()` has
-no hook to stop between rounds, and because pulling replies one by one lets each client's
-result show up the moment it arrives and be folded into the new global model at once
-(`engine.flower.aggregation`), so the server holds one reply at a time, not all of them.
-`aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for comparison.
+no hook to stop between rounds, because replies are pulled and folded in one at a time as they
+arrive (engine.flower.replies), and because a client that crashes must cost its reply, not the
+round (engine.flower.roster): the round counts when `min_clients` replied. `aggregation =
+"flower"` uses the strategy's own `aggregate_train` instead, for comparison.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ConfigRecord, Context, Message
+from flwr.app import ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from safetensors.torch import load_file, save_file
 
@@ -27,11 +26,14 @@ from engine.config import RunConfig
 from engine.early_stopping import EarlyStopping
 from engine.flower import task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
-from engine.flower.records import number
+from engine.flower.replies import RoundReplies, wait_for_clients
+from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
 from engine.flower.strategy import build_strategy
 
-REPLY_POLL_S = 0.2
+# A restarted SuperNode registers within seconds; past this a round goes on without it (if
+# `min_clients` allows).
+CLIENT_RECONNECT_WAIT_S = 60.0
 
 app = ServerApp()
 
@@ -65,7 +67,8 @@ class FederatedRun:
         resume: dict | None = None,
     ) -> None:
         self.config = config
-        self.grid = grid
+        self.roster = Roster(config.num_clients)
+        self.grid = LiveGrid(grid, self.roster)
         self.publisher = publisher
         self.run_dir = run_dir
         self.resume = resume
@@ -82,7 +85,6 @@ class FederatedRun:
         self.tokenizer = data.load_tokenizer(config)
         self.eval_samples = data.load_eval_samples(config)
         self.stop_requested = False
-        self.client_of_node: dict[int, int] = {}
         resumed = resume or {}
         self.early_stopping = EarlyStopping(
             config.early_stopping,
@@ -150,8 +152,29 @@ class FederatedRun:
         models.load_weights(self.model, load_file(last / checkpoints.WEIGHTS_FILE))
 
     def _train(self, server_round: int) -> bool:
-        """One round of training; the model then holds the new global weights. False when no
-        client returned a model."""
+        """One round of training; the model then holds the new global weights. False when fewer
+        than `min_clients` clients are there or returned a model: the run fails."""
+        required = self.config.required_replies
+        live = wait_for_clients(
+            self.grid,
+            self.roster,
+            ceiling_s=CLIENT_RECONNECT_WAIT_S,
+            read_commands=self._read_commands,
+        )
+        if live < required:  # the round cannot start without them: wait as long as for replies
+            live = wait_for_clients(
+                self.grid,
+                self.roster,
+                ceiling_s=self.config.round_timeout,
+                read_commands=self._read_commands,
+                minimum=required,
+            )
+        if live < required:
+            return self._round_failed(
+                server_round,
+                f"round {server_round}: {live} client(s) connected, min_clients needs {required}"
+                f" (gone: {', '.join(map(str, sorted(self.roster.gone))) or 'none'})",
+            )
         arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
         messages = list(
             self.strategy.configure_train(server_round, arrays, ConfigRecord(), self.grid)
@@ -164,73 +187,29 @@ class FederatedRun:
             start_model_sha256=transfer.fingerprint(self.weights),
         )
         self.bytes_sent = sum(message.content["arrays"].count_bytes() for message in messages)
-        replies = self._collect_replies(server_round, messages)
+        round_replies = RoundReplies(
+            self.grid,
+            self.roster,
+            publish=self._publish,
+            read_commands=self._read_commands,
+            timeout=self.config.round_timeout,
+        )
+        replies = round_replies.collect(server_round, messages)
         if self.config.aggregation == "flower":
             result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
         else:
             result = fold_replies(replies, self.weights, self.momentum)
-        if result is None:
-            self._publish(
-                ev.ERROR,
-                source="serverapp",
-                round=server_round,
-                message=f"round {server_round}: no client returned a model",
+        shortfall = round_replies.shortfall(server_round, required)
+        if result is None or shortfall:
+            return self._round_failed(
+                server_round, shortfall or f"round {server_round}: no client returned a model"
             )
-            return False
         self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
         return True
 
-    def _collect_replies(self, server_round: int, messages: list[Message]) -> Iterable[Message]:
-        """Push `messages` (and let them go), then yield each reply as it arrives, pulled one
-        at a time so the server holds one client's model at once."""
-        waiting = set(self.grid.push_messages(messages))
-        messages.clear()
-        deadline = time.monotonic() + self.config.round_timeout
-        while waiting and time.monotonic() < deadline:
-            for message_id in list(waiting):
-                for reply in self.grid.pull_messages([message_id]):
-                    waiting.discard(reply.metadata.reply_to_message_id)
-                    self._report_reply(server_round, reply)
-                    yield reply
-            self._read_commands()
-            if waiting:
-                time.sleep(REPLY_POLL_S)
-        if waiting:
-            self._publish(
-                ev.ERROR,
-                source="serverapp",
-                round=server_round,
-                message=f"round {server_round}: {len(waiting)} client(s) did not reply "
-                f"within round_timeout={self.config.round_timeout:g}s",
-            )
-
-    def _report_reply(self, server_round: int, reply: Message) -> None:
-        node = reply.metadata.src_node_id
-        if reply.has_error():
-            client = self.client_of_node.get(node)
-            who = f"client {client}" if client is not None else f"node {node}"
-            self._publish(
-                ev.ERROR,
-                source="clientapp",
-                round=server_round,
-                client=client,
-                message=f"{who} failed in round {server_round}: {reply.error.reason}",
-            )
-            return
-        metrics = reply.content.metric_records["metrics"]
-        client = int(number(metrics, "partition-id"))
-        self.client_of_node[node] = client
-        self._publish(
-            ev.CLIENT_ROUND_DONE,
-            round=server_round,
-            client=client,
-            train_loss=metrics["train-loss"],
-            examples=int(number(metrics, "num-examples")),
-            steps=int(number(metrics, "steps")),
-            seconds=metrics["train-seconds"],
-            peak_rss_bytes=int(number(metrics, "peak-rss-bytes")),
-            peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")),
-        )
+    def _round_failed(self, server_round: int, message: str) -> bool:
+        self._publish(ev.ERROR, source="serverapp", round=server_round, message=message)
+        return False
 
     def _finish_round(self, server_round: int, started: float) -> bool:
         """Central evaluation and the round's record; True when early stopping ends the run."""
@@ -310,10 +289,10 @@ class FederatedRun:
         if self.publisher is None:
             return
         for command in self.publisher.commands():
+            if self.roster.apply(command):
+                continue
             if command.get("command") == "stop":
                 self.stop_requested = True
-            elif command.get("command") == "client_of_node":
-                self.client_of_node[command["node_id"]] = command["client"]
             elif command.get("command") == "early_stopping":
                 self.early_stopping.change(
                     enabled=command.get("enabled"), patience=command.get("patience")
@@ -326,10 +305,6 @@ class FederatedRun:
         logging.getLogger("fedtui").info("%s %s", type_, fields)
         if self.publisher:
             self.publisher.publish(type_, **fields)
-
-
-def _optional_int(value) -> int | None:
-    return None if value is None else int(value)
 
 
 def _log_to_file(path: Path) -> None:

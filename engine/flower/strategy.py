@@ -24,8 +24,9 @@ def build_strategy(config: RunConfig) -> FedAvg:
     common: dict[str, Any] = dict(
         fraction_train=1.0,
         fraction_evaluate=0.0,
-        min_train_nodes=config.num_clients,
-        min_available_nodes=config.num_clients,
+        # Every live client trains (fraction 1); the round loop waits for the expected ones.
+        min_train_nodes=config.required_replies,
+        min_available_nodes=config.required_replies,
         train_metrics_aggr_fn=weighted_train_loss,
     )
     if config.strategy == "fedprox":

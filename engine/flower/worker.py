@@ -33,6 +33,7 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import Any, NoReturn
 
+from engine.flower.guard import watch_controller
 from engine.flower.relay import WORKER_SOCKET_ENV, replies, send
 
 # Flower's SuperExec passes it; the worker watches its relay's connection instead.
@@ -222,6 +223,7 @@ def main() -> int:
     parser.add_argument("--client", type=int, help="serve this client's messages")
     parser.add_argument("--report-death", metavar="JSON", help="(the relay's fault path)")
     args, flower_argv = parser.parse_known_args()
+    watch_controller()
     if args.report_death:
         return report_death(json.loads(args.report_death), flower_argv)
     serve(Path(os.environ[WORKER_SOCKET_ENV]), args.client)

@@ -68,6 +68,31 @@ class ScriptedRun:
 
     # a few rounds' worth of what a real run says
 
+    def crash_client(self, client: int, round_: int, restarting: bool = True) -> None:
+        """Client `client`'s warm worker is killed mid-round: the controller sees it die, and
+        the ServerApp records the error its relay replies with."""
+        self.emit(
+            ev.CLIENT_CRASHED,
+            client=client,
+            role="worker",
+            pid=4200 + client,
+            returncode=-9,
+            round=round_,
+            restarting=restarting,
+        )
+        self.emit(
+            ev.ERROR,
+            source="clientapp",
+            client=client,
+            round=round_,
+            message=f"client {client} failed in round {round_}: worker {client} died",
+        )
+
+    def restart_client(self, client: int, attempt: int = 1) -> None:
+        self.emit(
+            ev.CLIENT_RESTARTED, client=client, role="worker", pid=4300 + client, attempt=attempt
+        )
+
     def play_round(
         self, number: int, eval_loss: float, client_losses=(7.0, 7.2), steps: int = 32
     ) -> None:

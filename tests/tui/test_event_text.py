@@ -55,3 +55,22 @@ def test_the_headless_printer_prints_milestones_and_indents_what_happens_within(
         f"  {by_type[ev.CHECKPOINT_SAVED]}",
         by_type[ev.RUN_FINISHED],
     ]
+
+
+def test_the_event_log_tells_every_client_crash_whatever_process_died():
+    crash, restart = stamped(
+        [
+            dict(
+                type_=ev.CLIENT_CRASHED,
+                client=1,
+                role="worker",
+                pid=12,
+                returncode=-9,
+                round=2,
+                restarting=True,
+            ),
+            dict(type_=ev.CLIENT_RESTARTED, client=1, role="worker", pid=13, attempt=1),
+        ]
+    )
+    assert log_line(crash).plain.endswith(describe(crash))
+    assert log_line(restart).plain.endswith(describe(restart))

@@ -10,7 +10,15 @@ from engine.run_state import ClientState, RunState
 from tui.messages import RunsChanged
 
 BAR_WIDTH = 10
-STATE_STYLES = {"training": "bold green", "waiting": "dim", "failed": "bold red"}
+STATE_STYLES = {  # the states `engine.run_state` names
+    "training": "bold green",
+    "waiting": "dim",
+    "failed": "bold red",
+    "restarting": "bold yellow",
+    "crashed": "bold white on red",
+    "done": "cyan",
+    "ended": "dim",
+}
 COLUMNS = (
     ("client", "client"),
     ("state", "state"),

@@ -50,7 +50,8 @@ class EventLog(RichLog):
 def log_line(event: ev.Event) -> Text | None:
     """The event's sentence after its time of day, or None for events the log leaves out."""
     kind = event["type"]
-    if kind in QUIET or ("role" in event and event["role"] not in SHOWN_ROLES):
+    process_event = kind in (ev.PROCESS_STARTED, ev.PROCESS_EXITED)
+    if kind in QUIET or (process_event and event["role"] not in SHOWN_ROLES):
         return None
     style = (
         FINISHED_STYLES.get(event["status"], "bold")

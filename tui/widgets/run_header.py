@@ -10,8 +10,9 @@ from textual.widgets import Static
 
 from engine.config import describe_strategy
 from engine.describe import byte_size, duration, parameter_count
-from engine.run_state import RunState
+from engine.run_state import DOWN, RunState
 from tui.messages import RunsChanged
+from tui.widgets.clients_table import STATE_STYLES
 
 STATUS_STYLES = {
     "starting": "bold yellow",
@@ -90,8 +91,8 @@ class RunHeader(Static):
             detail.append(f"  early stop: {state.early_stop_reason}", style="yellow")
         elif state.notice and not state.finished and not state.rounds:
             detail.append(f"  {state.notice}", style="italic")
-        model = model_text(state)
-        return Text("\n").join([line, detail, model] if model else [line, detail])
+        lines = [line, client_faults_text(state), detail, model_text(state)]
+        return Text("\n").join(text for text in lines if text)
 
     def _elapsed(self, state: RunState) -> float | None:
         if self._clock is not None and state.started_at is not None and not state.finished:
@@ -120,6 +121,33 @@ def early_stopping_text(state: RunState) -> Text:
         f"  early stop: on, patience {policy.get('patience')}, {waited} round"
         f"{'' if waited == 1 else 's'} without improvement",
         style="yellow" if waited else "",
+    )
+
+
+def client_faults_text(state: RunState) -> Text:
+    """ "client 1 restarting: worker exited with code -9 in round 3" for each client that is
+    down; once all are back, "2 client crashes, restarted (last: client 1's worker ...)"."""
+    crashed = [client for _, client in sorted(state.clients.items()) if client.crashes]
+    down = [client for client in crashed if client.state in DOWN]
+    if not crashed:
+        return Text()
+    if not down:
+        total = sum(client.crashes for client in crashed)
+        last = next((c for c in crashed if c.client == state.last_crashed_client), crashed[-1])
+        return Text(
+            f" {total} client crash{'' if total == 1 else 'es'}, restarted "
+            f"(last: client {last.client}'s {last.last_crash})",
+            style="yellow",
+        )
+    return Text(" ").join(
+        [Text("")]
+        + [
+            Text(
+                f"client {client.client} {client.state}: {client.last_crash}",
+                style=STATE_STYLES[client.state],
+            )
+            for client in down
+        ]
     )
 
 

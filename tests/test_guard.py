@@ -1,0 +1,78 @@
+"""Processes Flower starts for a run end with the controller, however it ends
+(engine.flower.guard)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+
+import psutil
+
+from engine.flower import guard
+from engine.launcher import ENGINE_PARENT
+from engine.process_env import CONTROLLER_PID_ENV
+from tests.waiting import wait_for
+
+# A stand-in controller: starts a watched process in a session of its own (as Flower's
+# SuperExec does, so no process-group kill reaches it), says its PID, and waits to be killed.
+CONTROLLER = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    env = dict(os.environ, {env}=str(os.getpid()))
+    child = subprocess.Popen([sys.executable, "-c", sys.argv[1]], env=env, start_new_session=True)
+    print(child.pid, flush=True)
+    time.sleep(600)
+    """
+).format(env=CONTROLLER_PID_ENV)
+
+WATCHED = textwrap.dedent(
+    """
+    import sys, time
+    from engine.flower.guard import watch_controller
+    watch_controller()
+    print("watching", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def alive(pid):
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_a_watched_process_exits_within_seconds_of_its_controllers_sigkill(tmp_path):
+    controller = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER, WATCHED], stdout=subprocess.PIPE, text=True
+    )
+    watched = int(controller.stdout.readline())
+    try:
+        assert alive(watched)
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait()
+        wait_for(lambda: not alive(watched), timeout=10)
+    finally:
+        if alive(watched):
+            os.kill(watched, signal.SIGKILL)
+
+
+def test_without_a_controller_in_the_environment_nothing_is_watched(monkeypatch):
+    monkeypatch.delenv(CONTROLLER_PID_ENV, raising=False)
+    guard.watch_controller()  # returns, starts nothing: the process lives on
+    assert "controller-watch" not in [thread.name for thread in threading.enumerate()]
+
+
+def test_a_guard_script_runs_flowers_own_program_in_its_own_process(tmp_path):
+    program = tmp_path / "flower-superexec"
+    program.write_text(guard.script(sys.executable, ENGINE_PARENT, "flower-superexec"))
+    program.chmod(0o755)
+    env = dict(os.environ, **{CONTROLLER_PID_ENV: str(os.getpid())})
+    completed = subprocess.run(
+        [str(program), "--help"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "--runtime-api-address" in completed.stdout  # Flower's SuperExec answered
