@@ -11,7 +11,9 @@ import torch
 from engine import events as ev
 from engine.config import load_config
 from engine.controller import RunController
+from engine.process_env import EVENTS_KEY_ENV
 from engine.runs import open_run
+from tests.channel_checks import assert_key_not_in
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +55,7 @@ def of_type(events, kind):
 
 def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     controller, _ = start(tmp_path, ["rounds=2"])
+    key = controller._require_hub().environment()[EVENTS_KEY_ENV]
     status, events = finish(controller)
 
     assert status == "completed"
@@ -103,6 +106,7 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
         assert len(notices) == 1
     logs = {path.name for path in (controller.run_dir / "logs").iterdir()}
     assert {"superlink.log", "supernode-0.log", "supernode-1.log", "serverapp.log"} <= logs
+    assert_key_not_in(controller.run_dir, key)  # every process had it in its environment
 
 
 def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
