@@ -244,3 +244,13 @@ def test_waiting_for_min_clients_ends_at_once_when_too_many_are_gone():
         FakeGrid([101]), roster, ceiling_s=3600, read_commands=lambda: None, minimum=2
     )
     assert live == 1  # returned without waiting the hour: client 1 is not coming back
+
+
+def test_a_late_word_about_a_dead_node_does_not_bring_it_back():
+    roster = Roster(num_clients=1)
+    roster.node_registered(101, 0)
+    crash = {"client": 0, "reason": "its supernode exited", "node_dead": True, "round": 1}
+    roster.apply({"command": "client_crashed", "coming_back": True, **crash})
+    roster.node_registered(102, 0)
+    roster.node_registered(101, 0)  # the dead node's ClientApp said hello after the fact
+    assert roster.live([101, 102]) == [102]

@@ -31,7 +31,10 @@ class Roster:
     lost_work: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def node_registered(self, node: int, client: int) -> None:
-        """`client`'s SuperNode is `node`; an earlier node of the same client is dead."""
+        """`client`'s SuperNode is `node`; an earlier node of the same client is dead. (A late
+        word about a node already dead changes nothing.)"""
+        if node in self.dead_nodes:
+            return
         for old, owner in list(self.client_of_node.items()):
             if owner == client and old != node:
                 self.dead_nodes.setdefault(old, f"client {client} registered again as node {node}")
