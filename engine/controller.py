@@ -24,12 +24,13 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Callable
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from engine import data, events as ev, process_env, run_lock
+from engine import data, events as ev, preflight, process_env, run_lock
 from engine.channel import EventHub
 from engine.client_faults import ClientSupervisor
 from engine.config import RunConfig, to_toml
@@ -73,6 +74,7 @@ class RunController:
         self._started_at = 0.0
         self._resume: ResumeState | None = None
         self._round_in_progress: int | None = None
+        self._inputs_checked = False
 
     @classmethod
     def resume(
@@ -92,7 +94,16 @@ class RunController:
         """Call `subscriber(event)` for every event from now on (from engine threads)."""
         self._record.subscribe(subscriber)
 
+    def check_inputs(self, progress: Callable[[str], None] = lambda message: None) -> None:
+        """Refuse (ConfigError, one line) what would fail the run on this machine, before its
+        folder or any process exists (engine.preflight). `start()` does it unless done: an
+        entry point may do it earlier, to report progress or keep it off a UI thread."""
+        preflight.check(self.config, progress)
+        self._inputs_checked = True
+
     def start(self) -> RunController:
+        if not self._inputs_checked:
+            self.check_inputs()
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=self._resume is not None)
         (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
         run_lock.hold(self.run_dir)

@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-from engine import preflight
 from engine.config import RunConfig, describe_strategy, load_config, presets as preset_files
 from engine.controller import RunController
 from engine.errors import FedtuiError
@@ -124,13 +123,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.config:
             raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
         controller = RunController.resume(args.resume, args.overrides)
-        _preflight(controller.config)
+        _check_inputs(controller)
     else:
         config = load_config(args.config, args.overrides)
         runs_dir = Path(args.runs_dir)
         _check_runs_dir(runs_dir)
-        _preflight(config)
         controller = RunController(config, runs_dir)
+        _check_inputs(controller)
     if args.headless:
         return run_headless(controller)
     from tui.app import live_app  # heavy: Textual loads only for a TUI, not for --headless
@@ -147,18 +146,19 @@ def _launcher(args: argparse.Namespace) -> int:
 
     def start_run(config: RunConfig) -> RunController:  # the screen calls it off its UI thread
         _check_runs_dir(runs_dir)
-        preflight.check(config)  # silent: the TUI owns the terminal
-        started.append(RunController(config, runs_dir))
-        return started[-1]
+        controller = RunController(config, runs_dir)
+        controller.check_inputs()  # silent: the TUI owns the terminal
+        started.append(controller)
+        return controller
 
     launcher_app([sample_runs_folder(), runs_dir], start_run=start_run).run()
     return _report(started[-1]) if started else 0
 
 
-def _preflight(config: RunConfig) -> None:
+def _check_inputs(controller: RunController) -> None:
     """Bad input fails here, before a run folder or a process exists."""
     with _StatusLine() as progress:
-        preflight.check(config, progress)
+        controller.check_inputs(progress)
 
 
 def _check_runs_dir(runs_dir: Path) -> None:
