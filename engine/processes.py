@@ -40,10 +40,6 @@ class TrackedProcess:
     alive: bool = True
     returncode: int | None = None
 
-    @property
-    def label(self) -> str:
-        return self.role if self.client is None else f"{self.role} {self.client}"
-
 
 Listener = Callable[[TrackedProcess], None]
 
