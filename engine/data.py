@@ -115,7 +115,7 @@ def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None)
             tokenizer = AutoTokenizer.from_pretrained(config.model)
         except (OSError, ValueError) as err:
             raise ConfigError(
-                f"cannot load the tokenizer of model {config.model!r}: {_first_line(err)}"
+                f"cannot load the tokenizer of model {config.model!r}: {first_line(err)}"
             ) from None
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -193,7 +193,7 @@ def _load_table(name: str):
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many kinds; each means "cannot load this"
-        raise ConfigError(f"cannot load dataset {name!r}: {_first_line(err)}") from None
+        raise ConfigError(f"cannot load dataset {name!r}: {first_line(err)}") from None
 
 
 def _stdlib_root() -> Path:
@@ -257,6 +257,7 @@ def _digest(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """An error's message in one line, for a one-line refusal."""
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]

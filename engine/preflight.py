@@ -185,7 +185,8 @@ def _hub_model_config(name: str) -> dict[str, Any]:
     try:
         fetched = hf_hub_download(name, "config.json", cache_dir=cache)
     except Exception as err:  # huggingface_hub raises many kinds; each means "cannot load this"
-        raise ConfigError(f"cannot load model {name!r} from the Hub: {_first_line(err)}") from None
+        reason = data.first_line(err)
+        raise ConfigError(f"cannot load model {name!r} from the Hub: {reason}") from None
     return _read_json_object(Path(fetched), f"model {name!r}")
 
 
@@ -195,7 +196,7 @@ def _read_json_object(path: Path, what: str) -> dict[str, Any]:
     try:
         value = json.loads(path.read_bytes())
     except (OSError, ValueError) as err:
-        raise ConfigError(f"{path} is not readable JSON: {_first_line(err)}") from None
+        raise ConfigError(f"{path} is not readable JSON: {data.first_line(err)}") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{path} is not a JSON object")
     return value
@@ -286,8 +287,3 @@ def _silenced(logger_name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
