@@ -10,7 +10,8 @@ from engine.config import RunConfig, load_config
 from engine.errors import ConfigError, FedtuiError
 from engine.runs import open_run
 
-RESUMABLE = ("stopped", "aborted", "failed")
+# A completed run goes on only with a higher `rounds` (checked below, once overrides are read).
+RESUMABLE = ("stopped", "aborted", "failed", "completed")
 # What may change when a run resumes; everything else would make it a different run.
 RESUME_OVERRIDABLE = ("rounds", "round_timeout", "device", "threads_per_client", "early_stopping")
 
@@ -38,8 +39,8 @@ def resume_point(
     interrupted = state.status == "running"
     if state.status not in RESUMABLE and not interrupted:
         raise FedtuiError(
-            f"run {run_dir.name} is {state.status}: only a stopped, aborted, failed or "
-            f"interrupted run can be resumed"
+            f"run {run_dir.name} is {state.status}: only a stopped, aborted, failed, completed "
+            f"or interrupted run can be resumed"
         )
     last = checkpoints.read_info(run_dir / "checkpoints" / "last")
     if last is None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from engine import run_lock
 from engine.errors import RunFolderError
 from engine.events import Event, scan_events
 from engine.run_state import RunState
@@ -32,6 +33,10 @@ EXPORT_COLUMNS = (
 def sample_runs_folder() -> Path:
     """The recorded runs that ship with fedtui (package data), wherever it is installed."""
     return Path(str(resources.files("sample_runs")))
+
+
+def is_sample_run(path: Path) -> bool:
+    return path.resolve().is_relative_to(sample_runs_folder().resolve())
 
 
 def find_run(path_or_name: str | Path) -> Path:
@@ -109,6 +114,16 @@ class RunListing:
     state: RunState | None
     problem: str | None = None  # why the run could not be read (state is None)
     warning: str | None = None  # what of a readable run's record was damaged and skipped
+
+    @property
+    def status(self) -> str:
+        """The record's status, except that a record without an end whose controller is gone
+        (killed, or the machine went down) is `interrupted`, not running."""
+        if self.state is None:
+            return "unreadable"
+        if self.state.status == "running" and run_lock.live_controller(self.path) is None:
+            return "interrupted"
+        return self.state.status
 
 
 def list_runs(folder: str | Path) -> list[RunListing]:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from engine import checkpoints, run_lock
 from tests.factories import simple_run_events, write_run
 from tui.cli import main
 
@@ -50,6 +51,23 @@ def test_runs_lists_status_rounds_and_best_eval_loss(tmp_path, capsys):
     assert lines[1].split()[:5] == ["a", "completed", "1/1", "6.0000", "1"]
     assert lines[2].split()[:3] == ["b", "stopped", "2/2"]
     assert lines[3].split()[:2] == ["c", "unreadable"]
+
+
+def test_runs_tells_a_live_run_from_one_whose_controller_is_gone(tmp_path, capsys):
+    live = write_run(tmp_path / "live", simple_run_events(run_id="live")[:-1])
+    run_lock.hold(live)  # this process is its controller
+    killed = write_run(tmp_path / "killed", simple_run_events(run_id="killed")[:-1])
+    (killed / run_lock.LOCK_FILE).write_text("4194999 1.0\n")  # no such process now
+    write_run(tmp_path / "unlocked", simple_run_events(run_id="unlocked")[:-1])
+
+    code, out, _ = run_cli(capsys, "runs", str(tmp_path))
+
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["killed", "interrupted"],
+        ["live", "running"],
+        ["unlocked", "interrupted"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -229,14 +247,15 @@ def test_runs_lists_a_damaged_run_after_one_warning(tmp_path, capsys):
 
 def test_resume_refuses_what_cannot_be_resumed(tmp_path, capsys):
     completed = write_run(tmp_path / "done", simple_run_events())
+    (completed / "config.toml").write_text("rounds = 2\n")
+    checkpoints.save(completed / "checkpoints", "last", 2, lambda tmp: None, {})
     stopped = write_run(tmp_path / "stopped", simple_run_events(status="stopped"))
     (stopped / "config.toml").write_text("rounds = 4\n")
     cases = [
         (["run", "--resume", "/no/such/run", "--headless"], "not a run folder: /no/such/run"),
         (
             ["run", "--resume", str(completed), "--headless"],
-            "run done is completed: only a stopped, aborted, failed or interrupted run can be "
-            "resumed",
+            "run done already has 2 of 2 rounds; --set rounds=N to go further",
         ),
         (
             ["run", "--resume", str(stopped), "--headless"],

@@ -55,11 +55,14 @@ def test_an_aborted_or_failed_run_may_be_resumed_too(tmp_path, status):
     assert state["round"] == 2
 
 
-def test_a_completed_run_cannot_be_resumed(tmp_path):
-    with pytest.raises(
-        FedtuiError, match="r1 is completed: only a stopped, aborted, failed or interrupted"
-    ):
-        resume_point(recorded_run(tmp_path / "r1", status="completed"))
+def test_a_completed_run_goes_on_only_with_more_rounds(tmp_path):
+    run = recorded_run(tmp_path / "r1", status="completed", last_round=3, rounds=3)
+    with pytest.raises(FedtuiError, match="already has 3 of 3 rounds; --set rounds=N"):
+        resume_point(run)
+
+    config, state = resume_point(run, ["rounds=5"])
+
+    assert (config.rounds, state["round"]) == (5, 3)
 
 
 def test_a_run_without_a_saved_global_model_cannot_be_resumed(tmp_path):

@@ -248,7 +248,7 @@ def _print_runs(listings, folder) -> None:
             continue
         summary = fmt.run_summary(state)
         print(
-            f"{listing.path.name:<40} {state.status:<10} {summary['rounds']:>7} "
+            f"{listing.path.name:<40} {listing.status:<10} {summary['rounds']:>7} "
             f"{summary['best_eval']:>10} {summary['best_round']:>3} "
             f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}  "
             f"{describe_strategy(state.config)}"

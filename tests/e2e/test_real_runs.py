@@ -183,7 +183,7 @@ def test_early_stopping_ends_an_overfitting_run_and_its_best_model_reloads(tmp_p
     assert recomputed == pytest.approx(finished["best_eval_loss"], abs=1e-4)
 
 
-def test_a_stopped_run_resumes_from_its_last_global_model_in_the_same_record(tmp_path):
+def test_a_stopped_run_resumes_and_a_completed_one_goes_on_in_the_same_record(tmp_path):
     def stop_during_round_2(controller, event):
         if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 2:
             controller.request_stop()
@@ -205,6 +205,18 @@ def test_a_stopped_run_resumes_from_its_last_global_model_in_the_same_record(tmp
     assert started[3]["start_model_sha256"] == rounds[2]["model_sha256"]
     state = open_run(controller.run_dir)
     assert (state.status, state.rounds_completed) == ("completed", 4)
+
+    more = RunController.resume(controller.run_dir, ["rounds=5"])
+    more.start()
+    status, events = finish(more)
+
+    assert status == "completed"
+    assert [e["from_round"] for e in of_type(events, ev.RUN_RESUMED)] == [2, 4]
+    rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
+    assert sorted(rounds) == [0, 1, 2, 3, 4, 5]
+    started = {e["round"]: e for e in of_type(events, ev.ROUND_STARTED)}
+    assert started[5]["start_model_sha256"] == rounds[4]["model_sha256"]
+    assert open_run(controller.run_dir).rounds_completed == 5
 
 
 def test_the_regeneration_script_reproduces_the_recorded_default_sample_run(tmp_path):

@@ -369,6 +369,19 @@ async def test_ctrl_s_saves_an_svg_of_the_screen_into_the_run_folder(tmp_path):
     assert svg.read_text().lstrip().startswith("<svg") and "COMPLETED" in svg.read_text()
 
 
+async def test_ctrl_s_on_a_sample_run_saves_into_the_current_directory_not_the_package(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    sample = SAMPLE_RUNS / "fedavg"
+    app = replay_app([("fedavg", ev.read_events(sample / "events.jsonl"))], folder=sample)
+    async with app.run_test(size=SIZE) as pilot:
+        await settled(app.screen)
+        await pilot.press("ctrl+s")
+        await until(lambda: list(tmp_path.glob("screenshot-*.svg")))
+    assert list(sample.glob("screenshot-*")) == []
+
+
 @pytest.mark.parametrize(
     "run", sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "events.jsonl").is_file())
 )

@@ -99,7 +99,7 @@ class LauncherScreen(Screen):
             mu,
             f"{state.rounds_completed}/{state.total_rounds or '?'}",
             loss(state.best_eval_loss),
-            state.status,
+            listing.status,
             fmt.date_time(state.started_at),
         ]
 

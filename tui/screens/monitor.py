@@ -20,6 +20,7 @@ from textual.widgets import Footer
 
 from engine import events as ev
 from engine.run_state import RunState
+from engine.runs import is_sample_run
 from tui.messages import NewEvents, ReplayPosition, RunsChanged
 from tui.replay import ReplayPlayer
 from tui.screens.confirm import ConfirmScreen
@@ -72,9 +73,11 @@ class MonitorScreen(Screen):
         clock: Callable[[], float] | None = time.time,
         folder: Path | None = None,
     ) -> None:
-        """`folder`: where screenshots go (the run folder of the run shown first)."""
+        """`folder`: where screenshots go (the run folder of the run shown first; for a sample
+        run, which ships inside fedtui, the current directory)."""
         super().__init__()
-        self.folder = folder if folder is not None else getattr(live, "run_dir", None)
+        folder = folder if folder is not None else getattr(live, "run_dir", None)
+        self.folder = Path.cwd() if folder is not None and is_sample_run(folder) else folder
         if (live is None) == (not recorded):
             raise ValueError("a monitor shows either a live run or recorded runs")
         self.live = live
