@@ -175,7 +175,10 @@ MISTAKES = [
     # --resume
     mistake("resume of a missing run", "run --resume runs/gone", "not a run folder: runs/gone"),
     mistake(
-        "resume of a completed run", "run --resume old/done", "done is completed", a_run("old/done")
+        "resume of a completed run without more rounds",
+        "run --resume old/done",
+        "done already has 2 of 2 rounds; --set rounds=N to go further",
+        a_run("old/done", config_rounds=2, checkpoint_round=2),
     ),
     mistake(
         "resume of a running run",
