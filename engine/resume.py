@@ -10,8 +10,9 @@ from engine.config import RunConfig, load_config
 from engine.errors import ConfigError, FedtuiError
 from engine.runs import open_run
 
-# A completed run goes on only with a higher `rounds` (checked below, once overrides are read).
-RESUMABLE = ("stopped", "aborted", "failed", "completed")
+# A completed run goes on only with a higher `rounds` (checked below, once overrides are read);
+# an interrupted one (its controller was killed) goes on like an aborted one.
+RESUMABLE = ("stopped", "aborted", "failed", "completed", "interrupted")
 # What may change when a run resumes; everything else would make it a different run.
 RESUME_OVERRIDABLE = ("rounds", "round_timeout", "device", "threads_per_client", "early_stopping")
 
@@ -35,11 +36,10 @@ def resume_point(
     controller = run_lock.live_controller(run_dir)
     if controller is not None:
         raise FedtuiError(f"run {run_dir.name} is running (controller pid {controller})")
-    # A record without an end whose controller is gone: killed, it can go on like an abort.
-    interrupted = state.status == "running"
-    if state.status not in RESUMABLE and not interrupted:
+    status = run_lock.status(run_dir, state.status)
+    if status not in RESUMABLE:
         raise FedtuiError(
-            f"run {run_dir.name} is {state.status}: only a stopped, aborted, failed, completed "
+            f"run {run_dir.name} is {status}: only a stopped, aborted, failed, completed "
             f"or interrupted run can be resumed"
         )
     last = checkpoints.read_info(run_dir / "checkpoints" / "last")

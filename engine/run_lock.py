@@ -24,6 +24,14 @@ def release(run_dir: Path) -> None:
     (run_dir / LOCK_FILE).unlink(missing_ok=True)
 
 
+def status(run_dir: Path, recorded: str) -> str:
+    """A run's status: as `recorded`, except that a record without an end whose controller is
+    gone is `interrupted`, not running."""
+    if recorded == "running" and live_controller(run_dir) is None:
+        return "interrupted"
+    return recorded
+
+
 def live_controller(run_dir: Path) -> int | None:
     """The PID of the controller still running `run_dir`, or None."""
     try:

@@ -117,13 +117,9 @@ class RunListing:
 
     @property
     def status(self) -> str:
-        """The record's status, except that a record without an end whose controller is gone
-        (killed, or the machine went down) is `interrupted`, not running."""
         if self.state is None:
             return "unreadable"
-        if self.state.status == "running" and run_lock.live_controller(self.path) is None:
-            return "interrupted"
-        return self.state.status
+        return run_lock.status(self.path, self.state.status)
 
 
 def list_runs(folder: str | Path) -> list[RunListing]:
