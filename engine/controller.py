@@ -10,6 +10,10 @@
 
     RunController.resume("runs/<id>").start()   # a stopped run goes on from its last model
 
+Other processes steer it through `runs/<id>/control.sock` (engine.control): stop, abort, early
+stopping, and `detach`, which cuts its leash: a controller started for a TUI in another process
+(`leash_pid`) aborts when that process dies without detaching first.
+
 Its supervisor thread prepares the data, has `FlowerLauncher` (engine.launcher) start Flower,
 relays the apps' events into the record (`EventRecorder`, engine.recorder, the single writer of
 `runs/<id>/events.jsonl`), watches every process, and at the end terminates every process the
@@ -25,7 +29,6 @@ import time
 import traceback
 import weakref
 from collections.abc import Callable
-from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -34,14 +37,16 @@ from engine import data, events as ev, preflight, process_env, run_lock
 from engine.channel import EventHub
 from engine.client_faults import ClientSupervisor
 from engine.config import RunConfig, to_toml
+from engine.control import ControlServer, steer
 from engine.errors import ConfigError, FedtuiError
 from engine.gpu import GpuSampler
 from engine.launcher import FlowerLauncher
+from engine.leash import Leash
 from engine.memory import ClientMemorySampler
 from engine.processes import ProcessTable, TrackedProcess
 from engine.recorder import EventRecorder, Subscriber
 from engine.resume import ResumeState, resume_point
-from engine.runs import EVENTS_FILE
+from engine.runs import EVENTS_FILE, new_run_id
 
 SERVERAPP_GONE_GRACE_S = 3.0
 TICK_S = 0.25
@@ -56,7 +61,11 @@ class RunAborted(Exception):
 
 class RunController:
     def __init__(
-        self, config: RunConfig, runs_dir: str | Path = "runs", run_id: str | None = None
+        self,
+        config: RunConfig,
+        runs_dir: str | Path = "runs",
+        run_id: str | None = None,
+        leash_pid: int | None = None,
     ) -> None:
         self.config = config
         self.run_id = run_id or new_run_id(config, Path(runs_dir))
@@ -75,16 +84,21 @@ class RunController:
         self._resume: ResumeState | None = None
         self._round_in_progress: int | None = None
         self._inputs_checked = False
+        self._control: ControlServer | None = None
+        self._leash = Leash(leash_pid) if leash_pid is not None else None
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()
+        cls,
+        run_dir: str | Path,
+        overrides: list[str] | tuple[str, ...] = (),
+        leash_pid: int | None = None,
     ) -> RunController:
         """A controller that continues a stopped run from its last global model, appending to
         the same events file. `overrides` may raise `rounds` or change early stopping."""
         run_dir = Path(run_dir)
         config, state = resume_point(run_dir, overrides)
-        controller = cls(config, run_dir.parent, run_id=run_dir.name)
+        controller = cls(config, run_dir.parent, run_id=run_dir.name, leash_pid=leash_pid)
         controller._resume = state
         return controller
 
@@ -101,16 +115,23 @@ class RunController:
         preflight.check(self.config, progress)
         self._inputs_checked = True
 
+    def inputs_already_checked(self) -> None:
+        """The process that handed this run over (tui.detached) checked them moments ago."""
+        self._inputs_checked = True
+
     def start(self) -> RunController:
         if not self._inputs_checked:
             self.check_inputs()
-        (self.run_dir / "logs").mkdir(parents=True, exist_ok=self._resume is not None)
+        if self._resume is None and (self.run_dir / EVENTS_FILE).exists():
+            raise FedtuiError(f"run folder {self.run_dir} already holds a run")
+        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
         run_lock.hold(self.run_dir)
         self._record.open()
         self.status = "running"
         self._started_at = time.time()
         self._hub = EventHub(self._on_app_event, self._on_app_hello)
+        self._control = ControlServer(self.run_dir, lambda request: steer(self, request))
         if self._resume is None:
             self._emit(
                 ev.make(
@@ -155,6 +176,12 @@ class RunController:
     def abort(self) -> None:
         """End every process now; rounds already recorded stay recorded."""
         self._abort.set()
+
+    def detach(self) -> None:
+        """Cut the leash: the run goes on whatever becomes of the process that started it."""
+        if self._leash is not None:
+            self._leash = None
+            self._notice("detached: the run goes on in the background")
 
     def wait(self, timeout: float | None = None) -> str | None:
         """The final status once the run has ended and every process is gone, else None."""
@@ -216,6 +243,8 @@ class RunController:
         finally:
             self._processes.terminate_all()
             self._require_hub().close()
+            if self._control is not None:
+                self._control.close()
             gpu.close()
             launcher.remove_flwr_home()
         if error:
@@ -270,6 +299,12 @@ class RunController:
             self._emit(event)
 
     def _check_abort(self) -> None:
+        if not self._abort.is_set() and self._leash is not None and self._leash.holder_gone:
+            self._notice(
+                f"the TUI that started this run (pid {self._leash.pid}) is gone without "
+                f"detaching: aborting"
+            )
+            self._abort.set()
         if self._abort.is_set():
             raise RunAborted()
 
@@ -336,16 +371,6 @@ def _end_processes_of_unfinished_runs() -> None:
     """fedtui is exiting (its supervisor threads die with it): end what they started."""
     for controller in list(_running):
         controller._processes.terminate_all(grace_s=2.0)
-
-
-def new_run_id(config: RunConfig, runs_dir: Path) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{config.name or config.strategy}".replace("/", "-").replace(" ", "-")
-    run_id, suffix = base, 1
-    while (runs_dir / run_id).exists():
-        suffix += 1
-        run_id = f"{base}-{suffix}"
-    return run_id
 
 
 def _version() -> str:

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import psutil
 
+from engine.events import FINAL_STATUSES
+
 LOCK_FILE = "controller.pid"
+# What `status` says of a run whose controller is alive.
+LIVE_STATUSES = ("starting", "running", "stopping")
 
 
 def hold(run_dir: Path) -> None:
@@ -27,7 +31,7 @@ def release(run_dir: Path) -> None:
 def status(run_dir: Path, recorded: str) -> str:
     """A run's status: as `recorded`, except that a record without an end whose controller is
     gone is `interrupted`, not running."""
-    if recorded == "running" and live_controller(run_dir) is None:
+    if recorded not in FINAL_STATUSES and live_controller(run_dir) is None:
         return "interrupted"
     return recorded
 

@@ -7,10 +7,12 @@ import csv
 import io
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 from engine import run_lock
+from engine.config import RunConfig
 from engine.errors import RunFolderError
 from engine.events import Event, scan_events
 from engine.run_state import RunState
@@ -47,6 +49,16 @@ def find_run(path_or_name: str | Path) -> Path:
     if not path.exists() and path.name == str(path_or_name) and (sample / EVENTS_FILE).is_file():
         return sample
     return path
+
+
+def new_run_id(config: RunConfig, runs_dir: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.name or config.strategy}".replace("/", "-").replace(" ", "-")
+    run_id, suffix = base, 1
+    while (runs_dir / run_id).exists():
+        suffix += 1
+        run_id = f"{base}-{suffix}"
+    return run_id
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from engine import run_lock
 from engine.controller import RunController
 from tests.factories import simple_run_events, write_run
-from tui import cli
+from tui import cli, lifecycle
 
 RUN = "run --headless --runs-dir runs"  # every run below goes to ./runs, which must stay empty
 
@@ -329,13 +329,18 @@ class NoRun(RunController):
         raise AssertionError("the mistake got past every check: a run would start")
 
 
+def no_launch(*args, **kwargs):
+    raise AssertionError("the mistake got past every check: a run would start")
+
+
 @pytest.fixture(autouse=True)
 def in_a_folder_of_its_own(tmp_path, monkeypatch):
     """The test's folder is the working folder; no Hub is reachable, its cache is empty."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", f"{tmp_path}-empty-hub-cache")
-    monkeypatch.setattr(cli, "RunController", NoRun)
+    monkeypatch.setattr(lifecycle, "RunController", NoRun)
+    monkeypatch.setattr(lifecycle.detached, "launch", no_launch)
 
 
 @pytest.mark.parametrize("argv, says, prepare, env", MISTAKES)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from engine.config import RunConfig, describe_strategy, load_config, presets as preset_files
-from engine.controller import RunController
+from engine.config import describe_strategy, presets as preset_files
 from engine.errors import FedtuiError
 from engine.runs import (
     export as export_metrics,
@@ -17,10 +15,8 @@ from engine.runs import (
     read_run,
     sample_runs_folder,
 )
-from tui import format as fmt
-from tui.headless import EXIT_CODES, run_headless
-
-DEFAULT_RUNS_DIR = "runs"
+from tui import format as fmt, lifecycle
+from tui.lifecycle import DEFAULT_RUNS_DIR
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,7 +58,32 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no TUI: plain progress lines (Ctrl+C: stop after this round; twice: abort)",
     )
-    run.set_defaults(handler=_run)
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="run in the background and return: fedtui attach watches it, fedtui stop ends it",
+    )
+    run.set_defaults(handler=lifecycle.run_command)
+
+    attach = commands.add_parser("attach", help="watch a running run (started elsewhere)")
+    attach.add_argument(
+        "run",
+        nargs="?",
+        metavar="RUN",
+        help=f"a run folder (default: the latest running run in ./{DEFAULT_RUNS_DIR})",
+    )
+    attach.add_argument(
+        "--headless",
+        action="store_true",
+        help="no TUI: plain progress lines until the run ends (Ctrl+C leaves it running)",
+    )
+    attach.set_defaults(handler=lifecycle.attach_command)
+
+    stop = commands.add_parser("stop", help="end a running run after its current round")
+    stop.add_argument("run", metavar="RUN", help="a run folder")
+    stop.add_argument("--abort", action="store_true", help="end every process now instead")
+    stop.add_argument("--wait", action="store_true", help="return once the run has ended")
+    stop.set_defaults(handler=lifecycle.stop_command)
 
     runs = commands.add_parser("runs", help="list runs with status, rounds, best eval loss")
     runs.add_argument(
@@ -102,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command is None:
-        args.handler = _launcher
+        args.handler = lifecycle.launcher_command
     try:
         return args.handler(args)
     except FedtuiError as err:
@@ -118,94 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.resume:
-        if args.config:
-            raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
-        controller = RunController.resume(args.resume, args.overrides)
-        _check_inputs(controller)
-    else:
-        config = load_config(args.config, args.overrides)
-        runs_dir = Path(args.runs_dir)
-        _check_runs_dir(runs_dir)
-        controller = RunController(config, runs_dir)
-        _check_inputs(controller)
-    if args.headless:
-        return run_headless(controller)
-    from tui.app import live_app  # heavy: Textual loads only for a TUI, not for --headless
-
-    live_app(controller).run()
-    return _report(controller)
-
-
-def _launcher(args: argparse.Namespace) -> int:
-    from tui.app import launcher_app  # heavy: Textual loads only for a TUI
-
-    runs_dir = Path(DEFAULT_RUNS_DIR)
-    started: list[RunController] = []
-
-    def start_run(config: RunConfig) -> RunController:  # the screen calls it off its UI thread
-        _check_runs_dir(runs_dir)
-        controller = RunController(config, runs_dir)
-        controller.check_inputs()  # silent: the TUI owns the terminal
-        started.append(controller)
-        return controller
-
-    launcher_app([sample_runs_folder(), runs_dir], start_run=start_run).run()
-    return _report(started[-1]) if started else 0
-
-
-def _check_inputs(controller: RunController) -> None:
-    """Bad input fails here, before a run folder or a process exists."""
-    with _StatusLine() as progress:
-        controller.check_inputs(progress)
-
-
-def _check_runs_dir(runs_dir: Path) -> None:
-    if runs_dir.exists() and not runs_dir.is_dir():
-        raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
-    existing = next(p for p in (runs_dir, *runs_dir.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise FedtuiError(f"--runs-dir {runs_dir} cannot be made: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FedtuiError(f"--runs-dir {runs_dir} cannot be written: {existing} is read-only")
-
-
-class _StatusLine:
-    """What a slow check is doing, on a terminal's stderr, erased once it is done; nothing
-    elsewhere, so a script reads only the outcome."""
-
-    def __init__(self) -> None:
-        self.shown = False
-
-    def __enter__(self) -> _StatusLine:
-        return self
-
-    def __call__(self, message: str) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(f"\r\x1b[Kfedtui: {message}...")
-            sys.stderr.flush()
-            self.shown = True
-
-    def __exit__(self, *exc_info) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
 def _warn(message: str | None) -> None:
     if message:
         print(f"fedtui: warning: {message}", file=sys.stderr)
-
-
-def _report(controller) -> int:
-    """After the TUI closes: where the run is and how it ended."""
-    controller.wait()
-    if controller.input_error is not None:
-        print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
-        return 2
-    print(f"run {controller.status}: {controller.run_dir}")
-    return EXIT_CODES.get(controller.status, 1)
 
 
 def _replay(args: argparse.Namespace) -> int:

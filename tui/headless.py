@@ -10,6 +10,7 @@ from typing import TextIO
 from engine import events as ev
 from engine.controller import RunController
 from engine.describe import describe
+from engine.follow import FollowedRun
 from engine.run_state import RunState
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "aborted": 130}
@@ -114,3 +115,22 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
         print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
         return 2
     return EXIT_CODES.get(controller.status, 1)
+
+
+def follow_headless(run: FollowedRun, out: TextIO = sys.stdout) -> int:
+    """Print a run another process controls until it ends; Ctrl+C leaves it running."""
+    inbox: queue.Queue[ev.Event] = queue.Queue()
+    run.subscribe(inbox.put)
+    printer = HeadlessPrinter(out, live_line=out.isatty())
+    run.start()
+    try:
+        while not (run.finished and inbox.empty()):
+            try:
+                printer.show(inbox.get(timeout=0.2))
+            except queue.Empty:
+                continue
+    except KeyboardInterrupt:
+        run.close()
+        print(f"\n  left run {run.run_id} running (fedtui stop {run.run_dir} ends it)", file=out)
+        return 0
+    return EXIT_CODES.get(run.status, 1)

@@ -18,7 +18,7 @@ class ScriptedRun:
         self.config = config or dataclasses.replace(RunConfig(), name="scripted", rounds=3)
         self.run_id = run_id
         self.subscribers = []
-        self.started = self.stop_requested = self.aborted = False
+        self.started = self.stop_requested = self.aborted = self.detached = False
         self.early_stopping_requests = []
         self.finished = False
         self.status = "created"
@@ -62,6 +62,9 @@ class ScriptedRun:
         self.aborted = True
         if not self.finished:
             self.emit(ev.RUN_FINISHED, status="aborted")
+
+    def detach(self) -> None:
+        self.detached = True
 
     def wait(self, timeout=None):
         return self.status if self.finished else None

@@ -108,10 +108,32 @@ async def test_quitting_a_live_run_asks_and_abort_quits():
         scripted.play_until_training([7.4])
         await pilot.press("q")
         dialog = await shown(app, ConfirmScreen)
-        assert [answer for answer, _ in dialog.answers] == ["stop", "abort", "watch"]
+        assert [answer for answer, _ in dialog.answers] == ["detach", "stop", "abort", "watch"]
         await pilot.click("#abort")
         await until(lambda: scripted.aborted)
     assert app.return_code in (0, None)
+
+
+async def test_quitting_a_live_run_may_detach_and_leave_it_running():
+    scripted = ScriptedRun()
+    app = live_app(scripted, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4])
+        await pilot.press("q")
+        await shown(app, ConfirmScreen)
+        await pilot.click("#detach")
+        await until(lambda: scripted.detached)
+    assert not scripted.aborted and not scripted.stop_requested
+
+
+async def test_d_detaches_from_a_live_run_and_closes_the_monitor_only():
+    scripted = ScriptedRun()
+    app = live_app(scripted, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4])
+        await pilot.press("d")
+        await until(lambda: scripted.detached)
+    assert not scripted.aborted  # leaving a detached run leaves it running
 
 
 async def test_leaving_the_app_with_a_live_run_aborts_it():

@@ -12,9 +12,11 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
+from engine import run_lock
 from engine.config import RunConfig, load_config
 from engine.describe import loss
 from engine.errors import FedtuiError
+from engine.follow import FollowedRun
 from engine.runs import list_runs, read_run_events
 from tui import format as fmt
 from tui.screens.help import HelpScreen
@@ -49,6 +51,7 @@ class LauncherScreen(Screen):
         self.start_run = start_run
         self.clock = clock
         self.marked: list[str] = []
+        self.running: set[str] = set()  # run folders whose controller is alive: enter attaches
         self._starting = False  # a run's config is being checked: one start at a time
 
     def compose(self) -> ComposeResult:
@@ -65,7 +68,7 @@ class LauncherScreen(Screen):
         yield Label("", id="launch-error")
         yield Label(
             f"Saved runs in {', '.join(str(d) for d in self.saved_dirs)}: enter "
-            f"replays, space marks, c compares the marked runs",
+            f"replays (a running run: attaches), space marks, c compares the marked runs",
             id="runs-caption",
         )
         yield DataTable(id="saved-runs", cursor_type="row")
@@ -79,11 +82,14 @@ class LauncherScreen(Screen):
     def action_refresh_runs(self) -> None:
         table = self.query_one("#saved-runs", DataTable)
         table.clear()
+        self.running.clear()
         for folder in self.saved_dirs:
             if not folder.is_dir():
                 continue
             for listing in reversed(list_runs(folder)):
                 table.add_row(*self._row(listing), key=str(listing.path))
+                if listing.status in run_lock.LIVE_STATUSES:
+                    self.running.add(str(listing.path))
 
     def _row(self, listing) -> list:
         state = listing.state
@@ -155,8 +161,11 @@ class LauncherScreen(Screen):
     # -- replaying runs -------------------------------------------------------------------------
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value is not None:  # every row's key is its run folder
-            self._replay([event.row_key.value])
+        key = event.row_key.value  # every row's key is its run folder
+        if key in self.running:
+            self.app.push_screen(MonitorScreen(live=FollowedRun(Path(key)), clock=self.clock))
+        elif key is not None:
+            self._replay([key])
 
     def action_mark(self) -> None:
         table = self.query_one("#saved-runs", DataTable)

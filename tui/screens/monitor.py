@@ -19,6 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from engine import events as ev
+from engine.errors import FedtuiError
 from engine.run_state import RunState
 from engine.runs import is_sample_run
 from tui.messages import NewEvents, ReplayPosition, RunsChanged
@@ -45,9 +46,11 @@ LOG_TAIL_ON_SEEK = 500
 
 
 class LiveRun(Protocol):
-    """What the monitor needs of a run: `engine.controller.RunController` is one."""
+    """What the monitor needs of a run: `engine.follow.FollowedRun` is one. `detached`: the
+    run goes on when the monitor closes; until then, closing it aborts the run."""
 
     run_id: str
+    detached: bool
 
     @property
     def finished(self) -> bool: ...
@@ -59,6 +62,7 @@ class LiveRun(Protocol):
         self, enabled: bool | None = None, patience: int | None = None
     ) -> None: ...
     def abort(self) -> None: ...
+    def detach(self) -> None: ...
     def wait(self, timeout: float | None = None) -> str | None: ...
 
 
@@ -141,7 +145,7 @@ class MonitorScreen(Screen):
             self.set_interval(TICK_S, self._advance_replay)
 
     def on_unmount(self) -> None:
-        if self.live is not None and not self.live.finished:
+        if self.live is not None and not self.live.finished and not self.live.detached:
             self.live.abort()  # leaving the monitor must never leave a process behind
             self.live.wait(30)
 
@@ -213,8 +217,7 @@ class MonitorScreen(Screen):
             return
 
         def decided(answer: str | None) -> None:
-            if answer == "stop":
-                self._live_run.request_stop()
+            if answer == "stop" and self._ask(self._live_run.request_stop):
                 self.notify("stopping after the current round")
 
         self.app.push_screen(
@@ -231,8 +234,7 @@ class MonitorScreen(Screen):
             return
 
         def decided(answer: str | None) -> None:
-            if answer == "abort":
-                self._live_run.abort()
+            if answer == "abort" and self._ask(self._live_run.abort):
                 self.notify("aborting: ending every process now", severity="warning")
 
         self.app.push_screen(
@@ -245,13 +247,19 @@ class MonitorScreen(Screen):
 
     def action_toggle_early_stopping(self) -> None:
         enabled = not self.live_state.early_stopping.get("enabled", False)
-        self._live_run.set_early_stopping(enabled=enabled)
-        self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
+        if self._ask(lambda: self._live_run.set_early_stopping(enabled=enabled)):
+            self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
 
     def action_patience(self, change: int) -> None:
         patience = max(1, self.live_state.early_stopping.get("patience", 1) + change)
-        self._live_run.set_early_stopping(patience=patience)
-        self.notify(f"asked the server for patience {patience}")
+        if self._ask(lambda: self._live_run.set_early_stopping(patience=patience)):
+            self.notify(f"asked the server for patience {patience}")
+
+    def action_detach(self) -> None:
+        if self.live_state.finished:
+            self.notify("the run has already ended")
+        elif self._ask(self._live_run.detach):
+            self.app.exit()
 
     def action_quit_monitor(self) -> None:
         if self.live is None or self.live_state.finished:
@@ -259,25 +267,37 @@ class MonitorScreen(Screen):
             return
 
         def decided(answer: str | None) -> None:
-            if answer == "stop":
+            if answer == "detach":
+                self.action_detach()
+            elif answer == "stop" and self._ask(self._live_run.request_stop):
                 self._quit_when_finished = True
-                self._live_run.request_stop()
                 self.notify("stopping after the current round; fedtui quits when it ends")
-            elif answer == "abort":
-                self._live_run.abort()
+            elif answer == "abort" and self._ask(self._live_run.abort):
                 self.app.exit()
 
         self.app.push_screen(
             ConfirmScreen(
-                "The run is live. Quitting ends it.",
+                "The run is live. Detached, it goes on without this screen "
+                "(fedtui attach comes back to it); stopped or aborted, it ends.",
                 [
-                    ("stop", "Stop after this round, then quit"),
-                    ("abort", "Abort now and quit"),
+                    ("detach", "Detach"),
+                    ("stop", "Stop after round"),
+                    ("abort", "Abort now"),
                     ("watch", "Keep watching"),
                 ],
             ),
             decided,
         )
+
+    def _ask(self, request: Callable[[], None]) -> bool:
+        """Send a request to the run's controller; False (and why, on screen) if it refused or
+        cannot be reached."""
+        try:
+            request()
+        except (FedtuiError, OSError) as err:
+            self.notify(str(err), severity="error")
+            return False
+        return True
 
     def action_toggle_chart(self, option: str) -> None:
         on = self.query_one(LossChart).toggle(option)

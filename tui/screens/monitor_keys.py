@@ -33,6 +33,12 @@ LIVE_BINDINGS = [
         "Patience -1",
         tooltip="Early stopping waits one round less",
     ),
+    Binding(
+        "d",
+        "detach",
+        "Detach",
+        tooltip="Leave the run going in the background; fedtui attach comes back to it",
+    ),
 ]
 REPLAY_BINDINGS = [
     Binding(
@@ -80,7 +86,12 @@ VIEW_BINDINGS = [
         "ctrl+s", "screenshot", "Screenshot", tooltip="An SVG of this screen, into the run folder"
     ),
     Binding("question_mark", "help", "Help", tooltip="Every key of this screen"),
-    Binding("q", "quit_monitor", "Quit", tooltip="Quit fedtui (a live run: asks first)"),
+    Binding(
+        "q",
+        "quit_monitor",
+        "Quit",
+        tooltip="Quit fedtui (a live run: asks whether to detach, stop or abort)",
+    ),
 ]
 LIVE_ONLY = action_names(LIVE_BINDINGS)
 REPLAY_ONLY = action_names(REPLAY_BINDINGS)

@@ -1,0 +1,105 @@
+"""Runs whose controller is a background process: `fedtui run --detach`, and every run the TUI
+starts (so that it can detach from it).
+
+`launch` starts `python -m tui.detached RUN_DIR ...` in a session of its own, its output in
+`logs/controller.out`, and returns once the controller holds the run (or says why it could not);
+that process runs the controller as `fedtui run --headless` does, deaf to the terminal's hangup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import control, run_lock
+from engine.config import load_config, to_toml
+from engine.controller import RunController
+from engine.errors import FedtuiError
+from engine.follow import FollowedRun
+from engine.runs import EVENTS_FILE
+from tui.headless import run_headless
+
+OUTPUT_FILE = "controller.out"
+START_TIMEOUT_S = 120.0
+
+
+def launch(
+    controller: RunController, overrides: list[str], resume: bool, leashed: bool
+) -> FollowedRun:
+    """Hand the (checked, not started) `controller`'s run to a background controller process;
+    `leashed`: that process aborts the run if this one dies before detaching."""
+    run_dir = controller.run_dir.absolute()
+    logs = run_dir / "logs"
+    if not resume:
+        logs.mkdir(parents=True)
+        (run_dir / "config.toml").write_text(to_toml(controller.config), encoding="utf-8")
+    command = [sys.executable, "-m", "tui.detached", str(run_dir)]
+    command += ["--resume"] if resume else []
+    command += [f"--set={item}" for item in overrides] if resume else []
+    command += ["--leash", str(os.getpid())] if leashed else []
+    with open(logs / OUTPUT_FILE, "a", encoding="utf-8") as output:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_running(process, run_dir)
+    except FedtuiError:
+        if not resume and not (run_dir / EVENTS_FILE).exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was recorded
+        raise
+    return FollowedRun(run_dir, leashed=leashed)
+
+
+def _wait_until_running(process: subprocess.Popen, run_dir: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if (
+            run_lock.live_controller(run_dir) == process.pid
+            and (run_dir / control.CONTROL_SOCKET).exists()
+        ):
+            return
+        if process.poll() is not None:
+            lines = (run_dir / "logs" / OUTPUT_FILE).read_text(errors="replace").splitlines()
+            reason = lines[-1] if lines else f"exit code {process.returncode}"
+            raise FedtuiError(f"the run's controller did not start: {reason.strip()}")
+        time.sleep(0.05)
+    process.kill()
+    raise FedtuiError(f"the run's controller did not start within {START_TIMEOUT_S:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tui.detached")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--leash", type=int, help="abort the run when this PID ends")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started it may close
+    try:
+        if args.resume:
+            controller = RunController.resume(args.run_dir, args.overrides, leash_pid=args.leash)
+        else:
+            config = load_config(args.run_dir / "config.toml")
+            controller = RunController(
+                config, args.run_dir.parent, run_id=args.run_dir.name, leash_pid=args.leash
+            )
+    except FedtuiError as err:
+        print(f"fedtui: error: {err}", flush=True)
+        return 2
+    controller.inputs_already_checked()  # by `launch`, on this machine, moments ago
+    signal.signal(signal.SIGTERM, lambda signum, frame: controller.abort())
+    return run_headless(controller)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The commands that start, watch and end runs: `fedtui run`, `attach`, `stop`, and the launcher
+(`fedtui` alone). Every run watched in the TUI has its controller in a process of its own
+(tui.detached), so that the TUI can detach from it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine import control, run_lock
+from engine.config import RunConfig, load_config
+from engine.controller import RunController
+from engine.errors import FedtuiError
+from engine.follow import FollowedRun
+from engine.runs import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
+from tui import detached
+from tui.headless import EXIT_CODES, follow_headless, run_headless
+
+DEFAULT_RUNS_DIR = "runs"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.resume:
+        if args.config:
+            raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
+        controller = RunController.resume(args.resume, args.overrides)
+        _check_inputs(controller)
+    else:
+        config = load_config(args.config, args.overrides)
+        runs_dir = Path(args.runs_dir)
+        _check_runs_dir(runs_dir)
+        controller = RunController(config, runs_dir)
+        _check_inputs(controller)
+    if args.headless and not args.detach:
+        return run_headless(controller)
+    resume_overrides = args.overrides if args.resume else []
+    run = detached.launch(
+        controller, resume_overrides, resume=bool(args.resume), leashed=not args.detach
+    )
+    if args.detach:
+        print(f"run {run.run_id} started in the background: {run.run_dir}")
+        print(f"  watch it: fedtui attach {_shown(run.run_dir)}")
+        print(f"  stop it:  fedtui stop {_shown(run.run_dir)}")
+        return 0
+    return _watch(run)
+
+
+def _watch(run: FollowedRun) -> int:
+    """The live monitor on a run whose controller is another process; when the terminal goes
+    (a closed window, a dropped SSH session), the run is detached rather than lost."""
+    from tui.app import live_app  # heavy: Textual loads only for a TUI, not for --headless
+
+    def on_hangup(signum, frame) -> None:
+        run.detach()
+        os._exit(129)  # nothing is left to draw on
+
+    signal.signal(signal.SIGHUP, on_hangup)
+    live_app(run).run()
+    return _report(run)
+
+
+def attach_command(args: argparse.Namespace) -> int:
+    run_dir = find_run(args.run) if args.run else _latest_running(Path(DEFAULT_RUNS_DIR))
+    state = read_run(run_dir).state
+    if run_lock.live_controller(run_dir) is None:
+        status = run_lock.status(run_dir, state.status)
+        raise FedtuiError(
+            f"run {run_dir.name} is not running ({status}); fedtui replay {run_dir} shows it"
+        )
+    run = FollowedRun(run_dir)
+    if args.headless:
+        return follow_headless(run)
+    return _watch(run)
+
+
+def _latest_running(runs_dir: Path) -> Path:
+    running = [
+        listing.path
+        for listing in (list_runs(runs_dir) if runs_dir.is_dir() else [])
+        if listing.status in run_lock.LIVE_STATUSES
+    ]
+    if not running:
+        raise FedtuiError(f"no running run in {runs_dir}; fedtui runs lists them all")
+    return running[-1]
+
+
+def stop_command(args: argparse.Namespace) -> int:
+    run_dir = find_run(args.run)
+    if not (run_dir / EVENTS_FILE).is_file():
+        raise FedtuiError(f"not a run folder: {run_dir}")
+    control.send(run_dir, {"command": "abort"} if args.abort else {"command": "stop"})
+    if not args.wait:
+        what = "aborting" if args.abort else "stopping after the current round"
+        print(f"run {run_dir.name}: {what}")
+        return 0
+    run = FollowedRun(run_dir).start()
+    status = run.wait()
+    print(f"run {status}: {run_dir}")
+    return EXIT_CODES.get(status or "", 1)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the current directory where it is inside it: what a user types."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def launcher_command(args: argparse.Namespace) -> int:
+    from tui.app import launcher_app  # heavy: Textual loads only for a TUI
+
+    runs_dir = Path(DEFAULT_RUNS_DIR)
+    started: list[FollowedRun] = []
+
+    def start_run(config: RunConfig) -> FollowedRun:  # the screen calls it off its UI thread
+        _check_runs_dir(runs_dir)
+        controller = RunController(config, runs_dir)
+        controller.check_inputs()  # silent: the TUI owns the terminal
+        started.append(detached.launch(controller, [], resume=False, leashed=True))
+        return started[-1]
+
+    launcher_app([sample_runs_folder(), runs_dir], start_run=start_run).run()
+    return _report(started[-1]) if started else 0
+
+
+def _check_inputs(controller: RunController) -> None:
+    """Bad input fails here, before a run folder or a process exists."""
+    with _StatusLine() as progress:
+        controller.check_inputs(progress)
+
+
+def _check_runs_dir(runs_dir: Path) -> None:
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise FedtuiError(f"--runs-dir is not a folder: {runs_dir}")
+    existing = next(p for p in (runs_dir, *runs_dir.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise FedtuiError(f"--runs-dir {runs_dir} cannot be made: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FedtuiError(f"--runs-dir {runs_dir} cannot be written: {existing} is read-only")
+
+
+class _StatusLine:
+    """What a slow check is doing, on a terminal's stderr, erased once it is done; nothing
+    elsewhere, so a script reads only the outcome."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __enter__(self) -> _StatusLine:
+        return self
+
+    def __call__(self, message: str) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\r\x1b[Kfedtui: {message}...")
+            sys.stderr.flush()
+            self.shown = True
+
+    def __exit__(self, *exc_info) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+def _report(run: FollowedRun) -> int:
+    """After the TUI closes: where the run is and how it ended, or how to find it again."""
+    if run.detached and not run.finished:
+        print(f"run {run.run_id} goes on in the background: {run.run_dir}")
+        print(f"  watch it: fedtui attach {_shown(run.run_dir)}")
+        print(f"  stop it:  fedtui stop {_shown(run.run_dir)}")
+        return 0
+    run.wait()
+    print(f"run {run.status}: {run.run_dir}")
+    return EXIT_CODES.get(run.status, 1)
