@@ -56,11 +56,11 @@ def test_a_detached_run_is_watched_by_attach_and_ended_by_stop(tmp_path):
     )
     lines = []
     threading.Thread(target=lambda: lines.extend(follower.stdout), daemon=True).start()
-    wait_for(lambda: any(line.startswith("round 1 done") for line in lines), timeout=300)
+    wait_for(lambda: any(line.startswith("round 1 done") for line in lines), timeout=600)
     assert read_run(run_dir).state.status == "running"  # seen live, not read afterwards
 
     stopped = subprocess.run(
-        [*FEDTUI, "stop", "--wait", str(run_dir)], capture_output=True, text=True, timeout=300
+        [*FEDTUI, "stop", "--wait", str(run_dir)], capture_output=True, text=True, timeout=900
     )
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith("run stopped")
@@ -88,7 +88,7 @@ def test_a_detached_run_goes_on_after_its_terminal_is_gone_and_completes(tmp_pat
     os.killpg(terminal.pid, signal.SIGKILL)
     terminal.wait()
 
-    wait_for(lambda: read_run(run_dir).state.finished, timeout=400, interval=0.5)
+    wait_for(lambda: read_run(run_dir).state.finished, timeout=900, interval=0.5)
     assert read_run(run_dir).state.status == "completed"
     assert_nothing_left(controller_pid)
 

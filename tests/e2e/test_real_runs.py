@@ -41,7 +41,7 @@ def start(tmp_path, overrides, on_event=None):
     return controller, recorded
 
 
-def finish(controller, timeout=300):
+def finish(controller, timeout=900):
     status = controller.wait(timeout)
     assert status is not None, "run did not end"
     survivors = [pid for pid in controller.pids() if alive(pid)]
