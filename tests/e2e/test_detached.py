@@ -25,8 +25,17 @@ def settings(rounds):
 
 
 def the_run(tmp_path):
-    runs = wait_for(lambda: list((tmp_path / "runs").glob("*/controller.pid")), timeout=120)
-    return runs[0].parent
+    """The run folder once its controller holds it and has recorded the run's start."""
+    runs = wait_for(
+        lambda: [
+            lock.parent
+            for lock in (tmp_path / "runs").glob("*/controller.pid")
+            if (lock.parent / "events.jsonl").is_file()
+            and (lock.parent / "events.jsonl").stat().st_size
+        ],
+        timeout=120,
+    )
+    return runs[0]
 
 
 def assert_nothing_left(controller_pid):
