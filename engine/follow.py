@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine import control, events as ev, run_lock
-from engine.errors import FedtuiError
 from engine.run_state import RunState
 from engine.runs import EVENTS_FILE
 
@@ -33,7 +32,6 @@ class FollowedRun:
         self.run_dir = run_dir
         self.run_id = run_dir.name
         self.detached = not leashed
-        self.input_error: FedtuiError | None = None  # bad input is refused before a run starts
         self.state = RunState()
         self._subscribers: list[Callable[[ev.Event], None]] = []
         self._finished = threading.Event()

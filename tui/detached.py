@@ -33,6 +33,7 @@ def launch(
     controller: RunController, overrides: list[str], resume: bool, leashed: bool
 ) -> FollowedRun:
     """Hand the (checked, not started) `controller`'s run to a background controller process;
+    `overrides`: a resumed run's `--set`s (a new run's are in its config.toml already);
     `leashed`: that process aborts the run if this one dies before detaching."""
     run_dir = controller.run_dir.absolute()
     logs = run_dir / "logs"
@@ -40,8 +41,8 @@ def launch(
         logs.mkdir(parents=True)
         (run_dir / "config.toml").write_text(to_toml(controller.config), encoding="utf-8")
     command = [sys.executable, "-m", "tui.detached", str(run_dir)]
-    command += ["--resume"] if resume else []
-    command += [f"--set={item}" for item in overrides] if resume else []
+    if resume:
+        command += ["--resume", *(f"--set={item}" for item in overrides)]
     command += ["--leash", str(os.getpid())] if leashed else []
     with open(logs / OUTPUT_FILE, "a", encoding="utf-8") as output:
         process = subprocess.Popen(

@@ -95,11 +95,7 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         controller.start()
-        while not (controller.finished and inbox.empty()):
-            try:
-                printer.show(inbox.get(timeout=0.2))
-            except queue.Empty:
-                continue
+        _print_until_finished(controller, inbox, printer)
     finally:
         signal.signal(signal.SIGINT, previous)
     print(f"  run folder: {controller.run_dir}", file=out, flush=True)
@@ -124,13 +120,19 @@ def follow_headless(run: FollowedRun, out: TextIO = sys.stdout) -> int:
     printer = HeadlessPrinter(out, live_line=out.isatty())
     run.start()
     try:
-        while not (run.finished and inbox.empty()):
-            try:
-                printer.show(inbox.get(timeout=0.2))
-            except queue.Empty:
-                continue
+        _print_until_finished(run, inbox, printer)
     except KeyboardInterrupt:
         run.close()
         print(f"\n  left run {run.run_id} running (fedtui stop {run.run_dir} ends it)", file=out)
         return 0
     return EXIT_CODES.get(run.status, 1)
+
+
+def _print_until_finished(
+    run: RunController | FollowedRun, inbox: queue.Queue[ev.Event], printer: HeadlessPrinter
+) -> None:
+    while not (run.finished and inbox.empty()):
+        try:
+            printer.show(inbox.get(timeout=0.2))
+        except queue.Empty:
+            continue

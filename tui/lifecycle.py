@@ -27,23 +27,19 @@ def run_command(args: argparse.Namespace) -> int:
         if args.config:
             raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
         controller = RunController.resume(args.resume, args.overrides)
-        _check_inputs(controller)
     else:
         config = load_config(args.config, args.overrides)
         runs_dir = Path(args.runs_dir)
         _check_runs_dir(runs_dir)
         controller = RunController(config, runs_dir)
-        _check_inputs(controller)
+    _check_inputs(controller)
     if args.headless and not args.detach:
         return run_headless(controller)
-    resume_overrides = args.overrides if args.resume else []
     run = detached.launch(
-        controller, resume_overrides, resume=bool(args.resume), leashed=not args.detach
+        controller, args.overrides, resume=bool(args.resume), leashed=not args.detach
     )
     if args.detach:
-        print(f"run {run.run_id} started in the background: {run.run_dir}")
-        print(f"  watch it: fedtui attach {_shown(run.run_dir)}")
-        print(f"  stop it:  fedtui stop {_shown(run.run_dir)}")
+        _print_way_back(run, "started in the background")
         return 0
     return _watch(run)
 
@@ -63,10 +59,9 @@ def _watch(run: FollowedRun) -> int:
 
 
 def attach_command(args: argparse.Namespace) -> int:
-    run_dir = find_run(args.run) if args.run else _latest_running(Path(DEFAULT_RUNS_DIR))
-    state = read_run(run_dir).state
+    run_dir = _run_folder(args.run) if args.run else _latest_running(Path(DEFAULT_RUNS_DIR))
     if run_lock.live_controller(run_dir) is None:
-        status = run_lock.status(run_dir, state.status)
+        status = run_lock.status(run_dir, read_run(run_dir).state.status)
         raise FedtuiError(
             f"run {run_dir.name} is not running ({status}); fedtui replay {run_dir} shows it"
         )
@@ -88,9 +83,7 @@ def _latest_running(runs_dir: Path) -> Path:
 
 
 def stop_command(args: argparse.Namespace) -> int:
-    run_dir = find_run(args.run)
-    if not (run_dir / EVENTS_FILE).is_file():
-        raise FedtuiError(f"not a run folder: {run_dir}")
+    run_dir = _run_folder(args.run)
     control.send(run_dir, {"command": "abort"} if args.abort else {"command": "stop"})
     if not args.wait:
         what = "aborting" if args.abort else "stopping after the current round"
@@ -100,6 +93,20 @@ def stop_command(args: argparse.Namespace) -> int:
     status = run.wait()
     print(f"run {status}: {run_dir}")
     return EXIT_CODES.get(status or "", 1)
+
+
+def _run_folder(name: str) -> Path:
+    run_dir = find_run(name)
+    if not (run_dir / EVENTS_FILE).is_file():
+        raise FedtuiError(f"not a run folder: {run_dir}")
+    return run_dir
+
+
+def _print_way_back(run: FollowedRun, where: str) -> None:
+    """Where a run that goes on without this process is, and the commands that reach it."""
+    print(f"run {run.run_id} {where}: {run.run_dir}")
+    print(f"  watch it: fedtui attach {_shown(run.run_dir)}")
+    print(f"  stop it:  fedtui stop {_shown(run.run_dir)}")
 
 
 def _shown(path: Path) -> str:
@@ -168,9 +175,7 @@ class _StatusLine:
 def _report(run: FollowedRun) -> int:
     """After the TUI closes: where the run is and how it ended, or how to find it again."""
     if run.detached and not run.finished:
-        print(f"run {run.run_id} goes on in the background: {run.run_dir}")
-        print(f"  watch it: fedtui attach {_shown(run.run_dir)}")
-        print(f"  stop it:  fedtui stop {_shown(run.run_dir)}")
+        _print_way_back(run, "goes on in the background")
         return 0
     run.wait()
     print(f"run {run.status}: {run.run_dir}")
