@@ -24,6 +24,7 @@ PARTITIONS = ("iid", "by-source")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRANSFER_DTYPES = ("fp32", "fp16")
 AGGREGATIONS = ("streaming", "flower")
+BACKENDS = ("deployment", "simulation")
 
 
 def _spec(
@@ -84,11 +85,27 @@ class RunConfig:
     text_column: str = _spec("content", "column holding the text (Hub and file datasets)")
     source_column: str = _spec("repo_name", "column naming each row's source (partition=by-source)")
     num_clients: int = _spec(2, "number of clients (one SuperNode each)", minimum=1)
+    clients_per_round: int = _spec(
+        0, "clients sampled (seeded) to train each round (0: every client)", minimum=0
+    )
     min_clients: int = _spec(
         0,
         "replies a round needs to aggregate; a round with fewer fails the run "
-        "(0: num_clients, every client)",
+        "(0: every client sampled for the round)",
         minimum=0,
+    )
+    backend: str = _spec(
+        "deployment",
+        "deployment: a SuperNode process per client; simulation: Flower's simulation "
+        "runtime (Ray), virtual clients sharing the machine",
+        choices=BACKENDS,
+    )
+    client_cpus: int = _spec(1, "simulation: CPU cores each virtual client reserves", minimum=1)
+    client_gpu_fraction: float = _spec(
+        0.0,
+        "simulation: share of a GPU each virtual client reserves (0: one whole GPU on a "
+        "CUDA run, none on CPU)",
+        minimum=0.0,
     )
     samples_per_client: int = _spec(256, "training samples held by each client", minimum=1)
     eval_samples: int = _spec(
@@ -161,9 +178,15 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @property
+    def sampled_per_round(self) -> int:
+        """How many clients train each round."""
+        return self.clients_per_round or self.num_clients
+
+    @property
     def required_replies(self) -> int:
-        """How many clients must reply for a round to count (`min_clients`, 0 meaning all)."""
-        return self.min_clients or self.num_clients
+        """How many clients must reply for a round to count (`min_clients`, 0 meaning every
+        sampled one)."""
+        return self.min_clients or self.sampled_per_round
 
     def describe_strategy(self) -> str:
         return describe_strategy(self.to_dict())
@@ -203,11 +226,14 @@ def load_config(
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
     config: RunConfig = _build(RunConfig, values, prefix="")
-    if config.min_clients > config.num_clients:
-        raise ConfigError(
-            f"config key 'min_clients' must be at most num_clients ({config.num_clients}), "
-            f"got {config.min_clients}"
-        )
+    for key, limit, name in (
+        ("clients_per_round", config.num_clients, "num_clients"),
+        ("min_clients", config.sampled_per_round, "the clients sampled per round"),
+    ):
+        if getattr(config, key) > limit:
+            raise ConfigError(
+                f"config key {key!r} must be at most {name} ({limit}), got {getattr(config, key)}"
+            )
     return config
 
 

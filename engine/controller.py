@@ -214,7 +214,9 @@ class RunController:
             check_abort=self._check_abort,
         )
         try:
-            memory = ClientMemorySampler(gpu, self.config.num_clients)
+            # A virtual client (simulation) has no process of its own to measure.
+            measured = self.config.num_clients if self.config.backend == "deployment" else 0
+            memory = ClientMemorySampler(gpu, measured)
             if gpu.unavailable:
                 self._notice(
                     f"no NVIDIA GPU: VRAM unavailable ({gpu.unavailable}); "

@@ -99,9 +99,10 @@ def _process_exited(event: ev.Event) -> str:
 
 
 def _round_started(event: ev.Event) -> str:
-    clients = event.get("clients")
+    clients, sampled = event.get("clients"), event.get("sampled")
+    which = f" ({', '.join(map(str, sampled))})" if sampled else ""
     return f"round {event['round']} started" + (
-        "" if clients is None else f" with {_plural(clients, 'client')}"
+        "" if clients is None else f" with {_plural(clients, 'client')}{which}"
     )
 
 

@@ -18,7 +18,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
 | run_resumed       | from_round, config (a stopped run continues in the same file)             |
-| round_started     | round, clients (how many were sampled), start_model_sha256                |
+| round_started     | round, clients (how many were sent the model), sampled (their client ids, |
+|                   | drawn with the seed when clients_per_round is set), start_model_sha256    |
 | client_progress   | round, client, step, steps_total, loss, [vram_bytes] (torch's own count,  |
 |                   | for when NVML cannot see the client's processes)                          |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |

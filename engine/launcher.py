@@ -13,6 +13,10 @@ Ahead of it all, for the SuperLink too, a folder of guards: Flower's `flower-sup
 `flwr-serverapp` and `flwr-clientapp` run under engine.flower.guard, so that they end with the
 controller even when it is killed. A client's processes are started (and started again, by
 engine.client_faults) one client at a time.
+
+`backend = "simulation"` starts no SuperNode: the SuperLink runs with `--simulation`, and
+`flwr run` asks for `num_clients` virtual SuperNodes (`--federation-config`), which Flower's
+simulation runtime trains in Ray actors under the ServerApp's process (`flwr-simulation`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from engine.processes import ProcessTable, TrackedProcess, die_with_parent
 
 APP_DIR = Path(__file__).parent / "flower" / "app"
 ENGINE_PARENT = str(Path(__file__).parent.parent)
-GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp")
+GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
@@ -78,12 +82,16 @@ class FlowerLauncher:
         self.supernodes: dict[int, TrackedProcess] = {}
         self.workers: dict[int, TrackedProcess] = {}
         self._node_log_start: dict[int, int] = {}  # where the SuperNode's current run begins
+        self._ray_dir: Path | None = None
 
     def launch(self) -> None:
         """Start the SuperLink and every client's processes, then submit the app; raises
         RuntimeError naming the log to read when one of them fails."""
         self._write_programs()
         self._superlink_port = self._start_superlink()
+        if self.config.backend == "simulation":
+            self._submit(self._superlink_port)
+            return
         for client in range(self.config.num_clients):
             if self.config.warm_workers:
                 self.start_worker(client)
@@ -143,8 +151,10 @@ class FlowerLauncher:
         return int(found.group(1)) if found else None
 
     def remove_flwr_home(self) -> None:
-        """Once every process is gone: Flower's state for this run is not kept."""
+        """Once every process is gone: Flower's (and Ray's) state for this run is not kept."""
         shutil.rmtree(self._flwr_home, ignore_errors=True)
+        if self._ray_dir is not None:
+            shutil.rmtree(self._ray_dir, ignore_errors=True)
 
     def _start_superlink(self) -> int:
         port = _free_port()
@@ -159,8 +169,9 @@ class FlowerLauncher:
                 "--port",
                 str(port),
                 "--disable-runtime-dependency-installation",
+                *(["--simulation"] if self.config.backend == "simulation" else []),
             ],
-            env=self._environment(self._flwr_home / "superlink"),
+            env=self._superlink_environment(),
             log_path=self.run_dir / "logs" / "superlink.log",
         )
         deadline = time.monotonic() + SUPERLINK_START_TIMEOUT_S
@@ -175,12 +186,35 @@ class FlowerLauncher:
             time.sleep(0.2)
         return port
 
+    def _superlink_environment(self) -> dict[str, str]:
+        """The SuperLink's, and under it the ServerApp's; in simulation also the virtual
+        clients' (Ray's workers inherit it): their share of the cores, Ray's files in a
+        folder of the run's (a short path: Ray's socket paths must fit in 107 bytes), and a
+        `sitecustomize` that puts every Python process of Ray's under the controller's watch
+        (Ray's agents outlive a killed controller otherwise)."""
+        env = self._environment(self._flwr_home / "superlink")
+        if self.config.backend == "simulation":
+            threads = str(threads_per_client(self.config))
+            ray_dir = Path(tempfile.mkdtemp(prefix="fedtui-ray-"))
+            self._ray_dir = ray_dir
+            env.update(
+                OMP_NUM_THREADS=threads,
+                MKL_NUM_THREADS=threads,
+                PYTHONPATH=os.pathsep.join(
+                    [str(self._flwr_home / "watched"), env.get("PYTHONPATH", "")]
+                ).rstrip(os.pathsep),
+                RAY_TMPDIR=str(ray_dir),
+                RAY_USAGE_STATS_ENABLED="0",
+                RAY_DEDUP_LOGS="0",
+            )
+        return env
+
     def _client_environment(self, client: int) -> dict[str, str]:
         """What a client's SuperNode and worker run with: their share of the cores, their GPU,
         and (warm workers) the relay first on PATH."""
         home = self._flwr_home / f"supernode-{client}"
         env = self._environment(home)
-        threads = str(threads_per_client(self.config.threads_per_client, self.config.num_clients))
+        threads = str(threads_per_client(self.config))
         env.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         if self._gpus and self.config.device != "cpu":  # pin: client k on gpus[k mod n]
             env.update(
@@ -204,7 +238,11 @@ class FlowerLauncher:
             _write_executable(
                 guards / program, guard.script(sys.executable, ENGINE_PARENT, program)
             )
-        if self.config.warm_workers:
+        if self.config.backend == "simulation":
+            watched = self._flwr_home / "watched"
+            watched.mkdir()
+            (watched / "sitecustomize.py").write_text(guard.SITECUSTOMIZE)
+        elif self.config.warm_workers:
             relay_dir.mkdir()
             _write_executable(
                 relay_dir / "flwr-clientapp", relay.script(sys.executable, ENGINE_PARENT)
@@ -232,6 +270,7 @@ class FlowerLauncher:
                 CONNECTION_NAME,
                 "--run-config",
                 str(overrides),
+                *self._federation_config(),
                 "--format",
                 "json",
             ],
@@ -253,6 +292,20 @@ class FlowerLauncher:
                 f"{(completed.stdout + completed.stderr).strip()[-300:]}"
             )
         self._notice(f"Flower run {reply.get('run-id')} submitted")
+
+    def _federation_config(self) -> list[str]:
+        """`flwr run`'s simulation settings: the virtual SuperNodes and each one's resources."""
+        if self.config.backend != "simulation":
+            return []
+        settings = {
+            "num-supernodes": self.config.num_clients,
+            "client-resources-num-cpus": self.config.client_cpus,
+            "client-resources-num-gpus": self.config.client_gpu_fraction
+            or (1.0 if self._gpus and self.config.device != "cpu" else 0.0),
+            "init-args-log-to-driver": "true",
+            "init-args-logging-level": '"warning"',
+        }
+        return ["--federation-config", " ".join(f"{k}={v}" for k, v in settings.items())]
 
     def _environment(self, flwr_home: Path) -> dict[str, str]:
         flwr_home.mkdir(parents=True, exist_ok=True)

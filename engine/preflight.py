@@ -11,6 +11,7 @@ sample check tokenizes through `engine.data.prepare`, whose cache the run then r
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -45,10 +46,23 @@ _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 def check(config: RunConfig, progress: Progress = lambda message: None) -> None:
     """Raise ConfigError for the first thing in `config` that would fail the run. `progress`
     hears of each slow step (importing torch, loading and tokenizing the dataset)."""
+    check_backend(config)
     check_device(config, progress)
     check_model(config)
     check_dataset(config)
     check_samples(config, progress)
+
+
+# -- backend ------------------------------------------------------------------------------------
+
+
+def check_backend(config: RunConfig) -> None:
+    """Flower's simulation runtime needs Ray, which fedtui installs only as an extra."""
+    if config.backend == "simulation" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "backend=simulation needs Ray: pip install 'fedtui[simulation]' "
+            "(Flower's simulation extra)"
+        )
 
 
 # -- device -------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.config import RunConfig
 
 # The ServerApp runs beside the SuperLink, on the controller's machine: it writes checkpoints and
 # its log into the run folder.
@@ -51,8 +54,11 @@ def resume_state() -> dict[str, Any] | None:
     return json.loads(os.environ.get(RESUME_ENV) or "null")
 
 
-def threads_per_client(configured: int, num_clients: int) -> int:
-    """Share the cores: N clients with default threads each oversubscribe them badly."""
-    if configured > 0:
-        return configured
-    return max(1, (os.cpu_count() or 1) // num_clients)
+def threads_per_client(config: RunConfig) -> int:
+    """Share the cores among the clients that train at once: N clients with default threads
+    each oversubscribe them badly. Ray runs a virtual client on its `client_cpus` cores."""
+    if config.threads_per_client > 0:
+        return config.threads_per_client
+    if config.backend == "simulation":
+        return config.client_cpus
+    return max(1, (os.cpu_count() or 1) // config.sampled_per_round)

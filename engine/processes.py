@@ -23,6 +23,7 @@ import psutil
 ROLE_BY_PROGRAM = {
     "flower-superexec": "superexec",
     "flwr-serverapp": "serverapp",
+    "flwr-simulation": "serverapp",  # the ServerApp, with Ray's virtual clients under it
     "flwr-clientapp": "clientapp",
 }
 
@@ -133,6 +134,8 @@ class ProcessTable:
             command = child.cmdline()  # read once: it is empty once the child has exited
             program = Path(command[1] if len(command) > 1 else child.name()).name
             role = ROLE_BY_PROGRAM.get(program) or ROLE_BY_PROGRAM.get(child.name(), child.name())
+            if _is_ray(command, child.name()):
+                role = "ray"
         except psutil.Error:
             return
         self._track(TrackedProcess(child.pid, role, client, key[1]))
@@ -161,6 +164,13 @@ class ProcessTable:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(process.pid, signum)
+
+
+def _is_ray(command: list[str], name: str) -> bool:
+    """One of Ray's processes (the simulation runtime's): its servers, workers and actors."""
+    return name in ("gcs_server", "raylet") or any(
+        part.startswith("ray::") or "/ray/" in part for part in command[:3]
+    )
 
 
 def _created(pid: int) -> float:

@@ -21,12 +21,14 @@ class RoundResult:
     bytes_sent: int | None = None
     bytes_received: int | None = None
     clients_sent: int | None = None  # how many clients the round's model went to
+    sampled: list[int] | None = None  # which ones (recorded since clients_per_round exists)
     client_train_loss: dict[int, float] = field(default_factory=dict)
     client_examples: dict[int, int] = field(default_factory=dict)
 
 
 # A client's state, as the clients table shows it:
 #   waiting     between rounds, or sampled and not yet training (also after a restart)
+#   idle        not sampled for this round (clients_per_round)
 #   training    sent step progress this round
 #   failed      the ServerApp gave up on its reply this round (an `error` naming the client)
 #   restarting  one of its processes died; the controller is starting it again
@@ -35,7 +37,7 @@ class RoundResult:
 #   done        the run completed or stopped with the client up
 #   ended       the run was aborted or failed with the client up
 DOWN = ("restarting", "crashed")
-UP = ("waiting", "training")
+UP = ("waiting", "training", "idle")
 
 
 @dataclass
@@ -175,10 +177,12 @@ class RunState:
 
     def _on_round_started(self, event: ev.Event) -> None:
         self.current_round = event["round"]
-        self._round(event["round"]).clients_sent = event.get("clients")
+        result = self._round(event["round"])
+        result.clients_sent, result.sampled = event.get("clients"), event.get("sampled")
+        sampled = set(result.sampled or ()) if self.config.get("clients_per_round") else None
         for client in self.clients.values():
             if client.state not in ("failed", *DOWN):
-                client.state = "waiting"
+                client.state = "waiting" if sampled is None or client.client in sampled else "idle"
                 client.round = event["round"]
                 client.step = client.steps_total = 0
                 client.loss = client.steps_per_second = None

@@ -2,6 +2,7 @@
 before a process starts or a run folder exists, and leaves every file as it was. A damaged but
 readable run record is read past its damage, with one warning line."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -145,7 +146,22 @@ MISTAKES = [
     setting("word for a number", "rounds=five", "'rounds' must be int, got 'five'"),
     setting("unknown strategy", "strategy=fedsgd", "must be one of fedprox,"),
     setting("zero learning rate", "learning_rate=0", "'learning_rate' must be > 0"),
-    setting("more required than clients", "num_clients=2 min_clients=3", "at most num_clients"),
+    setting(
+        "more required than clients",
+        "num_clients=2 min_clients=3",
+        "'min_clients' must be at most the clients sampled per round (2)",
+    ),
+    setting(
+        "more sampled than clients",
+        "num_clients=4 clients_per_round=5",
+        "'clients_per_round' must be at most num_clients (4)",
+    ),
+    setting(
+        "more required than sampled",
+        "num_clients=4 clients_per_round=2 min_clients=3",
+        "'min_clients' must be at most the clients sampled per round (2)",
+    ),
+    setting("unknown backend", "backend=ray", "'backend' must be one of deployment, simulation"),
     setting("device torch lacks", "device=gpu", "must be auto, cpu, cuda or cuda:N"),
     setting("table set to a value", "early_stopping=true", "must be a table"),
     setting("unknown key in a table", "lora.rank=4", "unknown config key 'lora.rank'"),
@@ -368,6 +384,17 @@ def test_a_cpu_only_machine_refuses_cuda(capsys):
     code, _, err = run_cli(capsys, f"{RUN} --set device=cuda")
     assert code == 2 and err.count("\n") == 1
     assert "device='cuda', but" in err and "use device=auto or cpu" in err
+    assert not Path("runs").exists()
+
+
+def test_the_simulation_backend_without_ray_names_the_extra(capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a)
+    )
+    code, _, err = run_cli(capsys, f"{RUN} --set backend=simulation")
+    assert (code, err.count("\n")) == (2, 1), err
+    assert "backend=simulation needs Ray: pip install 'fedtui[simulation]'" in err
     assert not Path("runs").exists()
 
 

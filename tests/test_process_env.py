@@ -1,4 +1,7 @@
+import dataclasses
+
 from engine import process_env
+from engine.config import RunConfig
 
 
 def test_the_server_app_reads_back_the_run_folder_and_resume_state_it_was_given(
@@ -28,6 +31,13 @@ def test_a_process_not_started_by_fedtui_has_no_run_folder(monkeypatch):
 def test_clients_share_the_cores_unless_threads_are_configured(monkeypatch):
     monkeypatch.setattr(process_env.os, "cpu_count", lambda: 8)
 
-    assert process_env.threads_per_client(0, num_clients=3) == 2
-    assert process_env.threads_per_client(0, num_clients=16) == 1
-    assert process_env.threads_per_client(4, num_clients=3) == 4
+    def threads(**settings) -> int:
+        return process_env.threads_per_client(dataclasses.replace(RunConfig(), **settings))
+
+    assert threads(num_clients=3) == 2
+    assert threads(num_clients=16) == 1
+    assert threads(num_clients=3, threads_per_client=4) == 4
+    # only the sampled clients train at once
+    assert threads(num_clients=16, clients_per_round=2) == 4
+    # a virtual client of the simulation runtime trains on the cores Ray gives it
+    assert threads(num_clients=16, backend="simulation", client_cpus=2) == 2

@@ -1,11 +1,20 @@
 """Text formatters the widgets share beyond the engine's own (`engine.describe`): times of day,
-dates, a run's line in comparisons."""
+dates, a run's line in comparisons; when a run counts as one of many clients."""
 
 from __future__ import annotations
 
 import time
 
 from engine.describe import byte_size, duration, loss
+
+# Past this many clients the chart draws their spread rather than a line each, and the header
+# counts who trained.
+MANY_CLIENTS = 6
+
+
+def many_clients(state) -> bool:
+    """Whether a run has more clients than lines a chart can tell apart, or samples them."""
+    return bool(state.config.get("clients_per_round")) or len(state.clients) > MANY_CLIENTS
 
 
 def clock_time(t: float | None) -> str:

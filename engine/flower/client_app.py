@@ -42,7 +42,7 @@ def train(msg: Message, context: Context) -> Message:
     round_config = msg.content.config_records["config"]
     server_round = int(number(round_config, "server-round"))
     mu = float(number(round_config, "proximal-mu", default=0.0))
-    torch.set_num_threads(threads_per_client(config.threads_per_client, config.num_clients))
+    torch.set_num_threads(threads_per_client(config))
     device = models.resolve_device(config)
 
     publisher = EventPublisher.from_env(role="client", client=client, node_id=context.node_id)
@@ -96,9 +96,10 @@ def train(msg: Message, context: Context) -> Message:
             "partition-id": client,
             "steps": result.steps,
             "train-seconds": result.seconds,
-            "peak-rss-bytes": peak_rss_bytes(),
         }
     )
+    if config.backend == "deployment":  # a Ray actor's peak is of every client it served
+        metrics["peak-rss-bytes"] = peak_rss_bytes()
     if device.type == "cuda":
         metrics["peak-vram-bytes"] = torch.cuda.max_memory_reserved(device)
     reply = RecordDict({"arrays": arrays, "metrics": metrics})
@@ -107,26 +108,37 @@ def train(msg: Message, context: Context) -> Message:
     return Message(content=reply, reply_to=msg)
 
 
+@app.query("partition")
+def partition(msg: Message, context: Context) -> Message:
+    """Which client this node is: in Flower's simulation runtime only the node knows."""
+    client = int(context.node_config["partition-id"])
+    return Message(RecordDict({"metrics": MetricRecord({"partition-id": client})}), reply_to=msg)
+
+
 @dataclass
 class _WarmState:
     key: str
     model: torch.nn.Module
-    samples: Samples
+    samples: dict[int, Samples]
 
 
 _warm: _WarmState | None = None
 
 
 def warm_state(config: RunConfig, client: int) -> tuple[torch.nn.Module, Samples]:
-    """The model and the client's samples, built once for a config and client: every trained
-    weight is overwritten by the global model each round, and the rest (frozen base weights
-    under LoRA, the samples) depends on nothing else. One entry: a new run replaces it."""
+    """The model, built once for a config, and each client's samples, loaded once: every
+    trained weight is overwritten by the global model each round, and the rest (frozen base
+    weights under LoRA) depends on nothing else, so one model serves every client a process
+    trains (a worker has one; a Ray actor of the simulation runtime takes turns with many).
+    One config at a time: a new run replaces it."""
     global _warm
-    key = json.dumps([config.to_dict(), client], sort_keys=True, default=str)
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
     if _warm is None or _warm.key != key:
         _warm = None  # let the old model go before the new one is built
-        _warm = _WarmState(key, models.load_model(config), data.load_client_samples(config, client))
-    return _warm.model, _warm.samples
+        _warm = _WarmState(key, models.load_model(config), {})
+    if client not in _warm.samples:
+        _warm.samples[client] = data.load_client_samples(config, client)
+    return _warm.model, _warm.samples[client]
 
 
 def peak_rss_bytes() -> int:

@@ -10,6 +10,8 @@ watches the controller itself, and ends at once when it is gone.
 `watch_controller()` does that from inside a process (the relay calls it). For Flower's own
 programs the launcher puts a script of the same name first on PATH that starts the watch, then
 runs Flower's console entry point in the same process: no extra process, Flower's code as it is.
+Ray (the simulation runtime) starts Python processes of its own, whose agents were seen alive
+long after a killed controller: they find `SITECUSTOMIZE` on their PYTHONPATH.
 
 Standard library only: the relay imports this under `python -IS`.
 """
@@ -26,6 +28,10 @@ import time
 CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
 CONTROLLER_GONE_EXIT_CODE = 70
 _POLL_S = 0.2
+
+
+# Every Python process that finds this first on its path watches the controller from start-up.
+SITECUSTOMIZE = "from engine.flower.guard import watch_controller\n\nwatch_controller()\n"
 
 
 def script(python: str, engine_parent: str, program: str) -> str:

@@ -107,7 +107,7 @@ class RoundReplies:
             examples=int(number(metrics, "num-examples")),
             steps=int(number(metrics, "steps")),
             seconds=metrics["train-seconds"],
-            peak_rss_bytes=int(number(metrics, "peak-rss-bytes")),
+            peak_rss_bytes=_optional_int(metrics.get("peak-rss-bytes")),
             peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")),
         )
         return True

@@ -11,7 +11,8 @@ reply of a client that crashed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,14 +104,25 @@ class Roster:
 
 
 class LiveGrid(Grid):
-    """The run's Grid, minus the nodes the roster knows are dead: what the strategy samples."""
+    """The run's Grid, minus the nodes the roster knows are dead, and within `only` the nodes
+    sampled for the round: what the strategy picks from."""
 
     def __init__(self, grid: Grid, roster: Roster) -> None:
         self._grid = grid
         self._roster = roster
+        self._only: set[int] | None = None
 
     def get_node_ids(self) -> list[int]:
-        return self._roster.live(self._grid.get_node_ids())
+        live = self._roster.live(self._grid.get_node_ids())
+        return live if self._only is None else [node for node in live if node in self._only]
+
+    @contextmanager
+    def only(self, nodes: Iterable[int]) -> Iterator[None]:
+        self._only = set(nodes)
+        try:
+            yield
+        finally:
+            self._only = None
 
     def set_run(self, run: Run) -> None:
         self._grid.set_run(run)

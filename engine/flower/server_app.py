@@ -29,6 +29,7 @@ from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fol
 from engine.flower.replies import RoundReplies, wait_for_clients
 from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
+from engine.flower.sampling import discover_clients, nodes_by_client, sample_clients
 from engine.flower.strategy import build_strategy
 
 # A restarted SuperNode registers within seconds; past this a round goes on without it (if
@@ -98,6 +99,8 @@ class FederatedRun:
 
     def run(self) -> None:
         self._publish_model_info()
+        if self.config.backend == "simulation":  # virtual nodes: only they know their client
+            discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
         if self.resume is None:
             self._finish_round(0, started=time.monotonic())
             first_round = 1
@@ -175,15 +178,18 @@ class FederatedRun:
                 f"round {server_round}: {live} client(s) connected, min_clients needs {required}"
                 f" (gone: {', '.join(map(str, sorted(self.roster.gone))) or 'none'})",
             )
+        sampled = self._sample(server_round)
         arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
-        messages = list(
-            self.strategy.configure_train(server_round, arrays, ConfigRecord(), self.grid)
-        )
+        with self.grid.only(node for _, node in sampled):
+            messages = list(
+                self.strategy.configure_train(server_round, arrays, ConfigRecord(), self.grid)
+            )
         del arrays  # the messages hold it until they are pushed
         self._publish(
             ev.ROUND_STARTED,
             round=server_round,
             clients=len(messages),
+            sampled=sorted(client for client, _ in sampled if client is not None),
             start_model_sha256=transfer.fingerprint(self.weights),
         )
         self.bytes_sent = sum(message.content["arrays"].count_bytes() for message in messages)
@@ -206,6 +212,17 @@ class FederatedRun:
             )
         self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
         return True
+
+    def _sample(self, server_round: int) -> list[tuple[int | None, int]]:
+        """(client, node) of each client that trains this round: every live node when all
+        train (one whose client is not known yet as None), else a seeded draw of clients."""
+        if not self.config.clients_per_round:
+            return [(self.roster.client(node), node) for node in self.grid.get_node_ids()]
+        nodes = nodes_by_client(self.grid, self.roster, self._read_commands)
+        chosen = sample_clients(
+            list(nodes), self.config.clients_per_round, self.config.seed, server_round
+        )
+        return [(client, nodes[client]) for client in chosen]
 
     def _round_failed(self, server_round: int, message: str) -> bool:
         self._publish(ev.ERROR, source="serverapp", round=server_round, message=message)

@@ -154,12 +154,12 @@ def processes_of(controller_pid):
     return found
 
 
-def kill_fedtui_at(runs_dir, moment):
+def kill_fedtui_at(runs_dir, moment, overrides=("rounds=2", *SMALL)):
     """Run `fedtui run --headless` (2 rounds) until the record shows `moment`, then SIGKILL it;
     its PID."""
     fedtui = subprocess.Popen(
         [sys.executable, "-m", "tui.cli", "run", "--headless", "--runs-dir", str(runs_dir)]
-        + [arg for item in ["rounds=2", *SMALL] for arg in ("--set", item)],
+        + [arg for item in overrides for arg in ("--set", item)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

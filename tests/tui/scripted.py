@@ -97,10 +97,17 @@ class ScriptedRun:
         )
 
     def play_round(
-        self, number: int, eval_loss: float, client_losses=(7.0, 7.2), steps: int = 32
+        self,
+        number: int,
+        eval_loss: float,
+        client_losses=(7.0, 7.2),
+        steps: int = 32,
+        sampled: list[int] | None = None,
     ) -> None:
-        self.emit(ev.ROUND_STARTED, round=number, clients=len(client_losses))
-        for client, loss in enumerate(client_losses):
+        """A round in which clients 0, 1, ... (or the `sampled` ones) train to these losses."""
+        clients = sampled if sampled is not None else list(range(len(client_losses)))
+        self.emit(ev.ROUND_STARTED, round=number, clients=len(clients), sampled=clients)
+        for client, loss in zip(clients, client_losses):
             for step in (1, steps // 2, steps):
                 self.emit(
                     ev.CLIENT_PROGRESS,

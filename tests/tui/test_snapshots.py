@@ -1,8 +1,10 @@
 """What the screens look like at 120x40, from fixed data (no clocks, no network, UTC)."""
 
+import dataclasses
 from pathlib import Path
 
 from engine import events as ev
+from engine.config import RunConfig
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
@@ -39,6 +41,32 @@ def test_monitor_mid_run(snap_compare):
 
     assert snap_compare(
         live_app(scripted, clock=None), terminal_size=SIZE, run_before=two_rounds_then_training
+    )
+
+
+def test_monitor_of_twenty_virtual_clients_four_a_round(snap_compare):
+    scripted = ScriptedRun(
+        dataclasses.replace(
+            RunConfig(),
+            name="simulated",
+            num_clients=20,
+            clients_per_round=4,
+            rounds=4,
+            backend="simulation",
+        )
+    )
+
+    async def three_rounds_then_training(pilot):
+        scripted.emit(ev.ROUND_DONE, round=0, eval_loss=8.3, seconds=0.5, eval_seconds=0.5)
+        for number, sampled in enumerate(([2, 7, 11, 16], [0, 5, 7, 19], [3, 8, 12, 14]), 1):
+            losses = [7.6 - 0.4 * number + 0.15 * i for i in range(4)]
+            scripted.play_round(number, 7.9 - 0.4 * number, losses, sampled=sampled)
+        scripted.emit(ev.ROUND_STARTED, round=4, clients=4, sampled=[1, 6, 9, 13])
+        scripted.emit(ev.CLIENT_PROGRESS, round=4, client=6, step=9, steps_total=32, loss=6.3)
+        await monitor_settled(pilot)
+
+    assert snap_compare(
+        live_app(scripted, clock=None), terminal_size=SIZE, run_before=three_rounds_then_training
     )
 
 

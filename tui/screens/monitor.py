@@ -27,6 +27,7 @@ from tui.replay import ReplayPlayer
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.monitor_keys import (
+    CHART_OPTION_NAMES,
     LIVE_BINDINGS,
     LIVE_ONLY,
     REPLAY_BINDINGS,
@@ -301,8 +302,11 @@ class MonitorScreen(Screen):
 
     def action_toggle_chart(self, option: str) -> None:
         on = self.query_one(LossChart).toggle(option)
-        label = {"log_y": "log-Y", "smoothing": "smoothing", "show_clients": "client lines"}
-        self.notify(f"{label[option]} {'on' if on else 'off'}", timeout=1.5)
+        self.notify(f"{CHART_OPTION_NAMES[option]} {'on' if on else 'off'}", timeout=1.5)
+
+    def action_sort_clients(self) -> None:
+        order = self.query_one(ClientsTable).cycle_sort()
+        self.notify(f"clients sorted by {order}", timeout=1.5)
 
     def action_play_pause(self) -> None:
         for player in self.players:

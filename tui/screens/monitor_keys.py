@@ -83,6 +83,18 @@ VIEW_BINDINGS = [
         tooltip="Loss chart: per-client train loss",
     ),
     Binding(
+        "i",
+        "toggle_chart('client_lines')",
+        "Each client",
+        tooltip="Loss chart with many clients: a line per client instead of their spread",
+    ),
+    Binding(
+        "o",
+        "sort_clients",
+        "Sort clients",
+        tooltip="Clients table: sort by client, state, last round's loss or memory",
+    ),
+    Binding(
         "ctrl+s", "screenshot", "Screenshot", tooltip="An SVG of this screen, into the run folder"
     ),
     Binding("question_mark", "help", "Help", tooltip="Every key of this screen"),
@@ -93,5 +105,11 @@ VIEW_BINDINGS = [
         tooltip="Quit fedtui (a live run: asks whether to detach, stop or abort)",
     ),
 ]
+CHART_OPTION_NAMES = {  # what toggle_chart's notification calls each option
+    "log_y": "log-Y",
+    "smoothing": "smoothing",
+    "show_clients": "client lines",
+    "client_lines": "a line per client",
+}
 LIVE_ONLY = action_names(LIVE_BINDINGS)
 REPLAY_ONLY = action_names(REPLAY_BINDINGS)

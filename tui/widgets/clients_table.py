@@ -1,4 +1,7 @@
-"""One row per client: state, local-step progress with rate, step loss, last round's loss."""
+"""One row per client: state, local-step progress with rate, step loss, last round's loss.
+
+With many clients the table scrolls, and sorts by client, state (the troubled first), last
+round's loss or memory (`cycle_sort`)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ BAR_WIDTH = 10
 STATE_STYLES = {  # the states `engine.run_state` names
     "training": "bold green",
     "waiting": "dim",
+    "idle": "dim italic",
     "failed": "bold red",
     "restarting": "bold yellow",
     "crashed": "bold white on red",
@@ -32,11 +36,19 @@ COLUMNS = (
     ("fraction", "% GPU"),
     ("trend", "trend"),
 )
+SORT_ORDERS = ("client", "state", "loss", "memory")
+# Which states come first when sorting by state: those that need a look, then those at work.
+STATE_RANK = ("crashed", "restarting", "failed", "training", "waiting", "done", "idle", "ended")
 SPARK = "▁▂▃▄▅▆▇█"
 TREND_WIDTH = 12
 
 
 class ClientsTable(DataTable):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sort_by = "client"
+        self._state: RunState | None = None
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         for key, label in COLUMNS:
@@ -44,15 +56,35 @@ class ClientsTable(DataTable):
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         state: RunState = message.states[0]
+        self._state = state
+        virtual = state.config.get("backend") == "simulation"
         for number in sorted(state.clients):
-            cells = self.cells(state.clients[number])
+            cells = self.cells(state.clients[number], virtual=virtual)
             key = str(number)
             if key not in self.rows:
                 self.add_row(*cells, key=key)
                 continue
             for (column, _), value in zip(COLUMNS, cells):
                 self.update_cell(key, column, value, update_width=True)
+        self._apply_sort()
         self._drop_stale_renders()
+
+    def cycle_sort(self) -> str:
+        """Sort by the next of SORT_ORDERS; its name."""
+        self.sort_by = SORT_ORDERS[(SORT_ORDERS.index(self.sort_by) + 1) % len(SORT_ORDERS)]
+        self._apply_sort()
+        return self.sort_by
+
+    def row_order(self) -> list[int]:
+        """The clients, top to bottom, as the table shows them."""
+        return [int(str(row.key.value)) for row in self.ordered_rows]
+
+    def _apply_sort(self) -> None:
+        if self._state is None:
+            return
+        rank = {number: i for i, number in enumerate(client_order(self._state, self.sort_by))}
+        if self.row_order() != sorted(rank, key=rank.__getitem__):
+            self.sort("client", key=lambda cell: rank.get(int(cell.plain), len(rank)))
 
     def _drop_stale_renders(self) -> None:
         # DataTable keys its render caches by a counter that each `update_cell` bumps, so after
@@ -61,7 +93,7 @@ class ClientsTable(DataTable):
         self._clear_caches()
 
     @staticmethod
-    def cells(client: ClientState) -> list:
+    def cells(client: ClientState, *, virtual: bool = False) -> list:
         return [
             Text(str(client.client), justify="right"),
             Text(client.state, style=STATE_STYLES.get(client.state, "")),
@@ -72,20 +104,32 @@ class ClientsTable(DataTable):
             ),
             Text(loss(client.loss), justify="right"),
             Text(loss(client.last_train_loss), justify="right"),
-            *memory_cells(client),
+            *memory_cells(client, virtual=virtual),
         ]
 
 
-def memory_cells(client: ClientState) -> list[Text]:
+def client_order(state: RunState, by: str) -> list[int]:
+    """The run's clients sorted `by` one of SORT_ORDERS; ties, and clients without the figure
+    (they go last), in client order."""
+    clients = sorted(state.clients.values(), key=lambda c: c.client)
+    if by == "state":
+        ranks = {name: i for i, name in enumerate(STATE_RANK)}
+        clients.sort(key=lambda c: ranks.get(c.state, len(ranks)))
+    elif by == "loss":
+        clients.sort(key=lambda c: (c.last_train_loss is None, c.last_train_loss or 0.0))
+    elif by == "memory":  # the largest first
+        clients.sort(key=lambda c: -(c.vram_bytes or c.rss_bytes or 0))
+    return [c.client for c in clients]
+
+
+def memory_cells(client: ClientState, *, virtual: bool = False) -> list[Text]:
     """VRAM now (and whether NVML or the ClientApp itself counted it), peaks this round and
-    overall, share of the device, trend; host RSS where no GPU figure exists."""
+    overall, share of the device, trend; host RSS where no GPU figure exists, and a virtual
+    client of the simulation runtime, which has no process of its own, says so."""
     alarm = "bold white on red" if client.memory_warning else ""
     if client.vram_source is None:
-        now = Text(
-            f"RSS {byte_size(client.rss_bytes)}" if client.rss_bytes else "-",
-            style=alarm or "dim",
-            justify="right",
-        )
+        rss = f"RSS {byte_size(client.rss_bytes)}" if client.rss_bytes else "-"
+        now = Text("virtual" if virtual else rss, style=alarm or "dim", justify="right")
         peaks = [Text("-", style="dim", justify="right"), Text("-", style="dim", justify="right")]
     else:
         source = "" if client.vram_source == "nvml" else " (torch)"

@@ -1,9 +1,11 @@
-"""Central eval loss and aggregated train loss per round, per-client lines, best round marked,
-other runs overlaid. Redraws at most twice a second, however often data arrives."""
+"""Central eval loss and aggregated train loss per round, per-client lines (with many clients,
+the spread of those that trained: min, median and max), best round marked, other runs
+overlaid. Redraws at most twice a second, however often data arrives."""
 
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from textual.app import RenderResult
@@ -11,6 +13,7 @@ from textual_plotext import PlotextPlot
 
 from engine.run_state import RunState
 from tui.charts import debiased_ema, downsample, log_ticks
+from tui.format import many_clients
 from tui.messages import RunsChanged
 
 SMOOTHING_WEIGHT = 0.6
@@ -27,6 +30,7 @@ RUN_COLORS = (
 )
 TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
+SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
 
 
 class LossChart(PlotextPlot):
@@ -35,6 +39,7 @@ class LossChart(PlotextPlot):
         self.log_y = False
         self.smoothing = False
         self.show_clients = True
+        self.client_lines = False  # a line per client even when there are many
         self.renders = 0  # full plot builds, for tests of the throttle
         self._states: list[RunState] = []
         self._names: list[str] = []
@@ -96,7 +101,9 @@ class LossChart(PlotextPlot):
                 series.append(("central eval", *zip(*evals), color))
             if trains:
                 series.append(("train (aggregated)", *zip(*trains), TRAIN_COLOR))
-            if self.show_clients:
+            if self.show_clients and many_clients(state) and not self.client_lines:
+                series.extend(client_spread(rounds))
+            elif self.show_clients:
                 for client in sorted(state.clients):
                     points = [
                         (r.round, r.client_train_loss[client])
@@ -162,3 +169,24 @@ class LossChart(PlotextPlot):
             value = math.log10(max(value, 1e-12))
         plt.vline(number, "green")
         plt.scatter([number], [value], marker="◆", color="green", label=f"best: round {number}")
+
+
+def client_spread(rounds: list) -> list[tuple[Any, ...]]:
+    """(label, xs, ys, colour) of the min, median and max train loss of the clients that
+    trained each round."""
+    per_round = [
+        (r.round, [loss for loss in r.client_train_loss.values() if loss is not None])
+        for r in rounds
+    ]
+    per_round = [(number, losses) for number, losses in per_round if losses]
+    if not per_round:
+        return []
+    xs = tuple(number for number, _ in per_round)
+    return [
+        (f"clients: {name}", xs, tuple(pick(losses) for _, losses in per_round), color)
+        for name, pick, color in (
+            ("max", max, SPREAD_COLORS["max"]),
+            ("median", statistics.median, SPREAD_COLORS["median"]),
+            ("min", min, SPREAD_COLORS["min"]),
+        )
+    ]

@@ -11,6 +11,7 @@ from textual.widgets import Static
 from engine.config import describe_strategy
 from engine.describe import byte_size, duration, parameter_count
 from engine.run_state import DOWN, RunState
+from tui.format import many_clients
 from tui.messages import RunsChanged
 from tui.widgets.clients_table import STATE_STYLES
 
@@ -59,6 +60,7 @@ class RunHeader(Static):
         line.append(f"  {name}", style="bold")
         line.append(f"  {describe_strategy(config)}" if config else "")
         line.append(f"  round {state.current_round}/{total}")
+        line.append(trained_text(state))
         line.append(f"  elapsed {duration(elapsed)}")
         eta = self._eta(state, total)
         if eta is not None:
@@ -73,7 +75,7 @@ class RunHeader(Static):
         if config:
             detail.append(
                 f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
-                f"{config.get('num_clients', '?')} clients x "
+                f"{config.get('num_clients', '?')} {clients_kind(config)} x "
                 f"{config.get('samples_per_client', '?')} samples, "
                 f"{config.get('local_epochs', '?')} local epoch(s), "
                 f"lr {config.get('learning_rate', 0):g}",
@@ -107,6 +109,21 @@ class RunHeader(Static):
         if not durations:
             return None
         return statistics.fmean(durations) * max(total - state.rounds_completed, 0)
+
+
+def clients_kind(config: dict) -> str:
+    """ "clients", or what they are when not one SuperNode process each."""
+    if config.get("backend") == "simulation":
+        return "virtual clients (Flower simulation, Ray)"
+    return "clients"
+
+
+def trained_text(state: RunState) -> Text:
+    """How many of the clients sent this round's model have trained it so far."""
+    current = state.rounds.get(state.current_round)
+    if not many_clients(state) or current is None or not current.clients_sent:
+        return Text()
+    return Text(f"  {len(current.client_train_loss)}/{current.clients_sent} clients trained")
 
 
 def early_stopping_text(state: RunState) -> Text:

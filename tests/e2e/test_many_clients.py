@@ -1,0 +1,82 @@
+"""Many clients: a seeded sample of them trains each round, in Flower's simulation runtime
+(Ray's actors as virtual clients) or with a SuperNode process per client."""
+
+import os
+import time
+
+import pytest
+
+from engine import events as ev
+from engine.controller import RunController
+from engine.flower.sampling import sample_clients
+from tests.e2e.test_faults import kill_fedtui_at, processes_of
+from tests.e2e.test_real_runs import finish, of_type, start
+
+pytestmark = pytest.mark.e2e
+
+SMALL = ["samples_per_client=32", "eval_samples=32"]
+SIMULATION = ["backend=simulation", "num_clients=20", "clients_per_round=4", "rounds=3", *SMALL]
+
+
+def trained(events, number):
+    """The clients that sent a model in round `number`."""
+    done = of_type(events, ev.CLIENT_ROUND_DONE)
+    return sorted(e["client"] for e in done if e["round"] == number)
+
+
+def test_twenty_virtual_clients_four_a_round_in_the_simulation_runtime(tmp_path):
+    controller, _ = start(tmp_path, SIMULATION)
+    status, events = finish(controller)
+
+    assert status == "completed"
+    sampled = {e["round"]: e["sampled"] for e in of_type(events, ev.ROUND_STARTED)}
+    assert sorted(sampled) == [1, 2, 3]
+    for number, clients in sampled.items():
+        assert len(set(clients)) == 4 and set(clients) <= set(range(20))
+        assert trained(events, number) == clients
+    evals = {e["round"]: e["eval_loss"] for e in of_type(events, ev.ROUND_DONE)}
+    assert evals[3] < evals[0]
+    roles = {e["role"] for e in of_type(events, ev.PROCESS_STARTED)}
+    assert {"superlink", "serverapp", "ray"} <= roles and "supernode" not in roles
+    assert processes_of(os.getpid()) == []  # nothing of Ray's, either
+
+
+def test_a_simulated_run_stops_after_its_round_and_resumes_with_the_same_draw(tmp_path):
+    def stop_during_round_1(controller, event):
+        if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 1:
+            controller.request_stop()
+
+    settings = ["backend=simulation", "num_clients=6", "clients_per_round=3", "rounds=2", *SMALL]
+    controller, _ = start(tmp_path, settings, stop_during_round_1)
+    assert finish(controller)[0] == "stopped"
+
+    status, events = finish(RunController.resume(controller.run_dir).start())
+
+    assert status == "completed"
+    started = {e["round"]: e for e in of_type(events, ev.ROUND_STARTED)}
+    rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
+    assert started[2]["start_model_sha256"] == rounds[1]["model_sha256"]
+    assert started[2]["sampled"] == sample_clients(list(range(6)), 3, seed=0, server_round=2)
+    assert processes_of(os.getpid()) == []
+
+
+def test_nothing_of_the_simulation_runtime_outlives_a_killed_fedtui(tmp_path):
+    pid = kill_fedtui_at(tmp_path, "training round 1", SIMULATION)
+    deadline = time.monotonic() + 10
+    while (survivors := processes_of(pid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert survivors == []
+
+
+def test_supernodes_sample_two_of_four_clients_reproducibly_for_a_seed(tmp_path):
+    controller, _ = start(
+        tmp_path, ["num_clients=4", "clients_per_round=2", "rounds=3", "seed=3", *SMALL]
+    )
+    status, events = finish(controller)
+
+    assert status == "completed"
+    for number in (1, 2, 3):
+        expected = sample_clients(list(range(4)), 2, seed=3, server_round=number)
+        (started,) = [e for e in of_type(events, ev.ROUND_STARTED) if e["round"] == number]
+        assert started["sampled"] == expected and started["clients"] == 2
+        assert trained(events, number) == expected
