@@ -11,7 +11,9 @@ client's local training; overhead = wall - compute - eval. The overhead is then 
 process and progress events: until the ClientApp process exists (SuperNode poll + SuperExec
 launch), until its first training step (imports, model and data load), and from its last step to
 the server holding its reply (serialization, upload, server pull). Process starts are seen by a
-0.25 s scan, so the split is good to about +-0.25 s.
+0.25 s scan, so the split is good to about +-0.25 s. In Flower's simulation runtime
+(`--set backend=simulation`) no process starts per message: "to 1st step" counts from the
+round's start.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def _print_peak_rss(events: list[dict]) -> None:
     workers, one process's over the whole run, so growth would be a leak."""
     peaks: dict[int, dict[int, int]] = {}
     for e in events:
-        if e["type"] == ev.CLIENT_ROUND_DONE:
+        if e["type"] == ev.CLIENT_ROUND_DONE and e.get("peak_rss_bytes") is not None:
             peaks.setdefault(e["client"], {})[e["round"]] = e["peak_rss_bytes"]
     for client, by_round in sorted(peaks.items()):
         first, last = min(by_round), max(by_round)
@@ -98,11 +100,12 @@ def _split(events, number, round_start, clients) -> tuple[float, float, float]:
             for e in events
             if e["type"] == ev.CLIENT_PROGRESS and e["round"] == number and e["client"] == client
         ]
-        if not spawned or not steps:
+        if not steps:
             continue
-        first_step_at = steps[0]["t"]
-        to_process.append(spawned[0] - round_start)
-        to_step.append(first_step_at - spawned[0])
+        if spawned:
+            to_process.append(spawned[0] - round_start)
+        # in the simulation runtime no process starts: from the round's start
+        to_step.append(steps[0]["t"] - (spawned[0] if spawned else round_start))
         reply.append(done["t"] - steps[-1]["t"])
     return _mean(to_process), _mean(to_step), _mean(reply)
 

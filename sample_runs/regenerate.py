@@ -12,8 +12,11 @@ strategy). Checkpoints are dropped: the runs replay and compare without the weig
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.config import RunConfig, load_config
@@ -27,6 +30,7 @@ SHARED = [
     "learning_rate=3e-3",
     "rounds=8",
 ]
+PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 RECORDED = {
     "fedprox-mu0.1": ["strategy=fedprox", "proximal_mu=0.1"],
     "fedprox-mu0.01": ["strategy=fedprox", "proximal_mu=0.01"],
@@ -40,11 +44,29 @@ def config_of(name: str, extra: list[str] = ()) -> RunConfig:
     return load_config("default", [*SHARED, *RECORDED[name], f"name={name}", *extra])
 
 
+@contextlib.contextmanager
+def pinned_kernels() -> Iterator[None]:
+    """torch's CPU kernels (and MKL's) as on an AVX2 machine, for every process of the run
+    (they inherit the environment): AVX-512 kernels round differently, and the recorded runs
+    replay the same numbers on either kind of CPU only with one of them chosen."""
+    saved = {key: os.environ.get(key) for key in PINNED_KERNELS}
+    os.environ.update(PINNED_KERNELS)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def record(name: str, runs_dir: Path, extra: list[str] = ()) -> Path:
     """Run `name` for real into `runs_dir/name` (replacing it) and return the folder."""
     shutil.rmtree(runs_dir / name, ignore_errors=True)
-    controller = RunController(config_of(name, extra), runs_dir, run_id=name).start()
-    status = controller.wait()
+    with pinned_kernels():
+        controller = RunController(config_of(name, extra), runs_dir, run_id=name).start()
+        status = controller.wait()
     shutil.rmtree(controller.run_dir / "checkpoints", ignore_errors=True)
     print(f"{name}: {status} ({controller.run_dir})", flush=True)
     return controller.run_dir
