@@ -193,8 +193,13 @@ def export(state: RunState, fmt: str) -> str:
             )
             + "\n"
         )
+    return csv_text(rows, EXPORT_COLUMNS)
+
+
+def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
+    """`rows` as CSV with a header line; None as an empty field."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})

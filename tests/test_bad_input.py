@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import engine.sweep
 from engine import run_lock
 from engine.controller import RunController
 from tests.factories import simple_run_events, write_run
@@ -162,6 +163,22 @@ MISTAKES = [
         "'min_clients' must be at most the clients sampled per round (2)",
     ),
     setting("unknown backend", "backend=ray", "'backend' must be one of deployment, simulation"),
+    # sweeps
+    mistake("sweep without a grid", "sweep --headless", "a sweep needs at least one --grid"),
+    mistake("grid without values", "sweep --grid proximal_mu", "--grid expects KEY=V1,V2,..."),
+    mistake("grid with an empty value", "sweep --grid seed=1,,2", "--grid expects KEY=V1,V2,..."),
+    mistake("grid key twice", "sweep --grid seed=1,2 --grid seed=3", "--grid names 'seed' twice"),
+    mistake(
+        "grid of an unknown key",
+        "sweep --grid mu=0.1,1",
+        "sweep member mu=0.1: unknown config key 'mu'",
+    ),
+    mistake(
+        "grid value of the wrong type",
+        "sweep --grid rounds=2,two",
+        "sweep member rounds=two: config key 'rounds' must be int",
+    ),
+    mistake("no member at once", "sweep --grid seed=1,2 --parallel 0", "--parallel must be"),
     setting("device torch lacks", "device=gpu", "must be auto, cpu, cuda or cuda:N"),
     setting("table set to a value", "early_stopping=true", "must be a table"),
     setting("unknown key in a table", "lora.rank=4", "unknown config key 'lora.rank'"),
@@ -356,6 +373,7 @@ def in_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", f"{tmp_path}-empty-hub-cache")
     monkeypatch.setattr(lifecycle, "RunController", NoRun)
+    monkeypatch.setattr(engine.sweep, "RunController", NoRun)
     monkeypatch.setattr(lifecycle.detached, "launch", no_launch)
 
 

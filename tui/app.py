@@ -11,9 +11,11 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from engine.config import RunConfig
+from engine.sweep import Sweep
 from tui.bindings import palette_commands
 from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import LiveRun, MonitorScreen
+from tui.screens.sweep_monitor import SweepMonitorScreen
 
 
 class FedtuiApp(App):
@@ -52,6 +54,10 @@ def launcher_app(
 
 def live_app(run: LiveRun, clock: Callable[[], float] | None = time.time) -> FedtuiApp:
     return FedtuiApp(lambda app: MonitorScreen(live=run, clock=clock))
+
+
+def sweep_app(sweep: Sweep, clock: Callable[[], float] | None = time.time) -> FedtuiApp:
+    return FedtuiApp(lambda app: SweepMonitorScreen(sweep, clock=clock))
 
 
 def replay_app(recorded: list[tuple[str, list[dict]]], folder: Path | None = None) -> FedtuiApp:

@@ -15,6 +15,7 @@ from engine.runs import (
     read_run,
     sample_runs_folder,
 )
+from engine.sweep import export_sweep, is_sweep, read_sweep
 from tui import format as fmt, lifecycle
 from tui.lifecycle import DEFAULT_RUNS_DIR
 
@@ -64,6 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
         help="run in the background and return: fedtui attach watches it, fedtui stop ends it",
     )
     run.set_defaults(handler=lifecycle.run_command)
+
+    sweep = commands.add_parser(
+        "sweep", help="a run for every combination of config values, compared as they finish"
+    )
+    sweep.add_argument("config", nargs="?", metavar="CONFIG", help="as for fedtui run")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a config key and its values; repeatable (the members: every combination)",
+    )
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key for every member; repeatable",
+    )
+    sweep.add_argument(
+        "--parallel", type=int, default=1, metavar="N", help="members running at once (1)"
+    )
+    sweep.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where the sweep folder goes")
+    sweep.add_argument(
+        "--headless",
+        action="store_true",
+        help="no TUI: plain progress lines, then the comparison (Ctrl+C: stop; twice: abort)",
+    )
+    sweep.set_defaults(handler=lifecycle.sweep_command)
 
     attach = commands.add_parser("attach", help="watch a running run (started elsewhere)")
     attach.add_argument(
@@ -147,7 +178,7 @@ def _warn(message: str | None) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from tui.app import replay_app  # heavy: Textual loads only for a TUI
 
-    folders = [find_run(run) for run in args.runs]
+    folders = [member for run in args.runs for member in _runs_of(find_run(run))]
     runs = [read_run(folder) for folder in folders]
     for run in runs:
         _warn(run.warning)
@@ -155,16 +186,42 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _runs_of(folder: Path) -> list[Path]:
+    """A run folder, or a sweep folder's member runs."""
+    return read_sweep(folder).member_folders(folder) if is_sweep(folder) else [folder]
+
+
 def _runs(args: argparse.Namespace) -> int:
     if args.folder is not None:
-        _print_runs(list_runs(args.folder), args.folder)
+        folder = Path(args.folder)
+        if is_sweep(folder):
+            _print_sweep(folder)
+            return 0
+        _print_folder(folder)
         return 0
     print("sample runs (fedtui replay NAME):")
     _print_runs(list_runs(sample_runs_folder()), "the sample runs")
     if Path(DEFAULT_RUNS_DIR).is_dir():
         print(f"\nruns in ./{DEFAULT_RUNS_DIR}:")
-        _print_runs(list_runs(DEFAULT_RUNS_DIR), DEFAULT_RUNS_DIR)
+        _print_folder(Path(DEFAULT_RUNS_DIR))
     return 0
+
+
+def _print_folder(folder: Path) -> None:
+    """The runs in `folder`, then its sweeps with their members."""
+    listings = list_runs(folder)
+    sweeps = sorted(path for path in folder.iterdir() if is_sweep(path))
+    if listings or not sweeps:
+        _print_runs(listings, folder)
+    for sweep in sweeps:
+        _print_sweep(sweep)
+
+
+def _print_sweep(folder: Path) -> None:
+    record = read_sweep(folder)
+    grid = " ".join(f"{key}={','.join(values)}" for key, values in record.grid)
+    print(f"\nsweep {folder.name} ({record.status}, {len(record.members)} members, {grid}):")
+    _print_runs(list_runs(folder), folder)
 
 
 def _print_runs(listings, folder) -> None:
@@ -192,7 +249,15 @@ def _print_runs(listings, folder) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    run = read_run(find_run(args.run))
+    folder = find_run(args.run)
+    if is_sweep(folder):
+        members = [read_run(member) for member in _runs_of(folder)]
+        for member in members:
+            _warn(member.warning)
+        rows = [(member.path.name, member.state) for member in members]
+        sys.stdout.write(export_sweep(read_sweep(folder), rows, args.format))
+        return 0
+    run = read_run(folder)
     _warn(run.warning)
     sys.stdout.write(export_metrics(run.state, args.format))
     return 0

@@ -1,10 +1,13 @@
-"""Plain-text progress for `fedtui run --headless`: one line per round, live client progress."""
+"""Plain-text progress for `fedtui run --headless` (and `fedtui sweep --headless`): one line per
+round, live client progress."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
 from engine import events as ev
@@ -12,6 +15,8 @@ from engine.controller import RunController
 from engine.describe import describe
 from engine.follow import FollowedRun
 from engine.run_state import RunState
+from engine.sweep import Sweep
+from tui.format import run_summary
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "aborted": 130}
 # The run's own milestones start a line; what happens within it is indented beneath them.
@@ -34,9 +39,10 @@ class HeadlessPrinter:
     """Turns events into lines. On a terminal, client progress rewrites one status line; in a
     log file it is printed at each quarter of the local steps."""
 
-    def __init__(self, out: TextIO, live_line: bool) -> None:
+    def __init__(self, out: TextIO, live_line: bool, prefix: str = "") -> None:
         self.out = out
         self.live_line = live_line
+        self.prefix = prefix  # a sweep member's name, on each of its lines
         self.state = RunState()
         self._status_width = 0
         self._quarters_shown: dict[tuple[int, int], int] = {}
@@ -47,7 +53,7 @@ class HeadlessPrinter:
         if kind == ev.CLIENT_PROGRESS:
             self._progress(event)
         elif kind in MILESTONES or kind in DETAILS:
-            self._print(("" if kind in MILESTONES else "  ") + describe(event))
+            self._print(self.prefix + ("" if kind in MILESTONES else "  ") + describe(event))
 
     def _progress(self, event: ev.Event) -> None:
         if self.live_line:
@@ -56,7 +62,7 @@ class HeadlessPrinter:
                 for c in self.state.clients.values()
                 if c.state == "training" and c.loss
             ]
-            text = f"  round {event['round']}: " + " | ".join(parts)
+            text = f"{self.prefix}  round {event['round']}: " + " | ".join(parts)
             self.out.write("\r" + text.ljust(self._status_width))
             self.out.flush()
             self._status_width = len(text)
@@ -65,7 +71,7 @@ class HeadlessPrinter:
         quarter = 4 * event["step"] // max(event["steps_total"], 1)
         if quarter > self._quarters_shown.get(key, 0):
             self._quarters_shown[key] = quarter
-            self._print("  " + describe(event))
+            self._print(f"{self.prefix}  " + describe(event))
 
     def _print(self, line: str) -> None:
         if self._status_width:  # clear the client progress line first
@@ -79,25 +85,9 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
     inbox: queue.Queue[ev.Event] = queue.Queue()
     controller.subscribe(inbox.put)
     printer = HeadlessPrinter(out, live_line=out.isatty())
-
-    def on_interrupt(signum, frame) -> None:
-        if controller.status == "stopping":
-            print("\n  aborting: ending every process now", file=out, flush=True)
-            controller.abort()
-        else:
-            print(
-                "\n  Ctrl+C: stopping after the current round (Ctrl+C again to abort)",
-                file=out,
-                flush=True,
-            )
-            controller.request_stop(source="signal")
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with _interrupts_stop_then_abort(controller, out):
         controller.start()
         _print_until_finished(controller, inbox, printer)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     print(f"  run folder: {controller.run_dir}", file=out, flush=True)
     if printer.state.best_checkpoint_round is not None:
         print(
@@ -111,6 +101,71 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
         print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
         return 2
     return EXIT_CODES.get(controller.status, 1)
+
+
+def sweep_headless(sweep: Sweep, out: TextIO = sys.stdout) -> int:
+    """Run every member, printing each one's progress under its name, then the comparison.
+    First Ctrl+C stops the members running now after their round (and the sweep), second
+    aborts."""
+    inbox: queue.Queue[tuple[str, ev.Event]] = queue.Queue()
+    sweep.subscribe(lambda member, event: inbox.put((member, event)))
+    live_line = out.isatty() and sweep.parallel == 1
+    printers = {
+        m.name: HeadlessPrinter(out, live_line, prefix=f"[{m.name}] ") for m in sweep.members
+    }
+    print(f"sweep {sweep.sweep_id}: {len(sweep.members)} members, {sweep.parallel} at a time")
+    with _interrupts_stop_then_abort(sweep, out):
+        sweep.start()
+        while not (sweep.finished and inbox.empty()):
+            try:
+                member, event = inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            printers[member].show(event)
+    print(f"sweep {sweep.status}: {sweep.sweep_dir}", file=out)
+    print_comparison([(name, p.state) for name, p in printers.items()], out)
+    return EXIT_CODES.get(sweep.status, 1)
+
+
+def print_comparison(states: list[tuple[str, RunState]], out: TextIO) -> None:
+    """One line per run: its status, rounds, best and final eval, wall time, bytes."""
+    width = max([len("RUN"), *(len(name) for name, _ in states)])
+    print(
+        f"{'RUN':<{width}} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
+        f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}",
+        file=out,
+    )
+    for name, state in states:
+        summary = run_summary(state)
+        print(
+            f"{name:<{width}} {state.status:<10} {summary['rounds']:>7} "
+            f"{summary['best_eval']:>10} {summary['best_round']:>3} "
+            f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}",
+            file=out,
+        )
+
+
+@contextlib.contextmanager
+def _interrupts_stop_then_abort(run: RunController | Sweep, out: TextIO) -> Iterator[None]:
+    """While the block runs, the first Ctrl+C stops `run` after its round, the second aborts."""
+
+    def on_interrupt(signum, frame) -> None:
+        if run.status == "stopping":
+            print("\n  aborting: ending every process now", file=out, flush=True)
+            run.abort()
+        else:
+            print(
+                "\n  Ctrl+C: stopping after the current round (Ctrl+C again to abort)",
+                file=out,
+                flush=True,
+            )
+            run.request_stop(source="signal")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def follow_headless(run: FollowedRun, out: TextIO = sys.stdout) -> int:

@@ -16,8 +16,9 @@ from engine.controller import RunController
 from engine.errors import FedtuiError
 from engine.follow import FollowedRun
 from engine.runs import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
+from engine.sweep import Sweep
 from tui import detached
-from tui.headless import EXIT_CODES, follow_headless, run_headless
+from tui.headless import EXIT_CODES, follow_headless, run_headless, sweep_headless
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -42,6 +43,24 @@ def run_command(args: argparse.Namespace) -> int:
         _print_way_back(run, "started in the background")
         return 0
     return _watch(run)
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    runs_dir = Path(args.runs_dir)
+    _check_runs_dir(runs_dir)
+    sweep = Sweep.plan(args.config, args.overrides, args.grid, runs_dir, parallel=args.parallel)
+    with _StatusLine() as progress:
+        sweep.check_inputs(progress)
+    if args.headless:
+        return sweep_headless(sweep)
+    from tui.app import sweep_app  # heavy: Textual loads only for a TUI
+
+    sweep_app(sweep).run()
+    if not sweep.finished:  # the TUI closed: its members end with it
+        sweep.abort()
+        sweep.wait()
+    print(f"sweep {sweep.status}: {sweep.sweep_dir}")
+    return EXIT_CODES.get(sweep.status, 1)
 
 
 def _watch(run: FollowedRun) -> int:

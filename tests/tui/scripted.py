@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
 
 from engine import events as ev
 from engine.config import RunConfig
@@ -180,3 +182,40 @@ class ScriptedRun:
             loss=6.4,
             vram_bytes=11 << 30,
         )
+
+
+class ScriptedSweep:
+    """A live sweep whose members' events the test writes: SweepMonitorScreen cannot tell it
+    from engine.sweep.Sweep."""
+
+    def __init__(self, names: list[str], sweep_dir: Path) -> None:
+        self.sweep_id = sweep_dir.name
+        self.sweep_dir = sweep_dir
+        self.members = [SimpleNamespace(name=name) for name in names]
+        self.parallel = 1
+        self.status = "created"
+        self.stop_requested = self.aborted = False
+        self.subscribers = []
+        self.runs = {name: ScriptedRun(run_id=name) for name in names}
+
+    def subscribe(self, subscriber) -> None:
+        self.subscribers.append(subscriber)
+        for name, run in self.runs.items():
+            run.subscribe(lambda event, name=name: subscriber(name, event))
+
+    def start(self):
+        self.status = "running"
+        return self
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ev.FINAL_STATUSES
+
+    def request_stop(self, source: str = "user") -> None:
+        self.stop_requested, self.status = True, "stopping"
+
+    def abort(self) -> None:
+        self.aborted, self.status = True, "aborted"
+
+    def wait(self, timeout=None):
+        return self.status if self.finished else None

@@ -135,8 +135,7 @@ class MonitorScreen(Screen):
         if len(self.names) > 1:
             self.query_one("#comparison").border_title = "comparison"
         if self.live is not None:
-            self.live.subscribe(self._inbox.append)
-            self.live.start()
+            self._follow_live()
             self.set_interval(TICK_S, self._drain_inbox)
             self._drain_inbox()
         else:
@@ -151,6 +150,10 @@ class MonitorScreen(Screen):
             self.live.wait(30)
 
     # -- data in ----------------------------------------------------------------------------
+
+    def _follow_live(self) -> None:
+        self._live_run.subscribe(self._inbox.append)
+        self._live_run.start()
 
     def _drain_inbox(self) -> None:
         arrived = []
