@@ -20,7 +20,7 @@ EMBEDDED_MODEL = "embedded:tiny-opt"
 EMBEDDED_DATASET = "embedded:stdlib-code"
 
 STRATEGIES = ("fedprox", "fedavg", "fedavgm")
-PARTITIONS = ("iid", "by-source")
+PARTITIONS = ("iid", "by-source", "dirichlet")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRANSFER_DTYPES = ("fp32", "fp16")
 AGGREGATIONS = ("streaming", "flower")
@@ -112,7 +112,16 @@ class RunConfig:
         128, "held-out samples for the server's central evaluation", minimum=1
     )
     partition: str = _spec(
-        "iid", "iid, or by-source: each client holds different sources", choices=PARTITIONS
+        "iid",
+        "iid; by-source: each client holds different sources; dirichlet: sources shared "
+        "out by a Dirichlet draw (dirichlet_alpha)",
+        choices=PARTITIONS,
+    )
+    dirichlet_alpha: float = _spec(
+        0.5,
+        "partition=dirichlet: concentration (0.1: each client mostly one source; 10: near iid)",
+        minimum=0.0,
+        exclusive_minimum=True,
     )
     local_epochs: int = _spec(1, "local epochs per round", minimum=1)
     learning_rate: float = _spec(

@@ -224,6 +224,13 @@ class RunController:
                 )
             self._notice("preparing data")
             data.prepare(self.config, progress=self._notice)
+            self._emit(
+                ev.make(
+                    ev.PARTITION_SUMMARY,
+                    partition=self.config.partition,
+                    clients=data.load_partition_summary(self.config),
+                )
+            )
             self._check_abort()
             launcher.launch()
             clients = ClientSupervisor(

@@ -25,9 +25,9 @@ from tokenizers import ByteLevelBPETokenizer
 from engine.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
 from engine.errors import ConfigError
 from engine.hub import check_hub_name
-from engine.samples import Documents, Samples, split
+from engine.samples import Documents, Samples, partition_summary, split
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: each client's sample sources
 EMBEDDED_VOCAB_SIZE = 4096
 EMBEDDED_MAX_POSITIONS = 512  # the embedded model's longest sequence (engine.model.TINY_OPT)
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as OPT numbers them
@@ -85,6 +85,8 @@ def prepare(
     arrays = {"eval_ids": eval_set.ids, "eval_mask": eval_set.mask}
     for index, samples in enumerate(clients):
         arrays[f"client{index}_ids"], arrays[f"client{index}_mask"] = samples.ids, samples.mask
+        if samples.sources is not None:
+            arrays[f"client{index}_sources"] = samples.sources
     _atomic_write(path, lambda tmp: np.savez(tmp, allow_pickle=False, **arrays))
     return path
 
@@ -97,9 +99,16 @@ def load_eval_samples(config: RunConfig) -> Samples:
     return _load_split(config, "eval")
 
 
+def load_partition_summary(config: RunConfig) -> list[dict]:
+    """How the clients' samples are spread over sources (engine.samples.partition_summary)."""
+    clients = [_load_split(config, f"client{k}") for k in range(config.num_clients)]
+    return partition_summary(clients)
+
+
 def _load_split(config: RunConfig, name: str) -> Samples:
     with np.load(prepare(config)) as arrays:
-        return Samples(arrays[f"{name}_ids"], arrays[f"{name}_mask"])
+        sources = arrays.get(f"{name}_sources")
+        return Samples(arrays[f"{name}_ids"], arrays[f"{name}_mask"], sources)
 
 
 def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None):
@@ -235,6 +244,7 @@ def _samples_key(config: RunConfig) -> str:
             "samples_per_client",
             "eval_samples",
             "partition",
+            "dirichlet_alpha",
             "seq_len",
             "seed",
         )

@@ -74,6 +74,31 @@ def _run_resumed(event: ev.Event) -> str:
     return f"run resumed after round {event['from_round']}, to round {event['config']['rounds']}"
 
 
+def partition_spread(clients: list[dict]) -> str:
+    """ "1-3 sources a client (the largest 70-100% of its samples)": how non-IID a split is."""
+    sources = [c["sources"] for c in clients]
+    shares = [c["largest_source_share"] for c in clients if c["largest_source_share"] is not None]
+
+    def span(values: list, unit: str = "") -> str:
+        low, high = min(values), max(values)
+        return f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+
+    text = f"{span(sources)} sources a client"
+    if shares:
+        text += f" (the largest {span([round(100 * s) for s in shares], '%')} of its samples)"
+    return text
+
+
+def _partition_summary(event: ev.Event) -> str:
+    clients = event["clients"]
+    samples = sorted({c["samples"] for c in clients})
+    counts = f"{samples[0]}" if len(samples) == 1 else f"{samples[0]}-{samples[-1]}"
+    return (
+        f"data: {event['partition']} partition, {counts} samples a client, "
+        f"{partition_spread(clients)}"
+    )
+
+
 def _model_info(event: ev.Event) -> str:
     total, trainable = event["total_params"], event["trainable_params"]
     share = f" ({trainable / total:.1%})" if total else ""
@@ -217,6 +242,7 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.RUN_RESUMED: _run_resumed,
     ev.NOTICE: lambda event: event["message"],
     ev.MODEL_INFO: _model_info,
+    ev.PARTITION_SUMMARY: _partition_summary,
     ev.PROCESS_STARTED: lambda event: f"{_process(event)} started (pid {event['pid']})",
     ev.PROCESS_EXITED: _process_exited,
     ev.ROUND_STARTED: _round_started,

@@ -15,6 +15,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | model_info        | model, total_params, trainable_params, precision (compute dtype in use),  |
 |                   | transfer_dtype, device, lora_r (None: full fine-tuning),                  |
 |                   | gradient_checkpointing (the ServerApp, once it has loaded the model)      |
+| partition_summary | partition, clients (per client: client, samples, sources (distinct ones), |
+|                   | largest_source_share): how non-IID the clients' data is                   |
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
 | run_resumed       | from_round, config (a stopped run continues in the same file)             |
@@ -68,6 +70,7 @@ RUN_STARTED = "run_started"
 RUN_RESUMED = "run_resumed"
 NOTICE = "notice"
 MODEL_INFO = "model_info"
+PARTITION_SUMMARY = "partition_summary"
 PROCESS_STARTED = "process_started"
 PROCESS_EXITED = "process_exited"
 ROUND_STARTED = "round_started"
@@ -90,6 +93,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     RUN_RESUMED: ("from_round", "config"),
     NOTICE: ("message",),
     MODEL_INFO: ("model", "total_params", "trainable_params", "precision"),
+    PARTITION_SUMMARY: ("partition", "clients"),
     PROCESS_STARTED: ("role", "pid"),
     PROCESS_EXITED: ("role", "pid"),
     ROUND_STARTED: ("round",),

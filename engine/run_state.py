@@ -104,6 +104,7 @@ class RunState:
     devices: list[dict[str, Any]] = field(default_factory=list)
     gpu_unavailable: str | None = None
     model: dict[str, Any] = field(default_factory=dict)  # the model_info event's fields
+    partition: dict[str, Any] = field(default_factory=dict)  # the partition_summary's fields
     last_crashed_client: int | None = None
 
     @classmethod
@@ -171,6 +172,9 @@ class RunState:
 
     def _on_notice(self, event: ev.Event) -> None:
         self.notice = event["message"]
+
+    def _on_partition_summary(self, event: ev.Event) -> None:
+        self.partition = {"partition": event["partition"], "clients": event["clients"]}
 
     def _on_model_info(self, event: ev.Event) -> None:
         self.model = {key: value for key, value in event.items() if key not in ("v", "t", "type")}
@@ -333,6 +337,7 @@ _HANDLERS = {
     ev.EARLY_STOPPING_CHANGED: RunState._on_early_stopping_changed,
     ev.NOTICE: RunState._on_notice,
     ev.MODEL_INFO: RunState._on_model_info,
+    ev.PARTITION_SUMMARY: RunState._on_partition_summary,
     ev.ROUND_STARTED: RunState._on_round_started,
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,

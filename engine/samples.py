@@ -18,20 +18,43 @@ class Documents:
 
 @dataclass
 class Samples:
-    """Token ids, padded to seq_len with the pad id; `mask` is 1 where a token is real."""
+    """Token ids, padded to seq_len with the pad id; `mask` is 1 where a token is real;
+    `sources`, where known, names each sample's source (a client's partition has them)."""
 
     ids: np.ndarray
     mask: np.ndarray
+    sources: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+def partition_summary(clients: list[Samples]) -> list[dict]:
+    """Per client: its samples, how many distinct sources they come from, and the share of
+    the largest one (1.0: a single source) - how non-IID the split is."""
+    summary = []
+    for client, samples in enumerate(clients):
+        sources = samples.sources if samples.sources is not None else np.array([])
+        _, counts = np.unique(sources, return_counts=True)
+        summary.append(
+            {
+                "client": client,
+                "samples": len(samples),
+                "sources": len(counts),
+                "largest_source_share": float(counts.max() / counts.sum()) if len(counts) else None,
+            }
+        )
+    return summary
 
 
 def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, list[Samples]]:
     """Hold out whole documents for evaluation, then split the rest among clients.
 
     iid: chunks are shuffled and dealt out evenly. by-source: each source (a stdlib package, a
-    repository) goes whole to one client, so clients hold different codebases.
+    repository) goes whole to one client, so clients hold different codebases. dirichlet: each
+    client's share of each source is drawn from a Dirichlet distribution (`dirichlet_alpha`:
+    small, each client holds few sources; large, close to iid), by flwr-datasets'
+    DirichletPartitioner; a client holds at most samples_per_client.
     """
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(documents.texts))
@@ -40,7 +63,7 @@ def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, 
     train_chunks: list[list[int]] = []
     train_sources: list[str] = []
     # by-source needs the whole corpus to balance sources; iid stops once it has enough.
-    enough = (needed_train * 4) if config.partition == "by-source" else needed_train
+    enough = needed_train if config.partition == "iid" else needed_train * 4
     for start in range(0, len(order), 256):
         batch = order[start : start + 256]
         encoded = tokenizer([documents.texts[i] for i in batch], add_special_tokens=False)
@@ -61,6 +84,8 @@ def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, 
         )
     if config.partition == "by-source":
         client_indices = _deal_by_source(train_sources, config, rng)
+    elif config.partition == "dirichlet":
+        client_indices = _deal_dirichlet(train_sources, config)
     else:
         shuffled = rng.permutation(len(train_chunks))
         client_indices = [
@@ -70,7 +95,12 @@ def split(config: RunConfig, documents: Documents, tokenizer) -> tuple[Samples, 
     pad = tokenizer.pad_token_id
     eval_set = _to_samples(eval_chunks[: config.eval_samples], config.seq_len, pad)
     clients = [
-        _to_samples([train_chunks[i] for i in indices], config.seq_len, pad)
+        _to_samples(
+            [train_chunks[i] for i in indices],
+            config.seq_len,
+            pad,
+            sources=np.array([train_sources[i] for i in indices], dtype=str),
+        )
         for indices in client_indices
     ]
     return eval_set, clients
@@ -104,6 +134,26 @@ def _deal_by_source(sources: list[str], config: RunConfig, rng) -> list[np.ndarr
     return [rng.permutation(held)[: config.samples_per_client] for held in holdings]
 
 
+def _deal_dirichlet(sources: list[str], config: RunConfig) -> list[np.ndarray]:
+    from datasets import Dataset
+    from flwr_datasets.partitioner import DirichletPartitioner
+
+    pool = Dataset.from_dict({"source": sources, "index": list(range(len(sources)))})
+    partitioner = DirichletPartitioner(
+        num_partitions=config.num_clients,
+        partition_by="source",
+        alpha=config.dirichlet_alpha,
+        min_partition_size=min(config.samples_per_client, config.train_batch_size),
+        seed=config.seed,
+    )
+    partitioner.dataset = pool
+    try:
+        partitions = [partitioner.load_partition(k)["index"] for k in range(config.num_clients)]
+    except ValueError as err:  # no draw gave every client its minimum
+        raise ConfigError(f"partition=dirichlet: {err}") from None
+    return [np.array(indices[: config.samples_per_client]) for indices in partitions]
+
+
 def _chunk(ids: list[int], seq_len: int) -> list[list[int]]:
     """Consecutive windows of seq_len tokens; a short tail is kept if it is a quarter window."""
     chunks = [ids[i : i + seq_len] for i in range(0, len(ids), seq_len)]
@@ -112,10 +162,12 @@ def _chunk(ids: list[int], seq_len: int) -> list[list[int]]:
     return chunks
 
 
-def _to_samples(chunks: list[list[int]], seq_len: int, pad_id: int) -> Samples:
+def _to_samples(
+    chunks: list[list[int]], seq_len: int, pad_id: int, sources: np.ndarray | None = None
+) -> Samples:
     ids = np.full((len(chunks), seq_len), pad_id, dtype=np.int32)
     mask = np.zeros((len(chunks), seq_len), dtype=np.int8)
     for row, chunk in enumerate(chunks):
         ids[row, : len(chunk)] = chunk
         mask[row, : len(chunk)] = 1
-    return Samples(ids, mask)
+    return Samples(ids, mask, sources)

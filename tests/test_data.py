@@ -51,6 +51,40 @@ def test_by_source_gives_each_client_whole_sources_of_its_own(tmp_path):
     assert not repos_per_client[0] & repos_per_client[1]
 
 
+def test_dirichlet_partitions_are_seeded_and_a_small_alpha_gives_fewer_sources():
+    def summary(alpha, seed=0):
+        config = RunConfig(
+            num_clients=4, samples_per_client=64, eval_samples=8, seq_len=32,
+            partition="dirichlet", dirichlet_alpha=alpha, seed=seed,
+        )  # fmt: skip
+        return data.load_partition_summary(config), data.load_client_samples(config, 0)
+
+    (narrow, first), (again, first_again) = summary(0.1), summary(0.1)
+    wide, _ = summary(10.0)
+    other_seed, _ = summary(0.1, seed=1)
+
+    assert narrow == again and np.array_equal(first.ids, first_again.ids)  # seeded
+    assert narrow != other_seed
+    assert all(c["samples"] == 64 for c in narrow + wide)
+
+    def mean(rows, key):
+        return sum(row[key] for row in rows) / len(rows)
+
+    assert mean(narrow, "sources") < mean(wide, "sources")
+    assert mean(narrow, "largest_source_share") > mean(wide, "largest_source_share")
+
+
+def test_a_partition_summary_counts_each_clients_sources():
+    config = RunConfig(partition="by-source", **SMALL)
+    rows = data.load_partition_summary(config)
+    clients = [data.load_client_samples(config, k) for k in range(2)]
+    assert [row["client"] for row in rows] == [0, 1]
+    for row, samples in zip(rows, clients):
+        names, counts = np.unique(samples.sources, return_counts=True)
+        assert (row["samples"], row["sources"]) == (24, len(names))
+        assert row["largest_source_share"] == pytest.approx(counts.max() / 24)
+
+
 def test_iid_split_of_a_file_dataset_mixes_sources(tmp_path):
     path = tmp_path / "code.jsonl"
     with open(path, "w") as handle:

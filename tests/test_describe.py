@@ -32,6 +32,16 @@ EXAMPLES = {
     ),
     ev.RUN_RESUMED: (dict(from_round=3, config=CONFIG), ["resumed after round 3", "to round 8"]),
     ev.NOTICE: (dict(message="preparing data"), ["preparing data"]),
+    ev.PARTITION_SUMMARY: (
+        dict(
+            partition="dirichlet",
+            clients=[
+                dict(client=0, samples=64, sources=2, largest_source_share=0.9),
+                dict(client=1, samples=64, sources=5, largest_source_share=0.4),
+            ],
+        ),
+        ["dirichlet partition", "64 samples a client", "2-5 sources a client", "40-90%"],
+    ),
     ev.MODEL_INFO: (
         dict(
             model="facebook/opt-350m",

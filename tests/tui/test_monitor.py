@@ -433,3 +433,19 @@ async def test_a_diverged_run_replays_with_its_missing_numbers_left_out():
         await settled(app.screen)
         assert app.screen.states[0].finished and app.return_code is None
         assert "central eval" in app.screen.query_one(LossChart).legend()
+
+
+async def test_the_header_says_how_non_iid_the_clients_data_is():
+    scripted = ScriptedRun()
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.emit(
+            ev.PARTITION_SUMMARY,
+            partition="dirichlet",
+            clients=[
+                {"client": 0, "samples": 64, "sources": 1, "largest_source_share": 1.0},
+                {"client": 1, "samples": 64, "sources": 4, "largest_source_share": 0.55},
+            ],
+        )
+        await settled(pilot.app.screen)
+        header = str(pilot.app.screen.query_one("#header").render())
+        assert "dirichlet: 1-4 sources a client (the largest 55-100% of its samples)" in header

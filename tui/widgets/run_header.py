@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.config import describe_strategy
-from engine.describe import byte_size, duration, parameter_count
+from engine.describe import byte_size, duration, parameter_count, partition_spread
 from engine.run_state import DOWN, RunState
 from tui.format import many_clients
 from tui.messages import RunsChanged
@@ -85,6 +85,11 @@ class RunHeader(Static):
             detail.append(
                 f"  imported from {state.imported_from}: no per-client detail",
                 style="italic magenta",
+            )
+        if state.partition and state.partition["partition"] != "iid":
+            detail.append(
+                f"  {state.partition['partition']}: {partition_spread(state.partition['clients'])}",
+                style="dim",
             )
         detail.append(early_stopping_text(state))
         if runs > 1:
