@@ -123,6 +123,11 @@ class RunConfig:
         minimum=0.0,
         exclusive_minimum=True,
     )
+    client_eval: bool = _spec(
+        False,
+        "each client also evaluates the global model every round on a held-out tenth of its "
+        "own samples (Flower's evaluate messages)",
+    )
     local_epochs: int = _spec(1, "local epochs per round", minimum=1)
     learning_rate: float = _spec(
         1e-3, "client AdamW learning rate", minimum=0.0, exclusive_minimum=True

@@ -89,6 +89,15 @@ def partition_spread(clients: list[dict]) -> str:
     return text
 
 
+def _client_eval(event: ev.Event) -> str:
+    examples = event.get("examples")
+    on = f" on its {_plural(examples, 'held-out sample')}" if examples else ""
+    return (
+        f"client {event['client']}, round {event['round']}: eval loss "
+        f"{loss(event['eval_loss'])}{on}"
+    )
+
+
 def _partition_summary(event: ev.Event) -> str:
     clients = event["clients"]
     samples = sorted({c["samples"] for c in clients})
@@ -243,6 +252,7 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.NOTICE: lambda event: event["message"],
     ev.MODEL_INFO: _model_info,
     ev.PARTITION_SUMMARY: _partition_summary,
+    ev.CLIENT_EVAL: _client_eval,
     ev.PROCESS_STARTED: lambda event: f"{_process(event)} started (pid {event['pid']})",
     ev.PROCESS_EXITED: _process_exited,
     ev.ROUND_STARTED: _round_started,

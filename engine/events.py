@@ -26,6 +26,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | for when NVML cannot see the client's processes)                          |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
 |                   | [peak_vram_bytes]                                                         |
+| client_eval       | round, client, eval_loss, examples (client_eval: the global model of the   |
+|                   | round on the client's held-out samples)                                   |
 | round_done        | round, train_loss (None at round 0), eval_loss (None only in an imported  |
 |                   | run whose report lacks it), seconds, eval_seconds,                        |
 |                   | bytes_sent, bytes_received (model payload bytes, server side),            |
@@ -74,6 +76,7 @@ PARTITION_SUMMARY = "partition_summary"
 PROCESS_STARTED = "process_started"
 PROCESS_EXITED = "process_exited"
 ROUND_STARTED = "round_started"
+CLIENT_EVAL = "client_eval"
 CLIENT_PROGRESS = "client_progress"
 CLIENT_ROUND_DONE = "client_round_done"
 ROUND_DONE = "round_done"
@@ -97,6 +100,7 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     PROCESS_STARTED: ("role", "pid"),
     PROCESS_EXITED: ("role", "pid"),
     ROUND_STARTED: ("round",),
+    CLIENT_EVAL: ("round", "client", "eval_loss"),
     CLIENT_PROGRESS: ("round", "client", "step", "steps_total"),
     CLIENT_ROUND_DONE: ("round", "client", "train_loss", "examples"),
     ROUND_DONE: ("round", "eval_loss"),

@@ -24,6 +24,7 @@ class RoundResult:
     sampled: list[int] | None = None  # which ones (recorded since clients_per_round exists)
     client_train_loss: dict[int, float] = field(default_factory=dict)
     client_examples: dict[int, int] = field(default_factory=dict)
+    client_eval_loss: dict[int, float | None] = field(default_factory=dict)  # client_eval
 
 
 # A client's state, as the clients table shows it:
@@ -172,6 +173,9 @@ class RunState:
 
     def _on_notice(self, event: ev.Event) -> None:
         self.notice = event["message"]
+
+    def _on_client_eval(self, event: ev.Event) -> None:
+        self._round(event["round"]).client_eval_loss[event["client"]] = event["eval_loss"]
 
     def _on_partition_summary(self, event: ev.Event) -> None:
         self.partition = {"partition": event["partition"], "clients": event["clients"]}
@@ -338,6 +342,7 @@ _HANDLERS = {
     ev.NOTICE: RunState._on_notice,
     ev.MODEL_INFO: RunState._on_model_info,
     ev.PARTITION_SUMMARY: RunState._on_partition_summary,
+    ev.CLIENT_EVAL: RunState._on_client_eval,
     ev.ROUND_STARTED: RunState._on_round_started,
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,

@@ -171,9 +171,18 @@ def export_rows(state: RunState) -> list[dict]:
                 "clients": replies,
                 "bytes_sent_per_client": _per(result.bytes_sent, result.clients_sent),
                 "bytes_received_per_client": _per(result.bytes_received, replies),
+                **{
+                    client_eval_column(client): value
+                    for client, value in sorted(result.client_eval_loss.items())
+                },
             }
         )
     return rows
+
+
+def client_eval_column(client: int) -> str:
+    """The export column of a client's own eval loss (client_eval)."""
+    return f"client_{client}_eval_loss"
 
 
 def export(state: RunState, fmt: str) -> str:
@@ -193,13 +202,14 @@ def export(state: RunState, fmt: str) -> str:
             )
             + "\n"
         )
-    return csv_text(rows, EXPORT_COLUMNS)
+    evaluated = sorted({c for r in state.rounds.values() for c in r.client_eval_loss})
+    return csv_text(rows, EXPORT_COLUMNS + tuple(map(client_eval_column, evaluated)))
 
 
 def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     """`rows` as CSV with a header line; None as an empty field."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})

@@ -28,6 +28,17 @@ class Samples:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def held_out(self, evaluated: bool) -> tuple[Samples, Samples]:
+        """(trained, held out): with `evaluated` (client_eval), the last tenth of the samples
+        (at least one) is kept out of training for the client's own evaluation."""
+        count = max(1, len(self) // 10) if evaluated and len(self) > 1 else 0
+        cut = len(self) - count
+        return self._rows(slice(0, cut)), self._rows(slice(cut, len(self)))
+
+    def _rows(self, rows: slice) -> Samples:
+        sources = None if self.sources is None else self.sources[rows]
+        return Samples(self.ids[rows], self.mask[rows], sources)
+
 
 def partition_summary(clients: list[Samples]) -> list[dict]:
     """Per client: its samples, how many distinct sources they come from, and the share of

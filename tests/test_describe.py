@@ -32,6 +32,10 @@ EXAMPLES = {
     ),
     ev.RUN_RESUMED: (dict(from_round=3, config=CONFIG), ["resumed after round 3", "to round 8"]),
     ev.NOTICE: (dict(message="preparing data"), ["preparing data"]),
+    ev.CLIENT_EVAL: (
+        dict(round=2, client=1, eval_loss=7.12345, examples=3),
+        ["client 1", "round 2", "eval loss 7.1235", "3 held-out samples"],
+    ),
     ev.PARTITION_SUMMARY: (
         dict(
             partition="dirichlet",

@@ -65,6 +65,7 @@ def train(msg: Message, context: Context) -> Message:
             )
 
     model, samples = warm_state(config, client)
+    samples, _ = samples.held_out(config.client_eval)
     # frees the received bytes as it goes
     transfer.load_arrays(model, msg.content.array_records["arrays"])
     if device.type == "cuda":
@@ -106,6 +107,29 @@ def train(msg: Message, context: Context) -> Message:
     if publisher:
         publisher.close()
     return Message(content=reply, reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """The round's global model on this client's held-out samples (client_eval)."""
+    config = config_from_run_config(context.run_config)
+    client = int(context.node_config["partition-id"])
+    torch.set_num_threads(threads_per_client(config))
+    device = models.resolve_device(config)
+    model, samples = warm_state(config, client)
+    _, held_out = samples.held_out(evaluated=True)
+    transfer.load_arrays(model, msg.content.array_records["arrays"])
+    eval_loss = task.evaluate(
+        model,
+        held_out,
+        batch_size=config.eval_batch_size,
+        device=device,
+        precision=models.resolve_precision(config, device),
+    )
+    metrics = MetricRecord(
+        {"eval-loss": eval_loss, "num-examples": len(held_out), "partition-id": client}
+    )
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
 @app.query("partition")

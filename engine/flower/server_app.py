@@ -26,6 +26,7 @@ from engine.config import RunConfig
 from engine.early_stopping import EarlyStopping
 from engine.flower import task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
+from engine.flower.client_eval import evaluate_on_clients
 from engine.flower.replies import RoundReplies, wait_for_clients
 from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
@@ -95,6 +96,7 @@ class FederatedRun:
             rounds_without_improvement=resumed.get("rounds_without_improvement") or 0,
         )
         self.train_loss: float | None = None  # of the round being finished
+        self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
         self.bytes_sent = self.bytes_received = 0
 
     def run(self) -> None:
@@ -102,6 +104,13 @@ class FederatedRun:
         if self.config.backend == "simulation":  # virtual nodes: only they know their client
             discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
         if self.resume is None:
+            if self.config.client_eval:  # round 0 evaluates on every client: let them come
+                wait_for_clients(
+                    self.grid,
+                    self.roster,
+                    ceiling_s=CLIENT_RECONNECT_WAIT_S,
+                    read_commands=self._read_commands,
+                )
             self._finish_round(0, started=time.monotonic())
             first_round = 1
         else:
@@ -179,6 +188,7 @@ class FederatedRun:
                 f" (gone: {', '.join(map(str, sorted(self.roster.gone))) or 'none'})",
             )
         sampled = self._sample(server_round)
+        self.round_nodes = [node for _, node in sampled]
         arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
         with self.grid.only(node for _, node in sampled):
             messages = list(
@@ -239,6 +249,16 @@ class FederatedRun:
             precision=self.precision,
         )
         eval_seconds = time.monotonic() - eval_started
+        if self.config.client_eval:
+            evaluate_on_clients(
+                self.grid,
+                self.roster,
+                self.grid.get_node_ids() if self.round_nodes is None else self.round_nodes,
+                transfer.to_arrays(self.model, self.config.transfer_dtype),
+                server_round=server_round,
+                timeout=self.config.round_timeout,
+                publish=self._publish,
+            )
         improved = self.early_stopping.record(server_round, eval_loss)
         self._save_checkpoints(server_round, eval_loss, improved)
         self._publish(

@@ -1,6 +1,8 @@
 """Many clients: a seeded sample of them trains each round, in Flower's simulation runtime
 (Ray's actors as virtual clients) or with a SuperNode process per client."""
 
+import csv
+import io
 import os
 import time
 
@@ -9,6 +11,7 @@ import pytest
 from engine import events as ev
 from engine.controller import RunController
 from engine.flower.sampling import sample_clients
+from engine.runs import export, open_run
 from tests.e2e.test_faults import kill_fedtui_at, processes_of
 from tests.e2e.test_real_runs import finish, of_type, start
 
@@ -68,15 +71,27 @@ def test_nothing_of_the_simulation_runtime_outlives_a_killed_fedtui(tmp_path):
     assert survivors == []
 
 
-def test_supernodes_sample_two_of_four_clients_reproducibly_for_a_seed(tmp_path):
-    controller, _ = start(
-        tmp_path, ["num_clients=4", "clients_per_round=2", "rounds=3", "seed=3", *SMALL]
-    )
+def test_supernodes_sample_two_of_four_clients_reproducibly_and_evaluate_on_their_own_data(
+    tmp_path,
+):
+    settings = ["num_clients=4", "clients_per_round=2", "rounds=3", "seed=3", "client_eval=true"]
+    controller, _ = start(tmp_path, [*settings, *SMALL])
     status, events = finish(controller)
 
     assert status == "completed"
+    evaluated = {}
+    for e in of_type(events, ev.CLIENT_EVAL):
+        evaluated.setdefault(e["round"], []).append(e["client"])
+        assert e["examples"] == 3 and 0 < e["eval_loss"] < 9  # a tenth of 32 samples
+    assert sorted(evaluated[0]) == [0, 1, 2, 3]  # the initial model, on every client
     for number in (1, 2, 3):
         expected = sample_clients(list(range(4)), 2, seed=3, server_round=number)
         (started,) = [e for e in of_type(events, ev.ROUND_STARTED) if e["round"] == number]
         assert started["sampled"] == expected and started["clients"] == 2
         assert trained(events, number) == expected
+        assert sorted(evaluated[number]) == expected  # those who trained evaluate
+    rows = list(csv.DictReader(io.StringIO(export(open_run(controller.run_dir), "csv"))))
+    assert all(rows[0][f"client_{k}_eval_loss"] for k in range(4))
+    assert [bool(rows[1][f"client_{k}_eval_loss"]) for k in range(4)] == [
+        k in sample_clients(list(range(4)), 2, seed=3, server_round=1) for k in range(4)
+    ]

@@ -449,3 +449,19 @@ async def test_the_header_says_how_non_iid_the_clients_data_is():
         await settled(pilot.app.screen)
         header = str(pilot.app.screen.query_one("#header").render())
         assert "dirichlet: 1-4 sources a client (the largest 55-100% of its samples)" in header
+
+
+async def test_the_chart_draws_each_clients_own_eval_beside_central_eval():
+    scripted = ScriptedRun()
+    async with live_app(scripted, clock=None).run_test(size=SIZE) as pilot:
+        scripted.play_until_training([7.4, 7.0])
+        for number, losses in ((1, (7.5, 7.9)), (2, (7.1, 7.6))):
+            for client, value in enumerate(losses):
+                scripted.emit(
+                    ev.CLIENT_EVAL, round=number, client=client, eval_loss=value, examples=3
+                )
+        chart = pilot.app.screen.query_one(LossChart)
+        await settled(pilot.app.screen)
+        series = {label: ys for label, _, ys, _ in chart._series()}
+        assert series["client 0: own eval"] == [7.5, 7.1]
+        assert series["client 1: own eval"] == [7.9, 7.6]

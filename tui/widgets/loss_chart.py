@@ -30,6 +30,7 @@ RUN_COLORS = (
 )
 TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
+CLIENT_EVAL_COLOR = (110, 160, 170)  # a muted central-eval cyan: the clients' own eval
 SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
 
 
@@ -103,6 +104,7 @@ class LossChart(PlotextPlot):
                 series.append(("train (aggregated)", *zip(*trains), TRAIN_COLOR))
             if self.show_clients and many_clients(state) and not self.client_lines:
                 series.extend(client_spread(rounds))
+                series.extend(client_eval_median(rounds))
             elif self.show_clients:
                 for client in sorted(state.clients):
                     points = [
@@ -113,6 +115,15 @@ class LossChart(PlotextPlot):
                     if points:
                         grey = CLIENT_COLORS[client % len(CLIENT_COLORS)]
                         series.append((f"client {client}", *zip(*points), grey))
+                    evals = [
+                        (r.round, value)
+                        for r in rounds
+                        if (value := r.client_eval_loss.get(client)) is not None
+                    ]
+                    if evals:
+                        series.append(
+                            (f"client {client}: own eval", *zip(*evals), CLIENT_EVAL_COLOR)
+                        )
         return [(label, list(xs), list(ys), color) for label, xs, ys, color in series]
 
     def _build(self) -> None:
@@ -190,3 +201,13 @@ def client_spread(rounds: list) -> list[tuple[Any, ...]]:
             ("min", min, SPREAD_COLORS["min"]),
         )
     ]
+
+
+def client_eval_median(rounds: list) -> list[tuple[Any, ...]]:
+    """The median of the clients' own eval losses each round (client_eval), where there are."""
+    points = [
+        (r.round, statistics.median(values))
+        for r in rounds
+        if (values := [v for v in r.client_eval_loss.values() if v is not None])
+    ]
+    return [("clients: own eval, median", *zip(*points), CLIENT_EVAL_COLOR)] if points else []
