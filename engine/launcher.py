@@ -205,7 +205,6 @@ class FlowerLauncher:
                 ).rstrip(os.pathsep),
                 RAY_TMPDIR=str(ray_dir),
                 RAY_USAGE_STATS_ENABLED="0",
-                RAY_DEDUP_LOGS="0",
             )
         return env
 

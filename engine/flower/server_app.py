@@ -1,11 +1,14 @@
 """The ServerApp: rounds of federated training with central evaluation, stop checks and events.
 
-The strategy (Flower's FedProx, FedAvg or FedAvgM) decides which clients train and what they
-are sent; `FederatedRun` owns the round loop around it, because Flower's `Strategy.start()` has
-no hook to stop between rounds, because replies are pulled and folded in one at a time as they
-arrive (engine.flower.replies), and because a client that crashes must cost its reply, not the
-round (engine.flower.roster): the round counts when `min_clients` replied. `aggregation =
-"flower"` uses the strategy's own `aggregate_train` instead, for comparison.
+The strategy (Flower's FedProx, FedAvg or FedAvgM) decides what the clients are sent, to the
+clients drawn for the round (engine.flower.sampling: all of them, or `clients_per_round`
+drawn with the seed); `FederatedRun` owns the round loop around it, because Flower's
+`Strategy.start()` has no hook to stop between rounds, because replies are pulled and folded in
+one at a time as they arrive (engine.flower.replies), and because a client that crashes must
+cost its reply, not the round (engine.flower.roster): the round counts when `min_clients`
+replied. `aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for
+comparison. With `client_eval`, the new global model is also evaluated on each client's own
+held-out samples (engine.flower.client_eval).
 """
 
 from __future__ import annotations
