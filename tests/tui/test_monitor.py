@@ -18,7 +18,7 @@ from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.monitor_keys import LIVE_BINDINGS, REPLAY_BINDINGS, VIEW_BINDINGS
 from tui.widgets.comparison_table import ComparisonTable
-from tui.widgets.loss_chart import REDRAW_INTERVAL_S, LossChart
+from tui.widgets.loss_chart import REDRAW_INTERVAL_S, LossChart, legend_lines
 
 SIZE = (120, 40)
 SAMPLE_RUNS = sample_runs_folder()
@@ -465,3 +465,21 @@ async def test_the_chart_draws_each_clients_own_eval_beside_central_eval():
         series = {label: ys for label, _, ys, _ in chart._series()}
         assert series["client 0: own eval"] == [7.5, 7.1]
         assert series["client 1: own eval"] == [7.9, 7.6]
+
+
+async def test_the_legend_sits_above_the_plot_not_on_its_data():
+    async with replay_app([("r1", stamped(simple_run_events()))]).run_test(size=SIZE) as pilot:
+        chart = pilot.app.screen.query_one(LossChart)
+        await settled(pilot.app.screen)
+        lines = chart.render().plain.splitlines()
+        plot_top = next(i for i, line in enumerate(lines) if "┌" in line)
+        legend = "\n".join(lines[:plot_top])
+        assert "━━ central eval" in legend and "━━ client 0" in legend and "◆ best: round" in legend
+        assert not any("central eval" in line or "best:" in line for line in lines[plot_top:])
+
+
+def test_a_legend_wider_than_the_chart_wraps_onto_more_lines():
+    entries = [("━━", f"client {n}", 245) for n in range(12)]
+    lines = legend_lines(entries, width=40)
+    assert len(lines) > 1 and all(line.cell_len <= 40 for line in lines)
+    assert " ".join(line.plain for line in lines).count("client") == 12

@@ -8,6 +8,7 @@ import math
 import statistics
 from typing import Any
 
+from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
@@ -31,6 +32,7 @@ RUN_COLORS = (
 TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
 CLIENT_EVAL_COLOR = (110, 160, 170)  # a muted central-eval cyan: the clients' own eval
+MIN_PLOT_ROWS = 6  # the legend gives way to the plot below this
 SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
 
 
@@ -82,9 +84,30 @@ class LossChart(PlotextPlot):
         key = (self.size.width, self.size.height, self.app.theme)
         if self._cached is None or self._cached[0] != key:
             self._build()
-            self._cached = (key, super().render())
+            self._cached = (key, self._render_with_legend())
             self.renders += 1
         return self._cached[1]
+
+    def _render_with_legend(self) -> Text:
+        """The legend's lines above the plot, which gets the rest of the height: plotext's
+        own legend box sits on the plot and hides the first rounds of every curve."""
+        width, height = self.size.width, self.size.height
+        legend = legend_lines(self._legend_entries(), width)[: max(height - MIN_PLOT_ROWS, 0)]
+        plot_height = height - len(legend)
+        self._plot.plotsize(width, plot_height)
+        self._plot._set_size(width, plot_height)  # as PlotextPlot.render does (its issue #5)
+        self._plot.theme(self._get_plotext_theme_name(self.app.theme))
+        return Text("\n").join([*legend, Text.from_ansi(self._plot.build())])
+
+    def _legend_entries(self) -> list[tuple[str, str, tuple | int | str]]:
+        """(swatch, label, colour) of each line, and of the best round's mark."""
+        entries: list[tuple[str, str, tuple | int | str]] = [
+            ("━━", label, color) for label, _, _, color in self._series()
+        ]
+        best = self._best()
+        if best:
+            entries.append(("◆", f"best: round {best[0]}", "green"))
+        return entries
 
     def _series(self) -> list[tuple[str, list[float], list[float], tuple | int]]:
         series: list[tuple[Any, ...]] = []  # (label, *zip(*points), colour)
@@ -146,14 +169,14 @@ class LossChart(PlotextPlot):
             return
         limit = max(2 * self.size.width, 2)
         all_y = []
-        for label, xs, ys, color in series:
+        for _, xs, ys, color in series:
             if self.smoothing:
                 ys = debiased_ema(ys, SMOOTHING_WEIGHT)
             xs, ys = downsample(xs, ys, limit)
             if self.log_y:
                 ys = [math.log10(max(y, 1e-12)) for y in ys]
             all_y.extend(ys)
-            plt.plot(xs, ys, label=label, color=color, marker="braille")
+            plt.plot(xs, ys, color=color, marker="braille")
         self._mark_best(plt)
         max_round = max(max(xs) for _, xs, _, _ in series)
         plt.xticks(list(range(0, int(max_round) + 1, max(1, int(max_round) // 10 or 1))))
@@ -179,7 +202,7 @@ class LossChart(PlotextPlot):
         if self.log_y:
             value = math.log10(max(value, 1e-12))
         plt.vline(number, "green")
-        plt.scatter([number], [value], marker="◆", color="green", label=f"best: round {number}")
+        plt.scatter([number], [value], marker="◆", color="green")
 
 
 def client_spread(rounds: list) -> list[tuple[Any, ...]]:
@@ -211,3 +234,23 @@ def client_eval_median(rounds: list) -> list[tuple[Any, ...]]:
         if (values := [v for v in r.client_eval_loss.values() if v is not None])
     ]
     return [("clients: own eval, median", *zip(*points), CLIENT_EVAL_COLOR)] if points else []
+
+
+def legend_lines(entries: list[tuple[str, str, tuple | int | str]], width: int) -> list[Text]:
+    """The legend as lines of at most `width` cells: a coloured swatch and a label each."""
+    lines, line = [], Text()
+    for swatch, label, color in entries:
+        style = _rich_color(color)
+        item = Text(swatch, style=style) + Text(f" {label}")
+        if line and line.cell_len + 2 + item.cell_len > width:
+            lines.append(line)
+            line = Text()
+        line += Text("  ") + item if line else item
+    return [*lines, line] if line else lines
+
+
+def _rich_color(color: tuple | int | str) -> str:
+    """plotext's colour (an RGB tuple, a 256-colour index or a name) as a Rich style."""
+    if isinstance(color, tuple):
+        return "rgb({},{},{})".format(*color)
+    return f"color({color})" if isinstance(color, int) else color
