@@ -21,6 +21,7 @@ simulation runtime trains in Ray actors under the ServerApp's process (`flwr-sim
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -278,7 +279,7 @@ class FlowerLauncher:
             text=True,
             timeout=SUBMIT_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
         (self.run_dir / "logs" / "flwr-run.log").write_text(completed.stdout + completed.stderr)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -28,6 +29,7 @@ ROLE_BY_PROGRAM = {
 }
 
 _PR_SET_PDEATHSIG = 1
+ORPHANED_EXIT_CODE = 70  # as engine.flower.guard's: the controller was gone
 _libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
 
 
@@ -70,7 +72,7 @@ class ProcessTable:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
             )
         process = TrackedProcess(popen.pid, role, client, _created(popen.pid), popen)
         self._track(process)
@@ -180,8 +182,13 @@ def _created(pid: int) -> float:
         return 0.0
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent_pid: int) -> None:
     """In a child, before it execs: the kernel SIGKILLs it when the thread that started it ends
-    (for fedtui's children: the run's supervisor thread, which lives as long as the run)."""
+    (for fedtui's children: the run's supervisor thread, which lives as long as the run). A
+    parent killed between the fork and this call never sends the signal: then the child,
+    already an orphan, ends itself. `parent_pid`: the process that forks, read before the
+    fork (`functools.partial(die_with_parent, os.getpid())`)."""
     if _libc is not None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(ORPHANED_EXIT_CODE)

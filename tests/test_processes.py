@@ -1,8 +1,11 @@
+import functools
 import os
+import subprocess
 import sys
 
 import psutil
 
+from engine import processes
 from engine.processes import ProcessTable
 from tests.waiting import wait_for
 
@@ -80,3 +83,22 @@ def test_a_process_ignoring_sigterm_is_killed(tmp_path):
     table.terminate_all(grace_s=0.5)
     assert gone(stubborn.pid)
     assert stubborn.returncode == -9
+
+
+def test_a_child_whose_parent_died_before_its_death_signal_was_armed_ends_itself():
+    """The window between fork and prctl: a parent killed there sends no signal, so the child
+    checks that its parent is still the process that forked it (here: a PID that is not)."""
+    not_the_parent = os.getpid() + 1_000_000
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=functools.partial(processes.die_with_parent, not_the_parent),
+    )
+    assert child.wait(timeout=60) == processes.ORPHANED_EXIT_CODE
+
+
+def test_a_child_of_a_live_parent_runs():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        preexec_fn=functools.partial(processes.die_with_parent, os.getpid()),
+    )
+    assert child.wait(timeout=60) == 3
