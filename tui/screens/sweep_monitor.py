@@ -68,8 +68,7 @@ class SweepMonitorScreen(MonitorScreen):
     def states(self) -> list[RunState]:
         """The members that have started, the current one first (the header, the clients
         table and the best-round mark show the first)."""
-        order = sorted(self.member_states, key=lambda name: name != self.current)
-        return [self.member_states[name] for name in order]
+        return [self.member_states[name] for name in self._shown_names()]
 
     def _shown_names(self) -> list[str]:
         return sorted(self.member_states, key=lambda name: name != self.current)
