@@ -230,22 +230,14 @@ def _print_runs(listings, folder) -> None:
         return
     for listing in listings:
         _warn(listing.warning)
-    print(
-        f"{'RUN':<40} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
-        f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}  STRATEGY"
-    )
+    print(f"{fmt.run_table_header(40)}  STRATEGY")
     for listing in listings:
         state = listing.state
         if state is None:
             print(f"{listing.path.name:<40} {'unreadable':<10} {listing.problem}")
             continue
-        summary = fmt.run_summary(state)
-        print(
-            f"{listing.path.name:<40} {listing.status:<10} {summary['rounds']:>7} "
-            f"{summary['best_eval']:>10} {summary['best_round']:>3} "
-            f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}  "
-            f"{describe_strategy(state.config)}"
-        )
+        row = fmt.run_table_row(listing.path.name, listing.status, state, 40)
+        print(f"{row}  {describe_strategy(state.config)}")
 
 
 def _export(args: argparse.Namespace) -> int:

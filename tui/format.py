@@ -37,3 +37,21 @@ def run_summary(state) -> dict[str, str]:
         "wall": duration(state.elapsed),
         "exchanged": byte_size(exchanged) if exchanged else "-",
     }
+
+
+def run_table_header(name_width: int) -> str:
+    """The header of a table of runs, one `run_table_row` each."""
+    return (
+        f"{'RUN':<{name_width}} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
+        f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}"
+    )
+
+
+def run_table_row(name: str, status: str, state, name_width: int) -> str:
+    """A run's line under `run_table_header`: status, rounds, best and final eval, wall, bytes."""
+    summary = run_summary(state)
+    return (
+        f"{name:<{name_width}} {status:<10} {summary['rounds']:>7} "
+        f"{summary['best_eval']:>10} {summary['best_round']:>3} "
+        f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}"
+    )

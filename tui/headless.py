@@ -16,7 +16,7 @@ from engine.describe import describe
 from engine.follow import FollowedRun
 from engine.run_state import RunState
 from engine.sweep import Sweep
-from tui.format import run_summary
+from tui.format import run_table_header, run_table_row
 
 EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "aborted": 130}
 # The run's own milestones start a line; what happens within it is indented beneath them.
@@ -132,19 +132,9 @@ def sweep_headless(sweep: Sweep, out: TextIO = sys.stdout) -> int:
 def print_comparison(states: list[tuple[str, RunState]], out: TextIO) -> None:
     """One line per run: its status, rounds, best and final eval, wall time, bytes."""
     width = max([len("RUN"), *(len(name) for name, _ in states)])
-    print(
-        f"{'RUN':<{width}} {'STATUS':<10} {'ROUNDS':>7} {'BEST EVAL':>10} {'@':>3} "
-        f"{'FINAL EVAL':>10} {'WALL':>8} {'EXCHANGED':>10}",
-        file=out,
-    )
+    print(run_table_header(width), file=out)
     for name, state in states:
-        summary = run_summary(state)
-        print(
-            f"{name:<{width}} {state.status:<10} {summary['rounds']:>7} "
-            f"{summary['best_eval']:>10} {summary['best_round']:>3} "
-            f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}",
-            file=out,
-        )
+        print(run_table_row(name, state.status, state, width), file=out)
 
 
 @contextlib.contextmanager
