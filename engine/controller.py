@@ -40,7 +40,7 @@ from engine.config import RunConfig, to_toml
 from engine.control import ControlServer, steer
 from engine.errors import ConfigError, FedtuiError
 from engine.gpu import GpuSampler
-from engine.launcher import FlowerLauncher
+from engine.launcher import FlowerLauncher, ServerGone
 from engine.leash import Leash
 from engine.memory import ClientMemorySampler
 from engine.processes import ProcessTable, TrackedProcess
@@ -49,6 +49,7 @@ from engine.resume import ResumeState, resume_point
 from engine.runs import EVENTS_FILE, new_run_id
 
 SERVERAPP_GONE_GRACE_S = 3.0
+TERMINATE_GRACE_S = 5.0
 TICK_S = 0.25
 SAMPLE_EVERY_S = 1.0
 
@@ -200,6 +201,7 @@ class RunController:
 
     def _supervise(self) -> None:
         status, error = "failed", None
+        grace_s = TERMINATE_GRACE_S
         gpu = GpuSampler()
         launcher = FlowerLauncher(
             self.config,
@@ -245,12 +247,15 @@ class RunController:
             status = "aborted"
         except FedtuiError as err:
             self.input_error, error = err, str(err)
+        except ServerGone as err:
+            # Nothing is left to end gracefully: what the clients would finish goes nowhere.
+            error, grace_s = str(err), 0.0
         except Exception as err:  # the record must say what happened, whatever it was
             error = f"controller failed: {err!r}"
             log.debug("controller failure", exc_info=True)
             (self.run_dir / "logs" / "controller.log").write_text(traceback.format_exc())
         finally:
-            self._processes.terminate_all()
+            self._processes.terminate_all(grace_s)
             self._require_hub().close()
             if self._control is not None:
                 self._control.close()
@@ -296,7 +301,7 @@ class RunController:
             if serverapps and not any(p.alive for p in serverapps):
                 serverapp_gone_at = serverapp_gone_at or time.monotonic()
                 if time.monotonic() - serverapp_gone_at > SERVERAPP_GONE_GRACE_S:
-                    raise RuntimeError(
+                    raise ServerGone(
                         "the ServerApp exited without finishing the run "
                         "(see logs/serverapp.log and logs/superlink.log)"
                     )

@@ -56,6 +56,10 @@ SUBMIT_TIMEOUT_S = 120.0
 NODE_ID_LINE = re.compile(rb"SuperNode ID: (\d+)")
 
 
+class ServerGone(RuntimeError):
+    """The SuperLink or the ServerApp died: the run cannot go on."""
+
+
 class FlowerLauncher:
     def __init__(
         self,
@@ -101,10 +105,10 @@ class FlowerLauncher:
         self._submit(self._superlink_port)
 
     def check_superlink_alive(self) -> None:
-        """Raise RuntimeError if the SuperLink has exited: without it there is no run."""
+        """Raise ServerGone if the SuperLink has exited: without it there is no run."""
         process = self._superlink
         if process is not None and process.popen is not None and process.popen.poll() is not None:
-            raise RuntimeError(
+            raise ServerGone(
                 f"flower-superlink (pid {process.pid}) exited with code "
                 f"{process.popen.returncode} (see logs/superlink.log)"
             )
