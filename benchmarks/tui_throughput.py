@@ -22,7 +22,7 @@ from engine.config import RunConfig
 from engine.runs import read_run_events
 from tests.tui.scripted import ScriptedRun
 from tui.app import live_app, replay_app
-from tui.widgets.loss_chart import LossChart
+from tui.widgets.run_chart import RunChart
 
 SIZE = (120, 40)
 
@@ -74,7 +74,7 @@ async def replay_open_seconds(folder: Path) -> tuple[float, float, int]:
     read = time.perf_counter() - started
     app = replay_app([("big", events)])
     async with app.run_test(size=SIZE) as pilot:
-        chart = app.screen.query_one(LossChart)
+        chart = app.screen.query_one(RunChart)
         while chart.renders == 0:
             await pilot.pause(0.01)
         shown = time.perf_counter() - started
@@ -85,7 +85,7 @@ async def live_ingest(rate: int = 1_000, seconds: float = 5.0):
     scripted = ScriptedRun(config=RunConfig(rounds=10_000, num_clients=4))
     app = live_app(scripted, clock=None)
     async with app.run_test(size=SIZE) as pilot:
-        chart = app.screen.query_one(LossChart)
+        chart = app.screen.query_one(RunChart)
         sent = [0]
 
         def produce():

@@ -11,20 +11,23 @@ from pathlib import Path
 from engine.runs import read_run_events, sample_runs_folder
 from tui.app import replay_app
 
-RUNS = ("fedprox-mu0.1", "fedprox-mu0.01", "fedprox-mu1.0", "fedavg", "fedavgm")
+RUNS = {  # name shown: folder in sample_runs/
+    "fedprox mu=0.1": "fedprox-mu-sweep/proximal_mu=0.1",
+    "fedprox mu=0.01": "fedprox-mu-sweep/proximal_mu=0.01",
+    "fedprox mu=1.0": "fedprox-mu-sweep/proximal_mu=1.0",
+    "fedavg": "fedavg",
+    "fedavgm": "fedavgm",
+}
 SAMPLE_RUNS = sample_runs_folder()
 OUTPUT = Path(__file__).parent / "comparison.svg"
 
 
 async def main() -> None:
-    recorded = [
-        (name, read_run_events(SAMPLE_RUNS / name))
-        for name in RUNS
-        if (SAMPLE_RUNS / name).is_dir()
-    ]
+    recorded = [(name, read_run_events(SAMPLE_RUNS / folder)) for name, folder in RUNS.items()]
     app = replay_app(recorded)
-    async with app.run_test(size=(140, 44)) as pilot:
-        await pilot.pause(1.0)
+    async with app.run_test(size=(140, 44)):
+        while not app.screen.settled:  # the chart drawn, every event shown
+            await asyncio.sleep(0.05)
         app.save_screenshot(filename=OUTPUT.name, path=str(OUTPUT.parent))
     print(f"wrote {OUTPUT}")
 

@@ -24,8 +24,8 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | drawn with the seed when clients_per_round is set), start_model_sha256    |
 | client_progress   | round, client, step, steps_total, loss, [vram_bytes] (torch's own count,  |
 |                   | for when NVML cannot see the client's processes)                          |
-| client_round_done | round, client, train_loss, examples, steps, seconds, [peak_rss_bytes],    |
-|                   | [peak_vram_bytes]                                                         |
+| client_round_done | round, client, train_loss, examples, steps, seconds, [tokens] (real      |
+|                   | tokens trained on, all epochs), [peak_rss_bytes], [peak_vram_bytes]       |
 | client_eval       | round, client, eval_loss, examples (client_eval: the global model of the   |
 |                   | round on the client's held-out samples)                                   |
 | round_done        | round, train_loss (None at round 0), eval_loss (None only in an imported  |

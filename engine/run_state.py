@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import events as ev
+from engine.client_state import DOWN, UP, ClientState
 from engine.describe import crash_cause
 
 
@@ -24,62 +25,9 @@ class RoundResult:
     sampled: list[int] | None = None  # which ones (recorded since clients_per_round exists)
     client_train_loss: dict[int, float] = field(default_factory=dict)
     client_examples: dict[int, int] = field(default_factory=dict)
+    client_tokens: dict[int, int] = field(default_factory=dict)
+    client_seconds: dict[int, float] = field(default_factory=dict)  # local training time
     client_eval_loss: dict[int, float | None] = field(default_factory=dict)  # client_eval
-
-
-# A client's state, as the clients table shows it:
-#   waiting     between rounds, or sampled and not yet training (also after a restart)
-#   idle        not sampled for this round (clients_per_round)
-#   training    sent step progress this round
-#   failed      the ServerApp gave up on its reply this round (an `error` naming the client)
-#   restarting  one of its processes died; the controller is starting it again
-#   crashed     one of its processes died and will not be started again (a client that goes on
-#               without it, as one past its worker restarts does, trains again in a later round)
-#   done        the run completed or stopped with the client up
-#   ended       the run was aborted or failed with the client up
-DOWN = ("restarting", "crashed")
-UP = ("waiting", "training", "idle")
-
-
-@dataclass
-class ClientState:
-    client: int
-    state: str = "waiting"
-    round: int | None = None
-    step: int = 0
-    steps_total: int = 0
-    loss: float | None = None
-    steps_per_second: float | None = None
-    last_train_loss: float | None = None
-    round_started_at: float | None = None
-    rss_bytes: int | None = None
-    vram_bytes: int | None = None
-    vram_source: str | None = None  # "nvml", or "torch" (the ClientApp's own count)
-    vram_peak_round: int | None = None
-    vram_peak: int | None = None
-    device: int | None = None
-    device_fraction: float | None = None
-    memory_history: list[int] = field(default_factory=list)  # VRAM where known, else RSS
-    memory_warning: bool = False
-    crashes: int = 0
-    last_crash: str | None = None  # "worker exited with code -9 in round 3"
-    crash_round: int | None = None
-
-    def down_at(self, round_: int | None) -> bool:
-        """Whether the client is still down for an event about `round_`: what its processes
-        sent about the round they died in can be folded after the crash, and is no sign of
-        life; a later round's is."""
-        if self.state not in DOWN:
-            return False
-        return self.crash_round is not None and (round_ is None or round_ <= self.crash_round)
-
-    def record_vram(self, used: int, source: str) -> None:
-        self.vram_bytes, self.vram_source = used, source
-        self.vram_peak_round = max(self.vram_peak_round or 0, used)
-        self.vram_peak = max(self.vram_peak or 0, used)
-
-
-MEMORY_HISTORY = 40
 
 
 @dataclass
@@ -107,6 +55,7 @@ class RunState:
     model: dict[str, Any] = field(default_factory=dict)  # the model_info event's fields
     partition: dict[str, Any] = field(default_factory=dict)  # the partition_summary's fields
     last_crashed_client: int | None = None
+    tokens_estimated: bool = False  # token counts taken as full seq_len samples (older records)
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -228,6 +177,15 @@ class RunState:
         result = self._round(event["round"])
         result.client_train_loss[event["client"]] = event["train_loss"]
         result.client_examples[event["client"]] = event["examples"]
+        if event.get("seconds") is not None:
+            result.client_seconds[event["client"]] = event["seconds"]
+        tokens = event.get("tokens")
+        if tokens is None and event.get("seconds") is not None:  # recorded before token counts
+            self.tokens_estimated = True
+            epochs, seq_len = self.config.get("local_epochs", 1), self.config.get("seq_len", 0)
+            tokens = event["examples"] * epochs * seq_len
+        if tokens is not None:
+            result.client_tokens[event["client"]] = tokens
 
     def _on_round_done(self, event: ev.Event) -> None:
         result = self._round(event["round"])
@@ -284,7 +242,7 @@ class RunState:
                 client.memory_warning = False
             shown = client.vram_bytes if client.vram_source else client.rss_bytes
             if shown is not None:
-                client.memory_history = (client.memory_history + [shown])[-MEMORY_HISTORY:]
+                client.record_memory(event.get("t"), shown)
 
     def _on_warning(self, event: ev.Event) -> None:
         self.errors.append(event["message"])

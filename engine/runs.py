@@ -18,6 +18,7 @@ from engine.events import Event, scan_events
 from engine.run_state import RunState
 
 EVENTS_FILE = "events.jsonl"
+SWEEP_FILE = "sweep.json"  # a sweep folder's record (engine.sweep)
 EXPORT_COLUMNS = (
     "round",
     "eval_loss",
@@ -46,7 +47,8 @@ def find_run(path_or_name: str | Path) -> Path:
     (`seed-opt350m-codeparrot-fedprox-mu0.1`)."""
     path = Path(path_or_name)
     sample = sample_runs_folder() / path.name
-    if not path.exists() and path.name == str(path_or_name) and (sample / EVENTS_FILE).is_file():
+    recorded = (sample / EVENTS_FILE).is_file() or (sample / SWEEP_FILE).is_file()
+    if not path.exists() and path.name == str(path_or_name) and recorded:
         return sample
     return path
 

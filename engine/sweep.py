@@ -28,9 +28,8 @@ from engine.config import RunConfig, load_config, parse_override
 from engine.controller import RunController
 from engine.errors import ConfigError, RunFolderError
 from engine.run_state import RunState
-from engine.runs import EVENTS_FILE, csv_text, new_run_id
+from engine.runs import EVENTS_FILE, SWEEP_FILE, csv_text, new_run_id
 
-SWEEP_FILE = "sweep.json"
 # A member event is delivered as (member name, event).
 MemberSubscriber = Callable[[str, ev.Event], None]
 
@@ -89,6 +88,7 @@ class Sweep:
         grid: list[tuple[str, list[str]]],
         base: dict[str, Any],
         parallel: int = 1,
+        sweep_id: str | None = None,
     ) -> None:
         if parallel < 1:
             raise ConfigError(f"--parallel must be at least 1, got {parallel}")
@@ -97,7 +97,7 @@ class Sweep:
         self.base = base  # the config source and --set items every member shares
         self.parallel = parallel
         name = dataclasses.replace(members[0].config, name="sweep-" + "-".join(k for k, _ in grid))
-        self.sweep_id = new_run_id(name, Path(runs_dir))
+        self.sweep_id = sweep_id or new_run_id(name, Path(runs_dir))
         self.sweep_dir = Path(runs_dir) / self.sweep_id
         self.status = "created"
         self.controllers: dict[str, RunController] = {}
@@ -116,13 +116,14 @@ class Sweep:
         grid_items: list[str],
         runs_dir: str | Path,
         parallel: int = 1,
+        sweep_id: str | None = None,
     ) -> Sweep:
         for item in overrides:
             parse_override(item)
         grid = parse_grid(grid_items)
         members = plan_members(source, overrides, grid)
         base = {"config": source, "overrides": overrides}
-        return cls(members, runs_dir, grid=grid, base=base, parallel=parallel)
+        return cls(members, runs_dir, grid=grid, base=base, parallel=parallel, sweep_id=sweep_id)
 
     def subscribe(self, subscriber: MemberSubscriber) -> None:
         self._subscribers.append(subscriber)

@@ -1,13 +1,15 @@
 """Record the sample runs again with the current fedtui, on the offline default setup.
 
-    python sample_runs/regenerate.py                 # all of them, about 15 minutes on 2 cores
-    python sample_runs/regenerate.py fedavg          # some of them
+    python sample_runs/regenerate.py                    # all of them, about half an hour on 2 cores
+    python sample_runs/regenerate.py fedavg fedprox-mu-sweep   # some of them
 
 The seed report's story, told with real runs: the same tiny-OPT + stdlib-code setup, made
 small and non-IID (each client holds whole, different stdlib packages) with several local
 epochs so that, as in the report, central eval loss bottoms out and then rises. FedProx at three
-values of mu (the report recommends comparing them), FedAvg and FedAvgM (the report's earlier
-strategy). Checkpoints are dropped: the runs replay and compare without the weights.
+values of mu (the sweep the report recommends, made by `fedtui sweep`'s engine), FedAvg and
+FedAvgM (the report's earlier strategy), and a Dirichlet pair: the same FedProx run over four
+clients whose sources are drawn with alpha 0.1 (each client dominated by a few packages) and
+alpha 10 (nearly IID). Checkpoints are dropped: the runs replay and compare without the weights.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from engine.config import RunConfig, load_config
 from engine.controller import RunController
+from engine.sweep import Sweep, parse_grid, plan_members
 
 HERE = Path(__file__).parent
 SHARED = [
@@ -32,16 +35,35 @@ SHARED = [
 ]
 PINNED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"}
 RECORDED = {
-    "fedprox-mu0.1": ["strategy=fedprox", "proximal_mu=0.1"],
-    "fedprox-mu0.01": ["strategy=fedprox", "proximal_mu=0.01"],
-    "fedprox-mu1.0": ["strategy=fedprox", "proximal_mu=1.0"],
     "fedavg": ["strategy=fedavg"],
     "fedavgm": ["strategy=fedavgm", "server_momentum=0.9"],
+}
+# name: (--set items on top of SHARED, --grid items)
+SWEEPS = {
+    "fedprox-mu-sweep": (["strategy=fedprox"], ["proximal_mu=0.01,0.1,1.0"]),
+    "dirichlet-alpha-sweep": (
+        [
+            "strategy=fedprox",
+            "proximal_mu=0.1",
+            "partition=dirichlet",
+            "num_clients=4",
+            "samples_per_client=64",
+        ],
+        ["dirichlet_alpha=0.1,10"],
+    ),
 }
 
 
 def config_of(name: str, extra: list[str] = ()) -> RunConfig:
     return load_config("default", [*SHARED, *RECORDED[name], f"name={name}", *extra])
+
+
+def member_config(sweep: str, member: str, extra: list[str] = ()) -> RunConfig:
+    """The config of one member of a recorded sweep (`proximal_mu=0.1`), as the sweep ran it."""
+    overrides, grid = SWEEPS[sweep]
+    members = plan_members("default", [*SHARED, *overrides, *extra], parse_grid(grid))
+    (config,) = [m.config for m in members if m.name == member]
+    return config
 
 
 @contextlib.contextmanager
@@ -61,27 +83,42 @@ def pinned_kernels() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def record(name: str, runs_dir: Path, extra: list[str] = ()) -> Path:
-    """Run `name` for real into `runs_dir/name` (replacing it) and return the folder."""
-    shutil.rmtree(runs_dir / name, ignore_errors=True)
+def record(config: RunConfig, runs_dir: Path, run_id: str) -> Path:
+    """Run `config` for real into `runs_dir/run_id` (replacing it) and return the folder."""
+    shutil.rmtree(runs_dir / run_id, ignore_errors=True)
     with pinned_kernels():
-        controller = RunController(config_of(name, extra), runs_dir, run_id=name).start()
+        controller = RunController(config, runs_dir, run_id=run_id).start()
         status = controller.wait()
     shutil.rmtree(controller.run_dir / "checkpoints", ignore_errors=True)
-    print(f"{name}: {status} ({controller.run_dir})", flush=True)
+    print(f"{run_id}: {status} ({controller.run_dir})", flush=True)
     return controller.run_dir
 
 
+def record_sweep(name: str, runs_dir: Path) -> Path:
+    """Run the sweep `name` for real into `runs_dir/name` (replacing it), members one after
+    another, and return its folder."""
+    shutil.rmtree(runs_dir / name, ignore_errors=True)
+    overrides, grid = SWEEPS[name]
+    with pinned_kernels():
+        sweep = Sweep.plan("default", [*SHARED, *overrides], grid, runs_dir, sweep_id=name)
+        status = sweep.start().wait()
+    for member in sweep.members:
+        shutil.rmtree(sweep.sweep_dir / member.name / "checkpoints", ignore_errors=True)
+    print(f"{name}: {status} ({sweep.sweep_dir})", flush=True)
+    return sweep.sweep_dir
+
+
 def main(names: list[str]) -> int:
-    unknown = sorted(set(names) - set(RECORDED))
+    unknown = sorted(set(names) - set(RECORDED) - set(SWEEPS))
     if unknown:
-        print(
-            f"unknown sample run(s): {', '.join(unknown)}; known: {', '.join(RECORDED)}",
-            file=sys.stderr,
-        )
+        known = ", ".join([*RECORDED, *SWEEPS])
+        print(f"unknown sample run(s): {', '.join(unknown)}; known: {known}", file=sys.stderr)
         return 2
-    for name in names or RECORDED:
-        record(name, HERE)
+    for name in names or [*RECORDED, *SWEEPS]:
+        if name in SWEEPS:
+            record_sweep(name, HERE)
+        else:
+            record(config_of(name), HERE, name)
     return 0
 
 

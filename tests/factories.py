@@ -32,6 +32,7 @@ def simple_run_events(
                         client=client,
                         train_loss=train_loss + client * 0.1,
                         examples=10 + client,
+                        seconds=2.0,
                     )
                 )
         events.append(

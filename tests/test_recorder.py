@@ -122,7 +122,7 @@ def test_reopening_after_a_power_cut_cuts_the_zeroed_tail(tmp_path):
     assert [event["message"] for event in ev.read_events(path)] == ["whole", "after the power cut"]
 
 
-SAMPLE_RUN = sample_runs_folder() / "fedprox-mu0.1" / "events.jsonl"
+SAMPLE_RUN = sample_runs_folder() / "fedavg" / "events.jsonl"
 
 
 def unstamped(event):
@@ -174,7 +174,7 @@ def test_a_writer_killed_at_any_instant_leaves_every_written_line_readable(tmp_p
         assert [unstamped(event) for event in events] == [
             stream[index % len(stream)] for index in range(len(events))
         ]
-        assert open_run(run).run_id == RunState.from_events(events).run_id == "fedprox-mu0.1"
+        assert open_run(run).run_id == RunState.from_events(events).run_id == "fedavg"
 
         resumed = EventRecorder(record)  # and the record goes on, as a resumed run's does
         resumed.open()

@@ -67,13 +67,33 @@ def test_every_sample_run_replays_without_error():
 
 
 SAMPLE_NAMES = sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "events.jsonl").is_file())
+SAMPLE_SWEEPS = sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "sweep.json").is_file())
 
 
 def test_fedtui_runs_lists_the_sample_runs_from_any_folder(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["runs"]) == 0
-    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]]
-    assert listed == SAMPLE_NAMES
+    out = capsys.readouterr().out
+    runs, *sweeps = out.split("\n\n")
+    assert [line.split()[0] for line in runs.splitlines()[2:]] == SAMPLE_NAMES
+    assert [sweep.splitlines()[0].split()[1] for sweep in sweeps] == SAMPLE_SWEEPS
+    assert "sweep fedprox-mu-sweep (completed, 3 members, proximal_mu=0.01,0.1,1.0)" in out
+
+
+def test_the_sample_sweeps_are_a_mu_sweep_and_a_dirichlet_alpha_pair(capsys):
+    assert main(["export", "fedprox-mu-sweep"]) == 0
+    mu = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["member"] for row in mu] == [f"proximal_mu={m}" for m in ("0.01", "0.1", "1.0")]
+    assert all(row["status"] == "completed" and row["rounds"] == "8" for row in mu)
+    pair = {
+        folder.name: open_run(folder).partition["clients"]
+        for folder in (SAMPLE_RUNS / "dirichlet-alpha-sweep").iterdir()
+        if folder.is_dir()
+    }
+    sources = {name: max(c["sources"] for c in clients) for name, clients in pair.items()}
+    assert sources["dirichlet_alpha=0.1"] < min(
+        c["sources"] for c in pair["dirichlet_alpha=10"]
+    )  # a smaller alpha gives every client fewer distinct sources
 
 
 def test_fedtui_runs_lists_the_sample_runs_then_this_folders_runs(tmp_path, monkeypatch, capsys):
@@ -117,7 +137,7 @@ def test_the_installed_fedtui_finds_the_sample_runs_from_another_folder(tmp_path
     listed = subprocess.run(
         [fedtui, "runs"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    assert all(name in listed for name in SAMPLE_NAMES)
+    assert all(name in listed for name in SAMPLE_NAMES + SAMPLE_SWEEPS)
     exported = subprocess.run(
         [fedtui, "export", SEED_RUN.name],
         cwd=tmp_path,

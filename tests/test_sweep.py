@@ -9,7 +9,8 @@ import pytest
 import engine.sweep
 from engine import events as ev
 from engine.errors import ConfigError
-from engine.sweep import SWEEP_FILE, Sweep, plan_members, read_sweep
+from engine.runs import SWEEP_FILE
+from engine.sweep import Sweep, plan_members, read_sweep
 from tests.factories import simple_run_events, write_run
 from tests.waiting import wait_for
 

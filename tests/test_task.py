@@ -113,6 +113,7 @@ def test_local_training_lowers_the_loss_on_its_data_and_reports_every_step():
     after = task.evaluate(model, samples, batch_size=8, device=torch.device("cpu"))
     assert after < before - 0.3
     assert (result.examples, result.steps) == (16, 12)
+    assert result.tokens == 3 * (16 * 12 - 3)  # every epoch's real tokens, not the padding
     assert steps == [(step, 12) for step in range(1, 13)]
 
 

@@ -1,4 +1,4 @@
-"""Pure helpers for the loss chart: smoothing, downsampling, log-scale ticks."""
+"""Pure helpers for the run chart: smoothing, downsampling, log-scale ticks."""
 
 from __future__ import annotations
 

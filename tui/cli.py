@@ -200,7 +200,7 @@ def _runs(args: argparse.Namespace) -> int:
         _print_folder(folder)
         return 0
     print("sample runs (fedtui replay NAME):")
-    _print_runs(list_runs(sample_runs_folder()), "the sample runs")
+    _print_folder(sample_runs_folder())
     if Path(DEFAULT_RUNS_DIR).is_dir():
         print(f"\nruns in ./{DEFAULT_RUNS_DIR}:")
         _print_folder(Path(DEFAULT_RUNS_DIR))

@@ -97,6 +97,7 @@ def train(msg: Message, context: Context) -> Message:
             "partition-id": client,
             "steps": result.steps,
             "train-seconds": result.seconds,
+            "train-tokens": result.tokens,
         }
     )
     if config.backend == "deployment":  # a Ray actor's peak is of every client it served

@@ -107,6 +107,7 @@ class RoundReplies:
             examples=int(number(metrics, "num-examples")),
             steps=int(number(metrics, "steps")),
             seconds=metrics["train-seconds"],
+            tokens=_optional_int(metrics.get("train-tokens")),
             peak_rss_bytes=_optional_int(metrics.get("peak-rss-bytes")),
             peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")),
         )

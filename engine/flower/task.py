@@ -21,6 +21,7 @@ StepCallback = Callable[[int, int, float], None]  # step, steps_total, loss
 class TrainResult:
     train_loss: float  # mean language-model loss over all local steps (no proximal term)
     examples: int
+    tokens: int  # real (not padding) tokens trained on, every epoch counted
     steps: int
     seconds: float
 
@@ -118,6 +119,7 @@ def train(
     return TrainResult(
         train_loss=float(np.mean(losses)),
         examples=len(samples),
+        tokens=epochs * int(samples.mask.sum()),
         steps=len(losses),
         seconds=time.perf_counter() - started,
     )

@@ -222,13 +222,10 @@ def test_a_stopped_run_resumes_and_a_completed_one_goes_on_in_the_same_record(tm
 def test_the_regeneration_script_reproduces_the_recorded_default_sample_run(tmp_path):
     from sample_runs import regenerate
 
-    saved = {
-        e["round"]: e
-        for e in of_type(
-            ev.read_events(regenerate.HERE / "fedprox-mu0.1" / "events.jsonl"), ev.ROUND_DONE
-        )
-    }
-    folder = regenerate.record("fedprox-mu0.1", tmp_path, extra=["rounds=2"])
+    recorded = regenerate.HERE / "fedprox-mu-sweep" / "proximal_mu=0.1" / "events.jsonl"
+    saved = {e["round"]: e for e in of_type(ev.read_events(recorded), ev.ROUND_DONE)}
+    config = regenerate.member_config("fedprox-mu-sweep", "proximal_mu=0.1", ["rounds=2"])
+    folder = regenerate.record(config, tmp_path, "proximal_mu=0.1")
     again = {e["round"]: e for e in of_type(ev.read_events(folder / "events.jsonl"), ev.ROUND_DONE)}
     assert sorted(again) == [0, 1, 2]
     for number in (0, 1, 2):

@@ -127,7 +127,8 @@ class ScriptedRun:
                 train_loss=loss,
                 examples=256,
                 steps=steps,
-                seconds=3.0,
+                seconds=3.0 + client,
+                tokens=8 * steps * 120,
             )
         self.emit(
             ev.ROUND_DONE,
@@ -140,6 +141,37 @@ class ScriptedRun:
             bytes_received=7_900_000,
         )
 
+    def sample_gpu(self, used_gib: int, rss_gib: float = 2.0) -> None:
+        """A GPU sample: client 0 uses `used_gib` of an 80 GiB card as NVML sees it; client 1
+        is in a container NVML cannot see into (host RSS only)."""
+        self.emit(
+            ev.GPU_SAMPLE,
+            devices=[
+                {
+                    "index": 0,
+                    "name": "NVIDIA H100 80GB HBM3",
+                    "memory_total": 80 << 30,
+                    "memory_used": (used_gib + 12) << 30,
+                    "utilization": 87,
+                    "lost": False,
+                }
+            ],
+            clients={
+                "0": {
+                    "rss_bytes": 3 << 30,
+                    "vram_bytes": used_gib << 30,
+                    "device": 0,
+                    "source": "nvml",
+                },
+                "1": {
+                    "rss_bytes": int(rss_gib * 2**30),
+                    "vram_bytes": None,
+                    "device": None,
+                    "source": None,
+                },
+            },
+        )
+
     def play_until_training(self, rounds: list[float]) -> None:
         """Round 0's evaluation, `rounds` finished with these eval losses, then the next round
         half done."""
@@ -149,29 +181,8 @@ class ScriptedRun:
             self.play_round(number, eval_loss, client_losses=(eval_loss + 0.2, eval_loss + 0.3))
         current = len(rounds) + 1
         self.emit(ev.ROUND_STARTED, round=current, clients=2)
-        for used in (9, 21, 30):  # GiB on an 80 GiB card; client 1 is in a container
-            self.emit(
-                ev.GPU_SAMPLE,
-                devices=[
-                    {
-                        "index": 0,
-                        "name": "NVIDIA H100 80GB HBM3",
-                        "memory_total": 80 << 30,
-                        "memory_used": (used + 12) << 30,
-                        "utilization": 87,
-                        "lost": False,
-                    }
-                ],
-                clients={
-                    "0": {
-                        "rss_bytes": 3 << 30,
-                        "vram_bytes": used << 30,
-                        "device": 0,
-                        "source": "nvml",
-                    },
-                    "1": {"rss_bytes": 2 << 30, "vram_bytes": None, "device": None, "source": None},
-                },
-            )
+        for used in (9, 21, 30):
+            self.sample_gpu(used)
         self.emit(ev.CLIENT_PROGRESS, round=current, client=0, step=20, steps_total=32, loss=6.1)
         self.emit(
             ev.CLIENT_PROGRESS,

@@ -11,7 +11,7 @@ from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import live_app
 from tui.widgets.clients_table import ClientsTable
-from tui.widgets.loss_chart import LossChart
+from tui.widgets.run_chart import RunChart
 from tui.widgets.run_header import RunHeader
 
 SIZE = (120, 40)
@@ -39,7 +39,7 @@ async def monitor_of_twenty_clients():
         monitor = pilot.app.screen
 
         def shown():
-            states = monitor.query_one(LossChart)._states
+            states = monitor.query_one(RunChart)._states
             return monitor.settled and states and 5 in states[0].rounds
 
         await until(shown)
@@ -50,14 +50,14 @@ async def test_the_header_counts_who_trained_and_the_rest_are_idle():
     async with monitor_of_twenty_clients() as (pilot, run):
         header = str(pilot.app.screen.query_one(RunHeader).render())
         assert "round 5/5  1/4 clients trained" in header
-        state = pilot.app.screen.query_one(LossChart)._states[0]
+        state = pilot.app.screen.query_one(RunChart)._states[0]
         idle = {c.client for c in state.clients.values() if c.state == "idle"}
         assert idle == set(range(20)) - {4, 6, 9, 10}
 
 
 async def test_the_chart_draws_the_spread_and_a_line_each_on_request():
     async with monitor_of_twenty_clients() as (pilot, run):
-        chart = pilot.app.screen.query_one(LossChart)
+        chart = pilot.app.screen.query_one(RunChart)
         legend = chart.legend()
         assert [label for label in legend if label.startswith("clients")] == [
             "clients: max",
@@ -65,7 +65,7 @@ async def test_the_chart_draws_the_spread_and_a_line_each_on_request():
             "clients: min",
         ]
         assert not any(label.startswith("client ") for label in legend)
-        spread = {label: ys for label, _, ys, _ in chart._series()}
+        spread = {line.label: line.ys for line in chart.lines()}
         # rounds 1-3: the lowest, middle and highest of four clients' losses
         assert spread["clients: min"][:3] == pytest.approx([7.2, 6.9, 6.6])
         assert spread["clients: median"][:3] == pytest.approx([7.35, 7.05, 6.75])

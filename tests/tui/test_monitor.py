@@ -12,13 +12,14 @@ from tests.factories import simple_run_events
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import launcher_app, live_app, replay_app
+from tui.chart_views import VIEWS
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import MonitorScreen
 from tui.screens.monitor_keys import LIVE_BINDINGS, REPLAY_BINDINGS, VIEW_BINDINGS
 from tui.widgets.comparison_table import ComparisonTable
-from tui.widgets.loss_chart import REDRAW_INTERVAL_S, LossChart, legend_lines
+from tui.widgets.run_chart import REDRAW_INTERVAL_S, RunChart, legend_lines
 
 SIZE = (120, 40)
 SAMPLE_RUNS = sample_runs_folder()
@@ -35,7 +36,9 @@ async def settled(monitor):
 
 async def shown(app, screen_type):
     """Wait until the app shows a screen of `screen_type`; that screen."""
-    return await until(lambda: isinstance(app.screen, screen_type) and app.screen)
+    return await until(
+        lambda: isinstance(app.screen, screen_type) and app.screen.is_mounted and app.screen
+    )
 
 
 async def test_launcher_starts_a_live_run_and_s_stops_it_after_the_round(tmp_path):
@@ -198,7 +201,7 @@ async def test_three_runs_overlay_with_a_legend_and_a_comparison_table():
     app = replay_app(recorded)
     async with app.run_test(size=SIZE):
         await settled(app.screen)
-        assert app.screen.query_one(LossChart).legend() == [
+        assert app.screen.query_one(RunChart).legend() == [
             "fedprox-mu0.1: central eval",
             "fedavg: central eval",
             "fedavgm: central eval",
@@ -214,11 +217,28 @@ async def test_three_runs_overlay_with_a_legend_and_a_comparison_table():
 async def test_chart_keys_toggle_log_scale_smoothing_and_client_lines():
     events = stamped(simple_run_events())
     async with replay_app([("r1", events)]).run_test(size=SIZE) as pilot:
-        chart = pilot.app.screen.query_one(LossChart)
+        chart = pilot.app.screen.query_one(RunChart)
         assert "client 0" in chart.legend()
         await pilot.press("l", "m", "c")
         assert (chart.log_y, chart.smoothing, chart.show_clients) == (True, True, False)
         assert "client 0" not in chart.legend()
+
+
+async def test_number_keys_switch_the_chart_between_its_views():
+    events = stamped(simple_run_events())
+    async with replay_app([("r1", events)]).run_test(size=SIZE) as pilot:
+        chart = pilot.app.screen.query_one(RunChart)
+        await pilot.press("2")
+        assert chart.view.key == "perplexity"
+        assert "best: round 2" in chart.legend()  # marked where eval loss is, as in loss
+        await pilot.press("4")
+        assert (chart.view.key, chart.legend()) == ("bytes", ["sent", "received"])
+        await pilot.press("3", "c")  # client lines apply to every view
+        assert chart.view.key == "throughput" and chart.legend() == ["all clients (est.)"]
+        await pilot.press("5")
+        assert chart.view.key == "memory"
+        await pilot.press("1")
+        assert chart.view.key == "loss" and chart.legend()[0] == "central eval"
 
 
 async def test_help_lists_the_screens_keys():
@@ -227,6 +247,7 @@ async def test_help_lists_the_screens_keys():
         help_screen = await shown(pilot.app, HelpScreen)
         descriptions = [description for _, description, _ in help_screen.rows()]
         assert "Play/pause" in descriptions and "Log-Y" in descriptions
+        assert "Perplexity chart" in descriptions and "Memory chart" in descriptions
         assert "Stop after round" not in descriptions  # a replay cannot be stopped
         assert "Patience +1" not in descriptions
 
@@ -289,7 +310,7 @@ async def test_a_thousand_events_a_second_keep_keys_responsive_and_redraws_throt
     app = live_app(scripted, clock=None)
     async with app.run_test(size=SIZE):
         monitor = app.screen
-        chart = monitor.query_one(LossChart)
+        chart = monitor.query_one(RunChart)
         await settled(monitor)
         stop = threading.Event()
         sent = [0]
@@ -405,9 +426,10 @@ async def test_ctrl_s_on_a_sample_run_saves_into_the_current_directory_not_the_p
 
 
 @pytest.mark.parametrize(
-    "run", sorted(p.name for p in SAMPLE_RUNS.iterdir() if (p / "events.jsonl").is_file())
+    "run",
+    sorted(str(p.parent.relative_to(SAMPLE_RUNS)) for p in SAMPLE_RUNS.glob("**/events.jsonl")),
 )
-async def test_every_sample_run_plays_in_the_monitor(run):
+async def test_every_sample_run_plays_in_the_monitor_and_draws_every_chart_view(run):
     events = read_run_events(SAMPLE_RUNS / run)
     app = replay_app([(run, events)])
     async with app.run_test(size=SIZE) as pilot:
@@ -420,6 +442,11 @@ async def test_every_sample_run_plays_in_the_monitor(run):
         assert player.speed_label == "max"
         await settled(monitor)
         assert player.at_end and monitor.states[0].finished
+        chart = monitor.query_one(RunChart)
+        for number, view in enumerate(VIEWS, start=1):
+            await pilot.press(str(number))
+            await settled(monitor)
+            assert chart.view is view
         assert app.return_code is None  # no crash while drawing any of it
 
 
@@ -432,7 +459,7 @@ async def test_a_diverged_run_replays_with_its_missing_numbers_left_out():
     async with app.run_test(size=SIZE):
         await settled(app.screen)
         assert app.screen.states[0].finished and app.return_code is None
-        assert "central eval" in app.screen.query_one(LossChart).legend()
+        assert "central eval" in app.screen.query_one(RunChart).legend()
 
 
 async def test_the_header_says_how_non_iid_the_clients_data_is():
@@ -460,16 +487,16 @@ async def test_the_chart_draws_each_clients_own_eval_beside_central_eval():
                 scripted.emit(
                     ev.CLIENT_EVAL, round=number, client=client, eval_loss=value, examples=3
                 )
-        chart = pilot.app.screen.query_one(LossChart)
+        chart = pilot.app.screen.query_one(RunChart)
         await settled(pilot.app.screen)
-        series = {label: ys for label, _, ys, _ in chart._series()}
+        series = {line.label: line.ys for line in chart.lines()}
         assert series["client 0: own eval"] == [7.5, 7.1]
         assert series["client 1: own eval"] == [7.9, 7.6]
 
 
 async def test_the_legend_sits_above_the_plot_not_on_its_data():
     async with replay_app([("r1", stamped(simple_run_events()))]).run_test(size=SIZE) as pilot:
-        chart = pilot.app.screen.query_one(LossChart)
+        chart = pilot.app.screen.query_one(RunChart)
         await settled(pilot.app.screen)
         lines = chart.render().plain.splitlines()
         plot_top = next(i for i, line in enumerate(lines) if "┌" in line)

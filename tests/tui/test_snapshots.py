@@ -3,12 +3,15 @@
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from engine import events as ev
 from engine.config import RunConfig
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import launcher_app, live_app, replay_app
+from tui.chart_views import VIEWS
 
 SIZE = (120, 40)
 
@@ -41,6 +44,25 @@ def test_monitor_mid_run(snap_compare):
 
     assert snap_compare(
         live_app(scripted, clock=None), terminal_size=SIZE, run_before=two_rounds_then_training
+    )
+
+
+@pytest.mark.parametrize("number,view", [(n, v.key) for n, v in enumerate(VIEWS, start=1)])
+def test_each_chart_view_of_a_run_in_its_fifth_round(snap_compare, number, view):
+    scripted = ScriptedRun(dataclasses.replace(RunConfig(), name="views", rounds=6))
+
+    async def four_rounds_then_the_view(pilot):
+        scripted.emit(ev.ROUND_DONE, round=0, eval_loss=8.3, seconds=0.5, eval_seconds=0.5)
+        for number_, eval_loss in enumerate((7.4, 6.9, 6.7, 6.8), start=1):
+            for used in (4 + 3 * number_, 9 + 3 * number_):
+                scripted.sample_gpu(used, rss_gib=1.5 + 0.2 * number_)
+            scripted.play_round(number_, eval_loss, (eval_loss + 0.3, eval_loss + 0.1))
+        scripted.emit(ev.ROUND_STARTED, round=5, clients=2)
+        await pilot.press(str(number))
+        await monitor_settled(pilot)
+
+    assert snap_compare(
+        live_app(scripted, clock=None), terminal_size=SIZE, run_before=four_rounds_then_the_view
     )
 
 

@@ -1,16 +1,20 @@
 """A sweep in the TUI: members overlaid and compared as they run and finish, `s` stops the
 sweep; a recorded sweep replays all its members."""
 
+from textual.widgets import DataTable
+
 from engine import events as ev
 from engine.runs import read_run_events
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedSweep
 from tests.waiting import until
 from tui import cli
-from tui.app import replay_app, sweep_app
+from tui.app import launcher_app, replay_app, sweep_app
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.launcher import LauncherScreen
+from tui.screens.monitor import MonitorScreen
 from tui.widgets.comparison_table import ComparisonTable
-from tui.widgets.loss_chart import LossChart
+from tui.widgets.run_chart import RunChart
 from tui.widgets.run_header import RunHeader
 
 SIZE = (120, 40)
@@ -40,7 +44,7 @@ async def test_members_fill_the_overlay_and_the_comparison_and_s_stops_the_sweep
     async with sweep_app(sweep, clock=None).run_test(size=SIZE) as pilot:
         screen = pilot.app.screen
         table = screen.query_one(ComparisonTable)
-        chart = screen.query_one(LossChart)
+        chart = screen.query_one(RunChart)
 
         play_member(sweep, MEMBERS[0], [7.4, 7.1])
         await until(lambda: rows(table) == [(MEMBERS[0], "completed")])
@@ -69,8 +73,8 @@ async def test_a_sweep_offers_no_key_it_cannot_honour(tmp_path):
     assert sweep.aborted  # leaving the screen ends the members still running
 
 
-async def test_a_recorded_sweep_replays_every_member(tmp_path):
-    sweep_dir = tmp_path / "sweep"
+def write_sweep(sweep_dir):
+    """A recorded sweep of MEMBERS (final eval 6.4 and 6.9) in `sweep_dir`."""
     for name, final in zip(MEMBERS, (6.4, 6.9)):
         write_run(
             sweep_dir / name, simple_run_events(run_id=name, rounds=((8.0, None), (final, 7)))
@@ -80,13 +84,31 @@ async def test_a_recorded_sweep_replays_every_member(tmp_path):
         '"members": [{"name": "proximal_mu=0.01"}, {"name": "proximal_mu=1.0"}], '
         '"status": "completed"}'
     )
+
+
+async def test_a_recorded_sweep_replays_every_member(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    write_sweep(sweep_dir)
     folders = cli._runs_of(sweep_dir)
     recorded = [(folder.name, read_run_events(folder)) for folder in folders]
     async with replay_app(recorded).run_test(size=SIZE) as pilot:
-        chart = pilot.app.screen.query_one(LossChart)
+        chart = pilot.app.screen.query_one(RunChart)
         await until(lambda: chart.up_to_date)
         assert chart.legend()[:2] == [f"{name}: central eval" for name in MEMBERS]
         assert rows(pilot.app.screen.query_one(ComparisonTable)) == [
             (MEMBERS[0], "completed"),
             (MEMBERS[1], "completed"),
         ]
+
+
+async def test_the_launcher_lists_a_sweeps_members_and_compares_them(tmp_path):
+    write_sweep(tmp_path / "sweep")
+    app = launcher_app([tmp_path], start_run=lambda config: None, clock=None)
+    async with app.run_test(size=SIZE) as pilot:
+        launcher = await until(lambda: isinstance(app.screen, LauncherScreen) and app.screen)
+        table = launcher.query_one("#saved-runs", DataTable)
+        names = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        assert names == [f"sweep/{name}" for name in MEMBERS]
+        await pilot.press("space", "down", "space", "c")
+        monitor = await until(lambda: isinstance(app.screen, MonitorScreen) and app.screen)
+        assert monitor.names == [f"sweep/{name}" for name in MEMBERS]

@@ -18,6 +18,7 @@ from engine.describe import loss
 from engine.errors import FedtuiError
 from engine.follow import FollowedRun
 from engine.runs import list_runs, read_run_events
+from engine.sweep import is_sweep
 from tui import format as fmt
 from tui.screens.help import HelpScreen
 from tui.screens.monitor import LiveRun, MonitorScreen
@@ -52,6 +53,7 @@ class LauncherScreen(Screen):
         self.clock = clock
         self.marked: list[str] = []
         self.running: set[str] = set()  # run folders whose controller is alive: enter attaches
+        self.shown_names: dict[str, str] = {}  # run folder: its name in the table
         self._starting = False  # a run's config is being checked: one start at a time
 
     def compose(self) -> ComposeResult:
@@ -86,15 +88,26 @@ class LauncherScreen(Screen):
         for folder in self.saved_dirs:
             if not folder.is_dir():
                 continue
-            for listing in reversed(list_runs(folder)):
-                table.add_row(*self._row(listing), key=str(listing.path))
+            sweeps = sorted(path for path in folder.iterdir() if is_sweep(path))
+            for listing, prefix in [
+                *((listing, "") for listing in reversed(list_runs(folder))),
+                *((listing, f"{sweep.name}/") for sweep in sweeps for listing in list_runs(sweep)),
+            ]:
+                key = str(listing.path)
+                self.shown_names[key] = prefix + listing.path.name
+                table.add_row(*self._row(listing), key=key)
                 if listing.status in run_lock.LIVE_STATUSES:
-                    self.running.add(str(listing.path))
+                    self.running.add(key)
+
+    def _label(self, key: str) -> Text:
+        marked = key in self.marked
+        return Text(
+            (MARK if marked else "") + self.shown_names[key], style="bold" if marked else ""
+        )
 
     def _row(self, listing) -> list:
         state = listing.state
-        marked = str(listing.path) in self.marked
-        name = Text((MARK if marked else "") + listing.path.name, style="bold" if marked else "")
+        name = self._label(str(listing.path))
         if state is None:
             return [name, Text(listing.problem or "unreadable", style="red"), "", "", "", "", ""]
         config = state.config
@@ -178,11 +191,7 @@ class LauncherScreen(Screen):
             self.marked.remove(key)
         else:
             self.marked.append(key)
-        label = Text(
-            (MARK if key in self.marked else "") + Path(key).name,
-            style="bold" if key in self.marked else "",
-        )
-        table.update_cell(key, table.ordered_columns[0].key, label)
+        table.update_cell(key, table.ordered_columns[0].key, self._label(key))
 
     def action_compare(self) -> None:
         if len(self.marked) < 2:
@@ -192,7 +201,7 @@ class LauncherScreen(Screen):
 
     def _replay(self, paths: list[str]) -> None:
         try:
-            recorded = [(Path(p).name, read_run_events(p)) for p in paths]
+            recorded = [(self.shown_names[p], read_run_events(p)) for p in paths]
         except FedtuiError as err:
             self.notify(str(err), severity="error")
             return

@@ -38,8 +38,8 @@ from tui.widgets.clients_table import ClientsTable
 from tui.widgets.comparison_table import ComparisonTable
 from tui.widgets.device_panel import DevicePanel
 from tui.widgets.event_log import EventLog
-from tui.widgets.loss_chart import LossChart
 from tui.widgets.replay_bar import ReplayBar
+from tui.widgets.run_chart import RunChart
 from tui.widgets.run_header import RunHeader
 
 TICK_S = 0.1
@@ -114,13 +114,13 @@ class MonitorScreen(Screen):
             not self._inbox
             and not any(player.playing for player in self.players)
             and all(widget.message_queue_size == 0 for widget in self.walk_children())
-            and self.query_one(LossChart).up_to_date
+            and self.query_one(RunChart).up_to_date
         )
 
     def compose(self) -> ComposeResult:
         yield RunHeader(clock=self._clock, id="header")
         yield DevicePanel(id="devices")
-        yield LossChart(id="chart")
+        yield RunChart(id="chart")
         yield ClientsTable(id="clients")
         yield EventLog(id="log")
         if len(self.names) > 1:
@@ -304,8 +304,12 @@ class MonitorScreen(Screen):
         return True
 
     def action_toggle_chart(self, option: str) -> None:
-        on = self.query_one(LossChart).toggle(option)
+        on = self.query_one(RunChart).toggle(option)
         self.notify(f"{CHART_OPTION_NAMES[option]} {'on' if on else 'off'}", timeout=1.5)
+
+    def action_chart_view(self, key: str) -> None:
+        view = self.query_one(RunChart).show_view(key)
+        self.notify(view.title, timeout=1.5)
 
     def action_sort_clients(self) -> None:
         order = self.query_one(ClientsTable).cycle_sort()

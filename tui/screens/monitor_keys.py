@@ -5,7 +5,8 @@ from __future__ import annotations
 from textual.binding import Binding
 
 from tui.bindings import action_names
-from tui.widgets.loss_chart import SMOOTHING_WEIGHT
+from tui.chart_views import VIEWS
+from tui.widgets.run_chart import SMOOTHING_WEIGHT
 
 LIVE_BINDINGS = [
     Binding(
@@ -68,25 +69,36 @@ REPLAY_BINDINGS = [
     Binding("plus", "faster", "Faster", tooltip="Replay: play faster (up to max)"),
     Binding("minus", "slower", "Slower", tooltip="Replay: play slower (down to 1x)"),
 ]
+CHART_VIEWS_GROUP = Binding.Group("Chart", compact=True)
 VIEW_BINDINGS = [
-    Binding("l", "toggle_chart('log_y')", "Log-Y", tooltip="Loss chart: logarithmic y axis"),
+    *(
+        Binding(
+            str(number),
+            f"chart_view('{view.key}')",
+            f"{view.name} chart",
+            tooltip=f"Chart: {view.title}",
+            group=CHART_VIEWS_GROUP,
+        )
+        for number, view in enumerate(VIEWS, start=1)
+    ),
+    Binding("l", "toggle_chart('log_y')", "Log-Y", tooltip="Chart: logarithmic y axis"),
     Binding(
         "m",
         "toggle_chart('smoothing')",
         "Smoothing",
-        tooltip=f"Loss chart: debiased EMA smoothing ({SMOOTHING_WEIGHT})",
+        tooltip=f"Chart: debiased EMA smoothing ({SMOOTHING_WEIGHT})",
     ),
     Binding(
         "c",
         "toggle_chart('show_clients')",
         "Client lines",
-        tooltip="Loss chart: per-client train loss",
+        tooltip="Chart: per-client lines",
     ),
     Binding(
         "i",
         "toggle_chart('client_lines')",
         "Each client",
-        tooltip="Loss chart with many clients: a line per client instead of their spread",
+        tooltip="Chart with many clients: a line per client instead of their spread",
     ),
     Binding(
         "o",

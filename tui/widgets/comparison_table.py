@@ -8,8 +8,8 @@ from textual.widgets import DataTable
 from engine.config import describe_strategy
 from engine.run_state import RunState
 from tui import format as fmt
+from tui.chart_views import RUN_COLORS
 from tui.messages import RunsChanged
-from tui.widgets.loss_chart import RUN_COLORS
 
 COLUMNS = (
     "run",
