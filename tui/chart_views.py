@@ -33,6 +33,7 @@ CLIENT_EVAL_COLOR = (110, 160, 170)  # a muted central-eval cyan: the clients' o
 SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
 MB = 1e6
 GIB = 2**30
+MEMORY_BINS = 200  # spans of the run's time over which many clients' memory is gathered
 
 
 @dataclass(frozen=True)
@@ -164,27 +165,30 @@ def memory_lines(states: list[RunState], names: list[str], options: LineOptions)
     lines = []
     for index, (state, name) in enumerate(zip(states, names)):
         start = state.started_at or 0.0
-        if len(states) > 1 or (many_clients(state) and not options.client_lines):
-            by_time: dict[float, list[float]] = defaultdict(list)
-            for client in state.clients.values():
-                for t, used in client.memory_over_time:
-                    by_time[(t - start) / 60].append(used / GIB)
-            times = sorted(by_time)
-            picks = [("max", max)] if len(states) > 1 else _SPREAD
-            for label, pick in picks:
-                shown = f"{name}: largest client" if len(states) > 1 else f"clients: {label}"
-                color = _run_color(index) if len(states) > 1 else SPREAD_COLORS[label]
-                lines.append(Line(shown, times, [pick(by_time[t]) for t in times], color))
-            continue
-        for number, client in sorted(state.clients.items()):
-            lines.append(
-                Line(
-                    f"client {number}",
-                    [(t - start) / 60 for t, _ in client.memory_over_time],
-                    [used / GIB for _, used in client.memory_over_time],
-                    RUN_COLORS[number % len(RUN_COLORS)],
-                )
+        series = {
+            number: (
+                [(t - start) / 60 for t, _ in c.memory_over_time],
+                [u / GIB for _, u in c.memory_over_time],
             )
+            for number, c in sorted(state.clients.items())
+        }
+        if len(states) > 1:
+            times, values = _binned(series.values())
+            line = Line(
+                f"{name}: largest client", times, [max(v) for v in values], _run_color(index)
+            )
+            lines.append(line)
+        elif many_clients(state) and not options.client_lines:
+            times, values = _binned(series.values())
+            lines += [
+                Line(f"clients: {label}", times, [pick(v) for v in values], SPREAD_COLORS[label])
+                for label, pick in _SPREAD
+            ]
+        else:
+            lines += [
+                Line(f"client {number}", xs, ys, RUN_COLORS[number % len(RUN_COLORS)])
+                for number, (xs, ys) in series.items()
+            ]
     return [line for line in lines if line.xs]
 
 
@@ -268,6 +272,26 @@ _SPREAD: tuple[tuple[str, Callable[[list[float]], float]], ...] = (
     ("median", statistics.median),
     ("min", min),
 )
+
+
+def _binned(
+    series: Iterable[tuple[list[float], list[float]]], bins: int = MEMORY_BINS
+) -> tuple[list[float], list[list[float]]]:
+    """The points of several series (each client's, sampled at its own times) gathered into
+    `bins` equal spans of x: each non-empty span's latest x and the values that fell in it."""
+    points = sorted((x, y) for xs, ys in series for x, y in zip(xs, ys))
+    if not points:
+        return [], []
+    low, high = points[0][0], points[-1][0]
+    width = (high - low) / bins or 1.0
+    values: dict[int, list[float]] = defaultdict(list)
+    latest: dict[int, float] = {}
+    for x, y in points:  # in order of x: a span's x ends as its latest
+        span = min(int((x - low) / width), bins - 1)
+        values[span].append(y)
+        latest[span] = x
+    spans = sorted(values)
+    return [latest[span] for span in spans], [values[span] for span in spans]
 
 
 def _rounds(state: RunState) -> list[RoundResult]:

@@ -9,6 +9,7 @@ from engine import events as ev
 from engine.config import EarlyStopping, RunConfig
 from engine.runs import read_run_events, sample_runs_folder
 from tests.factories import simple_run_events
+from tests.tui.screens import answer, shown
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import launcher_app, live_app, replay_app
@@ -34,13 +35,6 @@ async def settled(monitor):
     await until(lambda: monitor.app.screen is monitor and monitor.settled)
 
 
-async def shown(app, screen_type):
-    """Wait until the app shows a screen of `screen_type`; that screen."""
-    return await until(
-        lambda: isinstance(app.screen, screen_type) and app.screen.is_mounted and app.screen
-    )
-
-
 async def test_launcher_starts_a_live_run_and_s_stops_it_after_the_round(tmp_path):
     scripted = ScriptedRun()
     configs = []
@@ -62,8 +56,7 @@ async def test_launcher_starts_a_live_run_and_s_stops_it_after_the_round(tmp_pat
         assert monitor.live_state.rounds[1].eval_loss == 7.5
 
         await pilot.press("s")
-        await shown(app, ConfirmScreen)
-        await pilot.click("#stop")
+        await answer(pilot, "stop")
         await until(lambda: scripted.stop_requested)
         await settled(monitor)
         assert monitor.live_state.status == "stopping"
@@ -97,8 +90,7 @@ async def test_abort_asks_then_ends_the_run():
         monitor = pilot.app.screen
         scripted.play_until_training([7.4])
         await pilot.press("a")
-        await shown(pilot.app, ConfirmScreen)
-        await pilot.click("#abort")
+        await answer(pilot, "abort")
         await until(lambda: scripted.aborted)
         await settled(monitor)
         assert monitor.live_state.status == "aborted"
@@ -112,7 +104,7 @@ async def test_quitting_a_live_run_asks_and_abort_quits():
         await pilot.press("q")
         dialog = await shown(app, ConfirmScreen)
         assert [answer for answer, _ in dialog.answers] == ["detach", "stop", "abort", "watch"]
-        await pilot.click("#abort")
+        await answer(pilot, "abort")
         await until(lambda: scripted.aborted)
     assert app.return_code in (0, None)
 
@@ -123,8 +115,7 @@ async def test_quitting_a_live_run_may_detach_and_leave_it_running():
     async with app.run_test(size=SIZE) as pilot:
         scripted.play_until_training([7.4])
         await pilot.press("q")
-        await shown(app, ConfirmScreen)
-        await pilot.click("#detach")
+        await answer(pilot, "detach")
         await until(lambda: scripted.detached)
     assert not scripted.aborted and not scripted.stop_requested
 

@@ -6,11 +6,11 @@ from textual.widgets import DataTable
 from engine import events as ev
 from engine.runs import read_run_events
 from tests.factories import simple_run_events, write_run
+from tests.tui.screens import answer
 from tests.tui.scripted import ScriptedSweep
 from tests.waiting import until
 from tui import cli
 from tui.app import launcher_app, replay_app, sweep_app
-from tui.screens.confirm import ConfirmScreen
 from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import MonitorScreen
 from tui.widgets.comparison_table import ComparisonTable
@@ -58,8 +58,7 @@ async def test_members_fill_the_overlay_and_the_comparison_and_s_stops_the_sweep
         assert chart.legend()[:2] == [f"{name}: central eval" for name in reversed(MEMBERS)]
 
         await pilot.press("s")
-        await until(lambda: isinstance(pilot.app.screen, ConfirmScreen))
-        await pilot.click("#stop")
+        await answer(pilot, "stop")
         await until(lambda: sweep.stop_requested)
 
 

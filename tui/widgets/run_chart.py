@@ -50,12 +50,11 @@ class RunChart(PlotextPlot):
         self._redraw_if_stale()
         return getattr(self, option)
 
-    def show_view(self, key: str) -> ChartView:
+    def show_view(self, key: str) -> None:
         """Switch to the view `key` ("loss", "perplexity", ...); redraw now."""
         self.view = VIEWS_BY_KEY[key]
         self._stale = True
         self._redraw_if_stale()
-        return self.view
 
     @property
     def up_to_date(self) -> bool:
