@@ -75,27 +75,26 @@ class RunChart(PlotextPlot):
     def render(self) -> RenderResult:
         key = (self.size.width, self.size.height, self.app.theme)
         if self._cached is None or self._cached[0] != key:
-            self._build()
-            self._cached = (key, self._render_with_legend())
+            lines = self.lines()  # once per build: the memory view gathers every sample
+            self._build(lines)
+            self._cached = (key, self._render_with_legend(lines))
             self.renders += 1
         return self._cached[1]
 
-    def _render_with_legend(self) -> Text:
+    def _render_with_legend(self, lines: list[Line]) -> Text:
         """The legend's lines above the plot, which gets the rest of the height: plotext's
         own legend box sits on the plot and hides the first rounds of every curve."""
         width, height = self.size.width, self.size.height
-        legend = legend_lines(self._legend_entries(), width)[: max(height - MIN_PLOT_ROWS, 0)]
+        legend = legend_lines(self._legend_entries(lines), width)[: max(height - MIN_PLOT_ROWS, 0)]
         plot_height = height - len(legend)
         self._plot.plotsize(width, plot_height)
         self._plot._set_size(width, plot_height)  # as PlotextPlot.render does (its issue #5)
         self._plot.theme(self._get_plotext_theme_name(self.app.theme))
         return Text("\n").join([*legend, Text.from_ansi(self._plot.build())])
 
-    def _legend_entries(self) -> list[tuple[str, str, Color]]:
+    def _legend_entries(self, lines: list[Line]) -> list[tuple[str, str, Color]]:
         """(swatch, label, colour) of each line, and of the best round's mark."""
-        entries: list[tuple[str, str, Color]] = [
-            ("━━", line.label, line.color) for line in self.lines()
-        ]
+        entries: list[tuple[str, str, Color]] = [("━━", line.label, line.color) for line in lines]
         best = self._best()
         if best:
             entries.append(("◆", f"best: round {best[0]}", "green"))
@@ -106,7 +105,7 @@ class RunChart(PlotextPlot):
         options = LineOptions(show_clients=self.show_clients, client_lines=self.client_lines)
         return self.view.lines(self._states, self._names, options)
 
-    def _build(self) -> None:
+    def _build(self, lines: list[Line]) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -120,7 +119,6 @@ class RunChart(PlotextPlot):
         ]
         plt.title(self.view.title + (f"  [{', '.join(flags)}]" if flags else ""))
         plt.xlabel(self.view.x_label)
-        lines = self.lines()
         if not lines:
             plt.title(self.view.waiting)
             return
