@@ -29,7 +29,7 @@ from collections import defaultdict
 from engine import events as ev
 from engine.config import RunConfig, load_config
 from engine.controller import RunController
-from engine.launcher import MALLOC_MMAP_THRESHOLD
+from engine.flower_home import MALLOC_MMAP_THRESHOLD
 
 GIB = 1024**3
 WORKLOAD = [

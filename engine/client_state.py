@@ -48,6 +48,7 @@ class ClientState:
     crashes: int = 0
     last_crash: str | None = None  # "worker exited with code -9 in round 3"
     crash_round: int | None = None
+    address: str | None = None  # where a client on another host joined from
 
     def down_at(self, round_: int | None) -> bool:
         """Whether the client is still down for an event about `round_`: what its processes

@@ -33,12 +33,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from engine import data, events as ev, preflight, process_env, run_lock
+from engine import data, events as ev, federation, preflight, process_env, run_lock
 from engine.channel import EventHub
 from engine.client_faults import ClientSupervisor
 from engine.config import RunConfig, to_toml
 from engine.control import ControlServer, steer
 from engine.errors import ConfigError, FedtuiError
+from engine.federation import ServerFiles, ServeSettings
 from engine.gpu import GpuSampler
 from engine.launcher import FlowerLauncher, ServerGone
 from engine.leash import Leash
@@ -67,8 +68,12 @@ class RunController:
         runs_dir: str | Path = "runs",
         run_id: str | None = None,
         leash_pid: int | None = None,
+        serve: ServeSettings | None = None,
     ) -> None:
+        """`serve`: the clients are on other hosts and join through `fedtui join`."""
         self.config = config
+        self.serve = serve
+        self._server_files: ServerFiles | None = None
         self.run_id = run_id or new_run_id(config, Path(runs_dir))
         self.run_dir = Path(runs_dir) / self.run_id
         self.status = "created"
@@ -114,10 +119,21 @@ class RunController:
         folder or any process exists (engine.preflight). `start()` does it unless done: an
         entry point may do it earlier, to report progress or keep it off a UI thread."""
         preflight.check(self.config, progress)
+        if self.serve is not None:
+            self.serve.check_listen()
+            progress(f"preparing certificates and keys in {self.serve.folder}")
+            self._prepare_federation()
         self._inputs_checked = True
+
+    def _prepare_federation(self) -> None:
+        if self.serve is not None and not self.serve.insecure:
+            self._server_files = federation.prepare_server(
+                self.serve.folder, self.serve.listen, self.config.num_clients
+            )
 
     def inputs_already_checked(self) -> None:
         """The process that handed this run over (tui.detached) checked them moments ago."""
+        self._prepare_federation()  # written then: read back
         self._inputs_checked = True
 
     def start(self) -> RunController:
@@ -208,16 +224,21 @@ class RunController:
             self.run_dir,
             self._processes,
             app_environment={
-                **process_env.for_server_app(self.run_dir, self._resume),
+                **process_env.for_server_app(
+                    self.run_dir, self._resume, self.serve.join_timeout_s if self.serve else None
+                ),
                 **self._require_hub().environment(),
             },
             gpus=self.config.client_gpus or list(range(gpu.device_count)),
             notice=self._notice,
             check_abort=self._check_abort,
+            serve=self.serve,
+            server_files=self._server_files,
         )
         try:
-            # A virtual client (simulation) has no process of its own to measure.
-            measured = self.config.num_clients if self.config.backend == "deployment" else 0
+            # A virtual client (simulation) or one on another host has no process here.
+            local = self.config.backend == "deployment" and self.serve is None
+            measured = self.config.num_clients if local else 0
             memory = ClientMemorySampler(gpu, measured)
             if gpu.unavailable:
                 self._notice(
@@ -234,7 +255,14 @@ class RunController:
                 )
             )
             self._check_abort()
+            if self.serve is not None and self.serve.insecure:
+                self._emit(ev.make(ev.WARNING, message=federation.PLAIN_TEXT_WARNING))
             launcher.launch()
+            if self.serve is not None:
+                self._notice(
+                    "clients join with (I: the client's partition id): "
+                    + federation.join_command(self.serve, self._server_files)
+                )
             clients = ClientSupervisor(
                 launcher,
                 self._processes,

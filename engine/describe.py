@@ -246,6 +246,22 @@ def _client_crashed(event: ev.Event) -> str:
     return f"client {event['client']} crashed: {crash_cause(event, pid=True)}; {then}"
 
 
+def _waiting_for_clients(event: ev.Event) -> str:
+    joined, missing = event["joined"], event["missing"]
+    left = f", {duration(event['seconds_left'])} left" if event.get("seconds_left") else ""
+    return (
+        f"waiting for clients to join: {len(joined)} of {len(joined) + len(missing)} joined "
+        f"(missing: {', '.join(map(str, missing))}){left}"
+    )
+
+
+def _client_joined(event: ev.Event) -> str:
+    host = f" ({event['host']})" if event.get("host") else ""
+    return (
+        f"client {event['client']} joined from {event['address']}{host} as node {event['node_id']}"
+    )
+
+
 SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.RUN_STARTED: _run_started,
     ev.RUN_RESUMED: _run_resumed,
@@ -272,4 +288,6 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
         f"client {event['client']}: {event['role']} started again (pid {event['pid']}, "
         f"restart {event['attempt']})"
     ),
+    ev.WAITING_FOR_CLIENTS: _waiting_for_clients,
+    ev.CLIENT_JOINED: _client_joined,
 }

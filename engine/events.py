@@ -43,6 +43,10 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | client_crashed    | client, role, pid, returncode, [round], restarting (the controller saw   |
 |                   | one of the client's processes die and will start it again, or not)       |
 | client_restarted  | client, role, pid, attempt (the controller started it again: n-th time)   |
+| waiting_for_clients | joined, missing (client ids), seconds_left (`fedtui serve`: the run     |
+|                   | starts once every client has joined, or fails when the time is up)        |
+| client_joined     | client, node_id, address, host (a client host's SuperNode, as it reported |
+|                   | itself: `fedtui join` on another machine)                                 |
 | stop_requested    | source ("user", "signal")                                                 |
 | early_stop        | round, best_round, best_eval_loss, patience, reason                       |
 | run_finished      | status (completed/stopped/aborted/failed), rounds_completed, best_round,  |
@@ -90,6 +94,8 @@ RUN_FINISHED = "run_finished"
 ERROR = "error"
 CLIENT_CRASHED = "client_crashed"
 CLIENT_RESTARTED = "client_restarted"
+WAITING_FOR_CLIENTS = "waiting_for_clients"
+CLIENT_JOINED = "client_joined"
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     RUN_STARTED: ("run_id", "config"),
@@ -114,6 +120,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     ERROR: ("message",),
     CLIENT_CRASHED: ("client", "role", "pid", "restarting"),
     CLIENT_RESTARTED: ("client", "role", "pid", "attempt"),
+    WAITING_FOR_CLIENTS: ("joined", "missing"),
+    CLIENT_JOINED: ("client", "node_id", "address"),
 }
 
 FINAL_STATUSES = ("completed", "stopped", "aborted", "failed")

@@ -26,7 +26,7 @@ import json
 import os
 import re
 import shutil
-import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -35,20 +35,18 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from engine import flower_home
 from engine.config import RunConfig
-from engine.flower import guard, relay
+from engine.federation import WILDCARD_HOSTS, Address, ServerFiles, ServeSettings
+from engine.flower import guard
 from engine.flower.run_config import to_run_config
 from engine.process_env import (
-    CONTROLLER_PID_ENV,
-    FLOWER_CLIENTAPP_ENV,
     WORKER_SOCKET_ENV,
     threads_per_client,
 )
 from engine.processes import ProcessTable, TrackedProcess, die_with_parent
 
 APP_DIR = Path(__file__).parent / "flower" / "app"
-ENGINE_PARENT = str(Path(__file__).parent.parent)
-GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
@@ -71,10 +69,16 @@ class FlowerLauncher:
         gpus: list[int],
         notice: Callable[[str], None],
         check_abort: Callable[[], None],
+        serve: ServeSettings | None = None,
+        server_files: ServerFiles | None = None,
     ) -> None:
         """`gpus`: the devices clients are pinned to, round-robin; `check_abort` raises when the
-        user aborted, and is called while waiting for the SuperLink."""
+        user aborted, and is called while waiting for the SuperLink. `serve`: the clients join
+        from other hosts, through a SuperLink listening there (with TLS and SuperNode
+        authentication from `server_files`, unless insecure)."""
         self.config = config
+        self.serve = serve
+        self._tls = server_files if serve is not None and not serve.insecure else None
         self.run_dir = run_dir
         self._processes = processes
         self._app_environment = app_environment
@@ -94,15 +98,25 @@ class FlowerLauncher:
         RuntimeError naming the log to read when one of them fails."""
         self._write_programs()
         self._superlink_port = self._start_superlink()
-        if self.config.backend == "simulation":
-            self._submit(self._superlink_port)
+        if self._tls is not None:
+            self._register_supernodes(self._tls.authorized_keys)
+        if self.config.backend == "simulation" or self.serve is not None:
+            self._submit()
             return
         for client in range(self.config.num_clients):
             if self.config.warm_workers:
                 self.start_worker(client)
             self.start_supernode(client)
         self._notice(f"started {self.config.num_clients} flower-supernode processes")
-        self._submit(self._superlink_port)
+        self._submit()
+
+    @property
+    def _superlink_address(self) -> Address:
+        """Where this machine reaches the SuperLink: loopback, unless it listens elsewhere."""
+        listen = self.serve.listen if self.serve is not None else None
+        if listen is None or listen.host in WILDCARD_HOSTS:
+            return Address("127.0.0.1", self._superlink_port)
+        return listen
 
     def check_superlink_alive(self) -> None:
         """Raise ServerGone if the SuperLink has exited: without it there is no run."""
@@ -119,12 +133,12 @@ class FlowerLauncher:
         self.supernodes[client] = self._processes.spawn(
             "supernode",
             [
-                _flower_program("flower-supernode"),
+                flower_home.program("flower-supernode"),
                 "--insecure",
                 "--superlink",
-                f"127.0.0.1:{self._superlink_port}",
+                str(self._superlink_address),
                 "--port",
-                str(_free_port()),
+                str(flower_home.free_port()),
                 "--node-config",
                 f"partition-id={client} num-partitions={self.config.num_clients}",
             ],
@@ -162,15 +176,28 @@ class FlowerLauncher:
             shutil.rmtree(self._ray_dir, ignore_errors=True)
 
     def _start_superlink(self) -> int:
-        port = _free_port()
-        self._notice(f"starting flower-superlink on 127.0.0.1:{port}")
+        host, port = "127.0.0.1", flower_home.free_port()
+        if self.serve is not None:
+            host, port = self.serve.listen.host, self.serve.listen.port
+        self._notice(f"starting flower-superlink on {Address(host, port)}")
+        security = ["--insecure"]
+        if self._tls is not None:
+            security = [
+                "--ssl-ca-certfile",
+                str(self._tls.ca_cert.absolute()),
+                "--ssl-certfile",
+                str(self._tls.server_cert.absolute()),
+                "--ssl-keyfile",
+                str(self._tls.server_key.absolute()),
+                "--enable-supernode-auth",
+            ]
         self._superlink = self._processes.spawn(
             "superlink",
             [
-                _flower_program("flower-superlink"),
-                "--insecure",
+                flower_home.program("flower-superlink"),
+                *security,
                 "--host",
-                "127.0.0.1",
+                host,
                 "--port",
                 str(port),
                 "--disable-runtime-dependency-installation",
@@ -180,7 +207,7 @@ class FlowerLauncher:
             log_path=self.run_dir / "logs" / "superlink.log",
         )
         deadline = time.monotonic() + SUPERLINK_START_TIMEOUT_S
-        while not _healthy(port):
+        while not _healthy(self._superlink_address, self._tls.ca_cert if self._tls else None):
             self._check_abort()
             self.check_superlink_alive()
             if time.monotonic() > deadline:
@@ -226,41 +253,61 @@ class FlowerLauncher:
                 CUDA_VISIBLE_DEVICES=str(self._gpus[client % len(self._gpus)]),
             )
         if self.config.warm_workers:
-            env.update(
-                {
-                    WORKER_SOCKET_ENV: str(home / "worker.sock"),
-                    "PATH": f"{self._flwr_home / 'relay'}{os.pathsep}{env['PATH']}",
-                }
-            )
+            env[WORKER_SOCKET_ENV] = str(home / "worker.sock")
+            env = flower_home.with_relay(env, self._flwr_home)
         return env
 
     def _write_programs(self) -> None:
         """The guards of Flower's programs, and the relay that stands for `flwr-clientapp`."""
-        guards, relay_dir = self._flwr_home / "guards", self._flwr_home / "relay"
-        guards.mkdir()
-        for program in GUARDED_PROGRAMS:
-            _write_executable(
-                guards / program, guard.script(sys.executable, ENGINE_PARENT, program)
-            )
+        flower_home.write_guards(self._flwr_home)
         if self.config.backend == "simulation":
             watched = self._flwr_home / "watched"
             watched.mkdir()
             (watched / "sitecustomize.py").write_text(guard.SITECUSTOMIZE)
         elif self.config.warm_workers:
-            relay_dir.mkdir()
-            _write_executable(
-                relay_dir / "flwr-clientapp", relay.script(sys.executable, ENGINE_PARENT)
-            )
+            flower_home.write_relay(self._flwr_home)
 
-    def _submit(self, superlink_port: int) -> None:
+    def _register_supernodes(self, public_keys: list[Path]) -> None:
+        """Flower's SuperNode authentication: only nodes whose public key the SuperLink holds
+        may join; they are registered through its Control API before any can try."""
+        self._notice(f"registering {len(public_keys)} authorized SuperNode key(s)")
+        for key in public_keys:
+            completed = subprocess.run(
+                [flower_home.program("flwr"), "supernode", "register", str(key), CONNECTION_NAME],
+                env=self._environment(self._cli_home()),
+                capture_output=True,
+                text=True,
+                timeout=SUBMIT_TIMEOUT_S,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=functools.partial(die_with_parent, os.getpid()),
+            )
+            with open(self.run_dir / "logs" / "flwr-register.log", "a") as log:
+                log.write(completed.stdout + completed.stderr)
+            if completed.returncode != 0:
+                raise RuntimeError(
+                    f"flwr supernode register {key.name} failed (see logs/flwr-register.log): "
+                    f"{(completed.stdout + completed.stderr).strip()[-300:]}"
+                )
+
+    def _cli_home(self) -> Path:
+        """The FLWR_HOME of Flower's CLI, whose one connection is this run's SuperLink."""
         cli_home = self._flwr_home / "cli"
-        cli_home.mkdir(parents=True)
-        (cli_home / "config.toml").write_text(
-            f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
-            f'[superlink.{CONNECTION_NAME}]\naddress = "127.0.0.1:{superlink_port}"\n'
-            f"insecure = true\n",
-            encoding="utf-8",
-        )
+        if not cli_home.exists():
+            cli_home.mkdir(parents=True)
+            trust = (
+                f'root-certificates = "{self._tls.ca_cert.absolute()}"\n'
+                if self._tls is not None
+                else "insecure = true\n"
+            )
+            (cli_home / "config.toml").write_text(
+                f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
+                f'[superlink.{CONNECTION_NAME}]\naddress = "{self._superlink_address}"\n' + trust,
+                encoding="utf-8",
+            )
+        return cli_home
+
+    def _submit(self) -> None:
+        cli_home = self._cli_home()
         overrides = cli_home / "run-config.toml"
         overrides.write_text(
             "".join(f'{key} = "{value}"\n' for key, value in to_run_config(self.config).items())
@@ -268,7 +315,7 @@ class FlowerLauncher:
         self._notice("submitting the Flower app")
         completed = subprocess.run(
             [
-                _flower_program("flwr"),
+                flower_home.program("flwr"),
                 "run",
                 str(APP_DIR),
                 CONNECTION_NAME,
@@ -312,57 +359,23 @@ class FlowerLauncher:
         return ["--federation-config", " ".join(f"{k}={v}" for k, v in settings.items())]
 
     def _environment(self, flwr_home: Path) -> dict[str, str]:
-        flwr_home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        guards = self._flwr_home / "guards"
-        env.update(
-            {
-                "FLWR_HOME": str(flwr_home),
-                "FLWR_TELEMETRY_ENABLED": "0",
-                "FLWR_DISABLE_UPDATE_CHECK": "1",
-                "PYTHONUNBUFFERED": "1",
-                "PATH": os.pathsep.join(
-                    [str(guards), str(Path(sys.executable).parent), env.get("PATH", "")]
-                ),
-                CONTROLLER_PID_ENV: str(os.getpid()),
-                FLOWER_CLIENTAPP_ENV: str(guards / "flwr-clientapp"),
-            }
-        )
-        env.update(self._app_environment)
-        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
-        return env
-
-
-# glibc serves buffers above this size with their own mmap and returns them to the system when
-# they are freed. By default it raises the threshold after the first such free, after which
-# model-sized buffers (weights arriving in 5 MB chunks, their copies) come from the heap and
-# stay in the process's RSS: a fixed threshold cut the ServerApp's peak by a fifth
-# (BENCHMARKS.md, "Memory at a realistic size").
-MALLOC_MMAP_THRESHOLD = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return flower_home.environment(self._flwr_home, flwr_home, self._app_environment)
 
 
 _LOOPBACK = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _healthy(port: int) -> bool:
+def _healthy(address: Address, ca_cert: Path | None = None) -> bool:
+    if ca_cert is None:
+        opener, scheme = _LOOPBACK, "http"
+    else:
+        tls = ssl.create_default_context(cafile=str(ca_cert))
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls)
+        )
+        scheme = "https"
     try:
-        with _LOOPBACK.open(f"http://127.0.0.1:{port}/health", timeout=1) as response:
+        with opener.open(f"{scheme}://{address}/health", timeout=1) as response:
             return response.status == 200
     except OSError:
         return False
-
-
-def _flower_program(name: str) -> str:
-    beside_python = Path(sys.executable).parent / name
-    return str(beside_python) if beside_python.exists() else name
-
-
-def _write_executable(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(0o755)

@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 RUN_DIR_ENV = "FEDTUI_RUN_DIR"
 # JSON: where a resumed run goes on from (engine.resume.ResumeState); unset for a new run.
 RESUME_ENV = "FEDTUI_RESUME"
+# `fedtui serve`: the clients join from other hosts, and the run waits this many seconds (a
+# number) for all of them before round 0; unset for a run whose clients the controller starts.
+JOIN_TIMEOUT_ENV = "FEDTUI_JOIN_TIMEOUT"
 # The controller's event channel (engine.channel): its loopback address and its key.
 EVENTS_ADDRESS_ENV = "FEDTUI_EVENTS_ADDRESS"
 EVENTS_KEY_ENV = "FEDTUI_EVENTS_KEY"
@@ -35,11 +38,16 @@ FLOWER_CLIENTAPP_ENV = "FEDTUI_FLOWER_CLIENTAPP"
 CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
 
 
-def for_server_app(run_dir: Path, resume: Mapping[str, Any] | None) -> dict[str, str]:
-    """The variables the ServerApp reads back with `run_dir()` and `resume_state()`."""
+def for_server_app(
+    run_dir: Path, resume: Mapping[str, Any] | None, join_timeout_s: float | None = None
+) -> dict[str, str]:
+    """The variables the ServerApp reads back with `run_dir()`, `resume_state()` and
+    `join_timeout()`."""
     environment = {RUN_DIR_ENV: str(run_dir.resolve())}
     if resume is not None:
         environment[RESUME_ENV] = json.dumps(resume)
+    if join_timeout_s is not None:
+        environment[JOIN_TIMEOUT_ENV] = str(join_timeout_s)
     return environment
 
 
@@ -52,6 +60,12 @@ def run_dir() -> Path | None:
 def resume_state() -> dict[str, Any] | None:
     """Where the run goes on from, or None for a run that starts at round 0."""
     return json.loads(os.environ.get(RESUME_ENV) or "null")
+
+
+def join_timeout() -> float | None:
+    """How long the clients of a served run have to join; None when they are not remote."""
+    value = os.environ.get(JOIN_TIMEOUT_ENV)
+    return float(value) if value else None
 
 
 def threads_per_client(config: RunConfig) -> int:

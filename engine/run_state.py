@@ -139,7 +139,9 @@ class RunState:
         sampled = set(result.sampled or ()) if self.config.get("clients_per_round") else None
         for client in self.clients.values():
             if client.state not in ("failed", *DOWN):
-                client.state = "waiting" if sampled is None or client.client in sampled else "idle"
+                chosen = sampled is None or client.client in sampled
+                # a client on another host sends no steps: it trains from when it is sent the model
+                client.state = ("training" if client.address else "waiting") if chosen else "idle"
                 client.round = event["round"]
                 client.step = client.steps_total = 0
                 client.loss = client.steps_per_second = None
@@ -174,6 +176,9 @@ class RunState:
         client.round = event["round"]
         client.step = client.steps_total = event.get("steps", client.steps_total)
         client.last_train_loss = event["train_loss"]
+        if client.address and event.get("peak_rss_bytes"):  # no sampler sees another host
+            client.rss_bytes = event["peak_rss_bytes"]
+            client.record_memory(event.get("t"), event.get("peak_vram_bytes") or client.rss_bytes)
         result = self._round(event["round"])
         result.client_train_loss[event["client"]] = event["train_loss"]
         result.client_examples[event["client"]] = event["examples"]
@@ -291,6 +296,17 @@ class RunState:
     def _on_client_restarted(self, event: ev.Event) -> None:
         self._client(event["client"]).state = "waiting"
 
+    def _on_waiting_for_clients(self, event: ev.Event) -> None:
+        for number in event["missing"]:
+            self._client(number).state = "missing"
+        missing = ", ".join(map(str, event["missing"]))
+        self.notice = f"waiting for clients to join (missing: {missing})"
+
+    def _on_client_joined(self, event: ev.Event) -> None:
+        client = self._client(event["client"])
+        client.state, client.address = "joined", event["address"]
+        self.notice = f"client {client.client} joined from {client.address}"
+
 
 _HANDLERS = {
     ev.RUN_STARTED: RunState._on_run_started,
@@ -313,4 +329,6 @@ _HANDLERS = {
     ev.ERROR: RunState._on_error,
     ev.CLIENT_CRASHED: RunState._on_client_crashed,
     ev.CLIENT_RESTARTED: RunState._on_client_restarted,
+    ev.WAITING_FOR_CLIENTS: RunState._on_waiting_for_clients,
+    ev.CLIENT_JOINED: RunState._on_client_joined,
 }

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import engine.sweep
+import tui.join
 from engine import run_lock
 from engine.controller import RunController
 from tests.factories import simple_run_events, write_run
@@ -331,6 +332,70 @@ MISTAKES = [
         "cannot load dataset 'code.jsonl'",
         on_disk({"code.jsonl": "def f():\n    pass\n"}),
     ),
+    # fedtui serve and fedtui join
+    mistake(
+        "serve on a port that is no port",
+        "serve --headless --address 0.0.0.0:70000",
+        "--address '0.0.0.0:70000': expected HOST:PORT",
+    ),
+    mistake(
+        "serve on an address of another machine",
+        "serve --headless --runs-dir runs --address 192.0.2.99:9092",
+        "--address 192.0.2.99:9092: cannot listen",
+    ),
+    mistake(
+        "serve with no time to join",
+        "serve --headless --join-timeout 0",
+        "--join-timeout must be > 0",
+    ),
+    mistake(
+        "serve in the simulation runtime",
+        "serve --headless --set backend=simulation",
+        'fedtui serve needs backend = "deployment"',
+    ),
+    mistake(
+        "serve with a stranger's key format",
+        "serve --headless --runs-dir runs",
+        "federation/authorized_keys, line 2: not an OpenSSH public key",
+        on_disk({"federation/authorized_keys": "# lab\nssh-rsa garbage\n"}),
+    ),
+    mistake(
+        "join without the server's CA",
+        "join 10.0.0.1:9092 --partition-id 0",
+        "--ca: the server's CA certificate",
+    ),
+    mistake(
+        "join with a CA file that is not there",
+        "join 10.0.0.1:9092 --partition-id 0 --ca ca.pem --key k",
+        "--ca ca.pem: no such file",
+    ),
+    mistake(
+        "join without a key",
+        "join 10.0.0.1:9092 --partition-id 0 --ca ca.pem",
+        "--key: this client's private key",
+        on_disk({"ca.pem": "x"}),
+    ),
+    mistake(
+        "join with a key that is no key",
+        "join 10.0.0.1:9092 --partition-id 0 --ca ca.pem --key client.key",
+        "--key client.key: not an OpenSSH private key",
+        on_disk({"ca.pem": "x", "client.key": "-----BEGIN NOTHING-----\n"}),
+    ),
+    mistake(
+        "join in plain text with a CA",
+        "join 10.0.0.1:9092 --partition-id 0 --insecure --ca ca.pem",
+        "--ca and --insecure: choose one",
+    ),
+    mistake(
+        "join as a negative client",
+        "join 10.0.0.1:9092 --partition-id -1 --insecure",
+        "--partition-id must be >= 0",
+    ),
+    mistake(
+        "join an address without a port",
+        "join 10.0.0.1 --partition-id 0 --insecure",
+        "ADDRESS '10.0.0.1': expected HOST:PORT",
+    ),
     # run folders and their records
     mistake("replay of a missing folder", "replay runs/gone", "not a run folder: runs/gone"),
     mistake("export of a missing folder", "export runs/gone", "not a run folder: runs/gone"),
@@ -375,6 +440,7 @@ def in_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setattr(lifecycle, "RunController", NoRun)
     monkeypatch.setattr(engine.sweep, "RunController", NoRun)
     monkeypatch.setattr(lifecycle.detached, "launch", no_launch)
+    monkeypatch.setattr(tui.join, "ClientHost", no_launch)
 
 
 @pytest.mark.parametrize("argv, says, prepare, env", MISTAKES)

@@ -80,6 +80,14 @@ EXAMPLES = {
         dict(client=1, role="supernode", pid=4343, attempt=1),
         ["client 1", "supernode started again", "pid 4343", "restart 1"],
     ),
+    ev.WAITING_FOR_CLIENTS: (
+        dict(joined=[0, 2], missing=[1], seconds_left=570),
+        ["2 of 3 joined", "missing: 1", "9:30 left"],
+    ),
+    ev.CLIENT_JOINED: (
+        dict(client=1, node_id=77, address="10.213.0.3", host="lab-b"),
+        ["client 1 joined from 10.213.0.3 (lab-b)", "node 77"],
+    ),
     ev.PROCESS_STARTED: (
         dict(role="supernode", pid=4242, client=1),
         ["supernode 1 started", "pid 4242"],

@@ -11,7 +11,7 @@ import threading
 import psutil
 
 from engine.flower import guard
-from engine.launcher import ENGINE_PARENT
+from engine.flower_home import ENGINE_PARENT
 from engine.process_env import CONTROLLER_PID_ENV
 from tests.waiting import wait_for
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine import federation
 from engine.config import describe_strategy, presets as preset_files
 from engine.errors import FedtuiError
 from engine.runs import (
@@ -17,6 +18,7 @@ from engine.runs import (
 )
 from engine.sweep import export_sweep, is_sweep, read_sweep
 from tui import format as fmt, lifecycle
+from tui.join import join_command
 from tui.lifecycle import DEFAULT_RUNS_DIR
 
 
@@ -95,6 +97,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="no TUI: plain progress lines, then the comparison (Ctrl+C: stop; twice: abort)",
     )
     sweep.set_defaults(handler=lifecycle.sweep_command)
+
+    serve = commands.add_parser(
+        "serve", help="start a run whose clients join from other hosts (fedtui join)"
+    )
+    serve.add_argument("config", nargs="?", metavar="CONFIG", help="as for fedtui run")
+    serve.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config key; repeatable (num_clients: how many hosts join)",
+    )
+    serve.add_argument(
+        "--address",
+        default=f"0.0.0.0:{federation.DEFAULT_PORT}",
+        metavar="HOST:PORT",
+        help="where clients reach the SuperLink (default: every interface, port 9092)",
+    )
+    serve.add_argument(
+        "--federation",
+        default=federation.DEFAULT_FOLDER,
+        metavar="DIR",
+        help="the TLS certificates and client keys, written on first use; its authorized_keys "
+        "lists who may join (default: ./federation)",
+    )
+    serve.add_argument(
+        "--join-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="how long the clients have to join before round 0 (600)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain text, and any client may join: only on a network you trust",
+    )
+    serve.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
+    serve.add_argument("--headless", action="store_true", help="no TUI: plain progress lines")
+    serve.set_defaults(handler=lifecycle.serve_command)
+
+    join = commands.add_parser("join", help="be one client of a run served on another host")
+    join.add_argument("address", metavar="ADDRESS", help="the server's HOST:PORT")
+    join.add_argument(
+        "--partition-id", type=int, required=True, metavar="I", help="which client this host is"
+    )
+    join.add_argument("--ca", metavar="FILE", help="the server's CA certificate (its ca.pem)")
+    join.add_argument(
+        "--key", metavar="FILE", help="this client's private key (fedtui serve wrote client-I.key)"
+    )
+    join.add_argument(
+        "--device", metavar="DEVICE", help="train on this device (cpu, cuda, cuda:1; default: "
+        "the run's)"
+    )  # fmt: skip
+    join.add_argument(
+        "--wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="give up when the server cannot be reached for this long (600)",
+    )
+    join.add_argument("--insecure", action="store_true", help="plain text (a server --insecure)")
+    join.set_defaults(handler=join_command)
 
     attach = commands.add_parser("attach", help="watch a running run (started elsewhere)")
     attach.add_argument(

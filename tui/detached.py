@@ -9,6 +9,7 @@ that process runs the controller as `fedtui run --headless` does, deaf to the te
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ from engine import control, run_lock
 from engine.config import load_config, to_toml
 from engine.controller import RunController
 from engine.errors import FedtuiError
+from engine.federation import ServeSettings
 from engine.follow import FollowedRun
 from engine.runs import EVENTS_FILE
 from tui.headless import run_headless
@@ -44,6 +46,8 @@ def launch(
     if resume:
         command += ["--resume", *(f"--set={item}" for item in overrides)]
     command += ["--leash", str(os.getpid())] if leashed else []
+    if controller.serve is not None:
+        command += ["--serve", json.dumps(controller.serve.to_json())]
     with open(logs / OUTPUT_FILE, "a", encoding="utf-8") as output:
         process = subprocess.Popen(
             command,
@@ -84,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--leash", type=int, help="abort the run when this PID ends")
+    parser.add_argument("--serve", type=json.loads, help="fedtui serve's settings (JSON)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started it may close
     try:
@@ -92,7 +97,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             config = load_config(args.run_dir / "config.toml")
             controller = RunController(
-                config, args.run_dir.parent, run_id=args.run_dir.name, leash_pid=args.leash
+                config,
+                args.run_dir.parent,
+                run_id=args.run_dir.name,
+                leash_pid=args.leash,
+                serve=ServeSettings.from_json(args.serve) if args.serve else None,
             )
     except FedtuiError as err:
         print(f"fedtui: error: {err}", flush=True)

@@ -34,6 +34,8 @@ DETAILS = {
     ev.ERROR,
     ev.CLIENT_CRASHED,
     ev.CLIENT_RESTARTED,
+    ev.WAITING_FOR_CLIENTS,
+    ev.CLIENT_JOINED,
 }
 
 

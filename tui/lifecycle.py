@@ -1,6 +1,6 @@
-"""The commands that start, watch and end runs: `fedtui run`, `attach`, `stop`, and the launcher
-(`fedtui` alone). Every run watched in the TUI has its controller in a process of its own
-(tui.detached), so that the TUI can detach from it."""
+"""The commands that start, watch and end runs: `fedtui run`, `serve`, `attach`, `stop`, and the
+launcher (`fedtui` alone). Every run watched in the TUI has its controller in a process of its
+own (tui.detached), so that the TUI can detach from it."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from engine import control, run_lock
 from engine.config import RunConfig, load_config
 from engine.controller import RunController
 from engine.errors import FedtuiError
+from engine.federation import ServeSettings, parse_address
 from engine.follow import FollowedRun
 from engine.runs import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
 from engine.sweep import Sweep
@@ -43,6 +44,28 @@ def run_command(args: argparse.Namespace) -> int:
         _print_way_back(run, "started in the background")
         return 0
     return _watch(run)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """A run whose clients join from other hosts (`fedtui join`), watched like `fedtui run`."""
+    if args.join_timeout <= 0:
+        raise FedtuiError(f"--join-timeout must be > 0 seconds, got {args.join_timeout:g}")
+    serve = ServeSettings(
+        parse_address(args.address, "--address"),
+        Path(args.federation),
+        insecure=args.insecure,
+        join_timeout_s=args.join_timeout,
+    )
+    config = load_config(args.config, args.overrides)
+    if config.backend != "deployment":
+        raise FedtuiError('fedtui serve needs backend = "deployment" (clients on other hosts)')
+    runs_dir = Path(args.runs_dir)
+    _check_runs_dir(runs_dir)
+    controller = RunController(config, runs_dir, serve=serve)
+    _check_inputs(controller)
+    if args.headless:
+        return run_headless(controller)
+    return _watch(detached.launch(controller, args.overrides, resume=False, leashed=True))
 
 
 def sweep_command(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ channel where there is one.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import resource
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from engine import data, events as ev, model as models
@@ -33,11 +34,13 @@ from engine.samples import Samples
 app = ClientApp()
 
 PROGRESS_INTERVAL_S = 0.5
+# What `fedtui join` puts in its SuperNode's node config besides the partition id.
+JOIN_IDENTITY = ("address", "host")
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    config = config_from_run_config(context.run_config)
+    config = node_run_config(context)
     client = int(context.node_config["partition-id"])
     round_config = msg.content.config_records["config"]
     server_round = int(number(round_config, "server-round"))
@@ -113,7 +116,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """The round's global model on this client's held-out samples (client_eval)."""
-    config = config_from_run_config(context.run_config)
+    config = node_run_config(context)
     client = int(context.node_config["partition-id"])
     torch.set_num_threads(threads_per_client(config))
     device = models.resolve_device(config)
@@ -135,9 +138,32 @@ def evaluate(msg: Message, context: Context) -> Message:
 
 @app.query("partition")
 def partition(msg: Message, context: Context) -> Message:
-    """Which client this node is: in Flower's simulation runtime only the node knows."""
+    """Which client this node is: in Flower's simulation runtime, or on another host, only the
+    node knows; a node `fedtui join` started also says where it is (engine.flower.joining)."""
     client = int(context.node_config["partition-id"])
-    return Message(RecordDict({"metrics": MetricRecord({"partition-id": client})}), reply_to=msg)
+    identity = ConfigRecord(
+        {key: str(context.node_config[key]) for key in JOIN_IDENTITY if key in context.node_config}
+    )
+    content = RecordDict({"metrics": MetricRecord({"partition-id": client}), "identity": identity})
+    return Message(content, reply_to=msg)
+
+
+@app.query("finished")
+def finished(msg: Message, context: Context) -> Message:
+    """The run is over: `fedtui join` hears it on its own channel and exits."""
+    status = str(msg.content.config_records["run"]["status"])
+    publisher = EventPublisher.from_env(role="client", client=context.node_config["partition-id"])
+    if publisher:
+        publisher.publish(ev.RUN_FINISHED, status=status)
+        publisher.close()
+    return Message(RecordDict(), reply_to=msg)
+
+
+def node_run_config(context: Context) -> RunConfig:
+    """The run's config, with the device a client host chose (`fedtui join --device`)."""
+    config = config_from_run_config(context.run_config)
+    device = context.node_config.get("device")
+    return dataclasses.replace(config, device=str(device)) if device else config
 
 
 @dataclass

@@ -30,6 +30,7 @@ from engine.early_stopping import EarlyStopping
 from engine.flower import task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
 from engine.flower.client_eval import evaluate_on_clients
+from engine.flower.joining import identify, say_goodbye, wait_for_joins
 from engine.flower.replies import RoundReplies, wait_for_clients
 from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
@@ -51,7 +52,14 @@ def main(grid: Grid, context: Context) -> None:
     config = config_from_run_config(context.run_config)
     publisher = EventPublisher.from_env(role="server")
     try:
-        FederatedRun(config, grid, publisher, run_dir, process_env.resume_state()).run()
+        FederatedRun(
+            config,
+            grid,
+            publisher,
+            run_dir,
+            process_env.resume_state(),
+            join_timeout_s=process_env.join_timeout(),
+        ).run()
     except Exception as err:
         if publisher:
             publisher.publish(ev.ERROR, source="serverapp", message=f"ServerApp failed: {err!r}")
@@ -70,8 +78,11 @@ class FederatedRun:
         publisher: EventPublisher | None,
         run_dir: Path | None = None,
         resume: dict | None = None,
+        join_timeout_s: float | None = None,
     ) -> None:
+        """`join_timeout_s`: the clients join from other hosts (`fedtui serve`), within it."""
         self.config = config
+        self.join_timeout_s = join_timeout_s
         self.roster = Roster(config.num_clients)
         self.grid = LiveGrid(grid, self.roster)
         self.publisher = publisher
@@ -106,6 +117,9 @@ class FederatedRun:
         self._publish_model_info()
         if self.config.backend == "simulation":  # virtual nodes: only they know their client
             discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
+        if self.join_timeout_s is not None and not self._all_joined(self.join_timeout_s):
+            self._finish_run("failed", completed=0)
+            return
         if self.resume is None:
             if self.config.client_eval:  # round 0 evaluates on every client: let them come
                 wait_for_clients(
@@ -133,6 +147,32 @@ class FederatedRun:
             if self._finish_round(server_round, started):
                 status = "stopped"
                 break
+        self._finish_run(status, completed)
+
+    def _all_joined(self, timeout_s: float) -> bool:
+        """Whether enough clients joined within `timeout_s` (all, unless `min_clients` allows
+        fewer); the run fails with the names of those missing otherwise."""
+        missing = wait_for_joins(
+            self.grid,
+            self.roster,
+            timeout_s=timeout_s,
+            publish=self._publish,
+            read_commands=self._read_commands,
+        )
+        if not missing:
+            return True
+        joined = self.config.num_clients - len(missing)
+        names = ", ".join(map(str, missing))
+        message = f"client(s) {names} did not join within {timeout_s:g} s"
+        if joined >= self.config.required_replies:
+            self._publish(ev.WARNING, message=f"{message}: going on with {joined} (min_clients)")
+            self.roster.gone.update(missing)  # no round waits for them (a late join is welcome)
+            return True
+        return self._round_failed(0, f"{message} (fedtui join ... --partition-id I)")
+
+    def _finish_run(self, status: str, completed: int) -> None:
+        if self.join_timeout_s is not None:  # each `fedtui join` exits with the run
+            say_goodbye(self.grid, self.roster, status)
         self._publish(
             ev.RUN_FINISHED,
             status=status,
@@ -170,6 +210,8 @@ class FederatedRun:
         """One round of training; the model then holds the new global weights. False when fewer
         than `min_clients` clients are there or returned a model: the run fails."""
         required = self.config.required_replies
+        if self.join_timeout_s is not None:  # a client host that joined (again) since
+            identify(self.grid, self.roster, self._publish)
         live = wait_for_clients(
             self.grid,
             self.roster,

@@ -1,4 +1,5 @@
-"""One row per client: state, local-step progress with rate, step loss, last round's loss.
+"""One row per client: state, local-step progress with rate, step loss, last round's loss (and
+where it joined from, when clients are on other hosts).
 
 With many clients the table scrolls, and sorts by client, state (the troubled first), last
 round's loss or memory (`cycle_sort`)."""
@@ -22,6 +23,8 @@ STATE_STYLES = {  # the states `engine.run_state` names
     "crashed": "bold white on red",
     "done": "cyan",
     "ended": "dim",
+    "missing": "bold yellow",
+    "joined": "cyan",
 }
 COLUMNS = (
     ("client", "client"),
@@ -36,9 +39,21 @@ COLUMNS = (
     ("fraction", "% GPU"),
     ("trend", "trend"),
 )
+HOST_COLUMN = ("host", "joined from")
 SORT_ORDERS = ("client", "state", "loss", "memory")
 # Which states come first when sorting by state: those that need a look, then those at work.
-STATE_RANK = ("crashed", "restarting", "failed", "training", "waiting", "done", "idle", "ended")
+STATE_RANK = (
+    "crashed",
+    "restarting",
+    "failed",
+    "missing",
+    "training",
+    "waiting",
+    "joined",
+    "done",
+    "idle",
+    "ended",
+)
 SPARK = "▁▂▃▄▅▆▇█"
 TREND_WIDTH = 12
 
@@ -58,13 +73,21 @@ class ClientsTable(DataTable):
         state: RunState = message.states[0]
         self._state = state
         virtual = state.config.get("backend") == "simulation"
+        columns = list(COLUMNS)
+        if any(client.address for client in state.clients.values()):  # clients on other hosts
+            if HOST_COLUMN[0] not in self.columns:
+                self.add_column(HOST_COLUMN[1], key=HOST_COLUMN[0], default="-")
+            columns.append(HOST_COLUMN)
         for number in sorted(state.clients):
-            cells = self.cells(state.clients[number], virtual=virtual)
+            client = state.clients[number]
+            cells = self.cells(client, virtual=virtual)
+            if len(columns) > len(COLUMNS):
+                cells.append(Text(client.address or "-"))
             key = str(number)
             if key not in self.rows:
                 self.add_row(*cells, key=key)
                 continue
-            for (column, _), value in zip(COLUMNS, cells):
+            for (column, _), value in zip(columns, cells):
                 self.update_cell(key, column, value, update_width=True)
         self._apply_sort()
         self._drop_stale_renders()

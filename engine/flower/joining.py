@@ -1,0 +1,103 @@
+"""Clients that join from other hosts (`fedtui serve` / `fedtui join`).
+
+No controller starts these clients, so none can tell the ServerApp which node is which client:
+the ServerApp asks each new node (the partition query, answered with the partition id, address
+and host name its `fedtui join` gave it), says who has joined and who is missing, and starts
+round 0 once every client is there. When the run ends it tells every node so (the `finished`
+query), and each `fedtui join` exits with the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from flwr.app import ConfigRecord, RecordDict
+from flwr.serverapp import Grid
+
+from engine import events as ev
+from engine.flower.records import number
+from engine.flower.roster import Roster
+from engine.flower.sampling import PARTITION_QUERY
+
+FINISHED_QUERY = "query.finished"  # answered by engine.flower.client_app.finished
+ASK_TIMEOUT_S = 30.0
+GOODBYE_TIMEOUT_S = 15.0
+REPORT_EVERY_S = 30.0
+POLL_S = 0.5
+
+Publish = Callable[..., None]
+
+
+def wait_for_joins(
+    grid: Grid,
+    roster: Roster,
+    *,
+    timeout_s: float,
+    publish: Publish,
+    read_commands: Callable[[], None],
+) -> list[int]:
+    """Wait until every client has joined, for at most `timeout_s`; the clients still missing."""
+    deadline = time.monotonic() + timeout_s
+    reported: tuple[list[int], list[int]] | None = None
+    next_report = 0.0
+    while True:
+        read_commands()
+        identify(grid, roster, publish)
+        live = [roster.client(node) for node in roster.live(grid.get_node_ids())]
+        joined = sorted({client for client in live if client is not None})
+        missing = [client for client in range(roster.num_clients) if client not in joined]
+        now = time.monotonic()
+        if not missing or now >= deadline:
+            return missing
+        if (joined, missing) != reported or now >= next_report:
+            publish(
+                ev.WAITING_FOR_CLIENTS,
+                joined=joined,
+                missing=missing,
+                seconds_left=round(deadline - now),
+            )
+            reported, next_report = (joined, missing), now + REPORT_EVERY_S
+        time.sleep(POLL_S)
+
+
+def identify(grid: Grid, roster: Roster, publish: Publish) -> None:
+    """Ask each node not known yet which client it is; fold the answers into the roster. A node
+    claiming a partition the run does not have is set aside, with a warning."""
+    unknown = [
+        node
+        for node in grid.get_node_ids()
+        if roster.client(node) is None and node not in roster.dead_nodes
+    ]
+    if not unknown:
+        return
+    messages = [
+        grid.create_message(RecordDict(), PARTITION_QUERY, node, group_id="joining")
+        for node in unknown
+    ]
+    for reply in grid.send_and_receive(messages, timeout=ASK_TIMEOUT_S):
+        if not reply.has_content():
+            continue
+        node = reply.metadata.src_node_id
+        client = int(number(reply.content.metric_records["metrics"], "partition-id"))
+        identity = reply.content.config_records.get("identity", ConfigRecord())
+        address, host = str(identity.get("address", "?")), str(identity.get("host", ""))
+        if not 0 <= client < roster.num_clients:
+            why = f"it says it is client {client}; this run has clients 0-{roster.num_clients - 1}"
+            roster.dead_nodes[node] = why
+            publish(ev.WARNING, message=f"node {node} from {address} set aside: {why}")
+            continue
+        roster.node_registered(node, client)
+        publish(ev.CLIENT_JOINED, client=client, node_id=node, address=address, host=host)
+
+
+def say_goodbye(grid: Grid, roster: Roster, status: str) -> None:
+    """Tell every live node the run is over (its `fedtui join` then exits), and wait a moment
+    for them to have heard it: the SuperLink ends right after."""
+    nodes = roster.live(grid.get_node_ids())
+    content = RecordDict({"run": ConfigRecord({"status": status})})
+    messages = [
+        grid.create_message(content, FINISHED_QUERY, node, group_id="finished") for node in nodes
+    ]
+    if messages:
+        list(grid.send_and_receive(messages, timeout=GOODBYE_TIMEOUT_S))
