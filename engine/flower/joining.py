@@ -29,6 +29,32 @@ POLL_S = 0.5
 Publish = Callable[..., None]
 
 
+def clients_joined(
+    grid: Grid,
+    roster: Roster,
+    *,
+    timeout_s: float,
+    required: int,
+    publish: Publish,
+    read_commands: Callable[[], None],
+) -> str | None:
+    """Wait for every client to join, for at most `timeout_s`; None when at least `required`
+    did (a warning names the others, and no round waits for them), else why the run cannot
+    start."""
+    missing = wait_for_joins(
+        grid, roster, timeout_s=timeout_s, publish=publish, read_commands=read_commands
+    )
+    if not missing:
+        return None
+    joined = roster.num_clients - len(missing)
+    message = f"client(s) {', '.join(map(str, missing))} did not join within {timeout_s:g} s"
+    if joined < required:
+        return f"{message} (fedtui join ADDRESS --partition-id I on each client host)"
+    publish(ev.WARNING, message=f"{message}: going on with {joined} (min_clients)")
+    roster.gone.update(missing)  # a late join is still welcome
+    return None
+
+
 def wait_for_joins(
     grid: Grid,
     roster: Roster,

@@ -30,7 +30,7 @@ from engine.early_stopping import EarlyStopping
 from engine.flower import task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
 from engine.flower.client_eval import evaluate_on_clients
-from engine.flower.joining import identify, say_goodbye, wait_for_joins
+from engine.flower.joining import clients_joined, identify, say_goodbye
 from engine.flower.replies import RoundReplies, wait_for_clients
 from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
@@ -117,9 +117,19 @@ class FederatedRun:
         self._publish_model_info()
         if self.config.backend == "simulation":  # virtual nodes: only they know their client
             discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
-        if self.join_timeout_s is not None and not self._all_joined(self.join_timeout_s):
-            self._finish_run("failed", completed=0)
-            return
+        if self.join_timeout_s is not None:
+            why_not = clients_joined(
+                self.grid,
+                self.roster,
+                timeout_s=self.join_timeout_s,
+                required=self.config.required_replies,
+                publish=self._publish,
+                read_commands=self._read_commands,
+            )
+            if why_not:
+                self._round_failed(0, why_not)
+                self._finish_run("failed", completed=0)
+                return
         if self.resume is None:
             if self.config.client_eval:  # round 0 evaluates on every client: let them come
                 wait_for_clients(
@@ -148,27 +158,6 @@ class FederatedRun:
                 status = "stopped"
                 break
         self._finish_run(status, completed)
-
-    def _all_joined(self, timeout_s: float) -> bool:
-        """Whether enough clients joined within `timeout_s` (all, unless `min_clients` allows
-        fewer); the run fails with the names of those missing otherwise."""
-        missing = wait_for_joins(
-            self.grid,
-            self.roster,
-            timeout_s=timeout_s,
-            publish=self._publish,
-            read_commands=self._read_commands,
-        )
-        if not missing:
-            return True
-        joined = self.config.num_clients - len(missing)
-        names = ", ".join(map(str, missing))
-        message = f"client(s) {names} did not join within {timeout_s:g} s"
-        if joined >= self.config.required_replies:
-            self._publish(ev.WARNING, message=f"{message}: going on with {joined} (min_clients)")
-            self.roster.gone.update(missing)  # no round waits for them (a late join is welcome)
-            return True
-        return self._round_failed(0, f"{message} (fedtui join ... --partition-id I)")
 
     def _finish_run(self, status: str, completed: int) -> None:
         if self.join_timeout_s is not None:  # each `fedtui join` exits with the run

@@ -15,11 +15,12 @@ import sys
 import pytest
 
 from engine import events as ev, federation
+from engine.flower_home import free_port
 from engine.runs import EVENTS_FILE
 from tests.e2e.test_faults import processes_of
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.multihost]
+pytestmark = pytest.mark.e2e
 
 SUBNET = "10.213.0"
 PORT = 9092
@@ -134,6 +135,7 @@ def federation_run(hosts, tmp_path_factory):
                 process.kill()
 
 
+@pytest.mark.multihost
 def test_two_hosts_join_a_served_run_and_train_both_rounds(federation_run):
     outputs, events, left = federation_run
     serve_out, serve_code = outputs["serve"]
@@ -154,6 +156,7 @@ def test_two_hosts_join_a_served_run_and_train_both_rounds(federation_run):
     assert left == []
 
 
+@pytest.mark.multihost
 def test_a_stranger_key_and_a_plain_text_client_are_turned_away(federation_run):
     outputs, events, _ = federation_run
 
@@ -164,3 +167,25 @@ def test_a_stranger_key_and_a_plain_text_client_are_turned_away(federation_run):
     assert plain_code == 1
     assert f"no answer from {SUBNET}.1:{PORT} within 15 s" in plain_out
     assert not any(e["type"] == ev.ERROR for e in events)  # the run never saw them
+
+
+def test_clients_that_never_join_fail_the_run_by_name_when_the_join_timeout_is_up(tmp_path):
+    """On loopback, in plain text: the record says so, and who never came."""
+    address = f"127.0.0.1:{free_port()}"
+    serve = subprocess.Popen(
+        [*FEDTUI, "serve", *RUN, "--address", address, "--insecure", "--join-timeout", "20",
+         "--headless"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = serve.communicate(timeout=600)[0]
+
+    assert serve.returncode == 1, out[-3000:]
+    assert "client(s) 0, 1 did not join within 20 s" in out
+    (events_file,) = (tmp_path / "runs").glob(f"*/{EVENTS_FILE}")
+    events = ev.read_events(events_file)
+    assert [e["missing"] for e in events if e["type"] == ev.WAITING_FOR_CLIENTS][0] == [0, 1]
+    assert any(e["type"] == ev.WARNING and "plain text" in e["message"] for e in events)
+    notices = [e["message"] for e in events if e["type"] == ev.NOTICE]
+    assert f"fedtui join {address} --partition-id I --insecure" in "\n".join(notices)
+    assert events[-1]["status"] == "failed"
+    assert processes_of(serve.pid) == []
