@@ -97,7 +97,7 @@ class FlowerLauncher:
         """Start the SuperLink and every client's processes, then submit the app; raises
         RuntimeError naming the log to read when one of them fails."""
         self._write_programs()
-        self._superlink_port = self._start_superlink()
+        self._start_superlink()
         if self._tls is not None:
             self._register_supernodes(self._tls.authorized_keys)
         if self.config.backend == "simulation" or self.serve is not None:
@@ -175,10 +175,11 @@ class FlowerLauncher:
         if self._ray_dir is not None:
             shutil.rmtree(self._ray_dir, ignore_errors=True)
 
-    def _start_superlink(self) -> int:
+    def _start_superlink(self) -> None:
         host, port = "127.0.0.1", flower_home.free_port()
         if self.serve is not None:
             host, port = self.serve.listen.host, self.serve.listen.port
+        self._superlink_port = port
         self._notice(f"starting flower-superlink on {Address(host, port)}")
         security = ["--insecure"]
         if self._tls is not None:
@@ -216,7 +217,6 @@ class FlowerLauncher:
                     f"{SUPERLINK_START_TIMEOUT_S:g}s (see logs/superlink.log)"
                 )
             time.sleep(0.2)
-        return port
 
     def _superlink_environment(self) -> dict[str, str]:
         """The SuperLink's, and under it the ServerApp's; in simulation also the virtual

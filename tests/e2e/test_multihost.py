@@ -173,14 +173,14 @@ def test_clients_that_never_join_fail_the_run_by_name_when_the_join_timeout_is_u
     """On loopback, in plain text: the record says so, and who never came."""
     address = f"127.0.0.1:{free_port()}"
     serve = subprocess.Popen(
-        [*FEDTUI, "serve", *RUN, "--address", address, "--insecure", "--join-timeout", "20",
+        [*FEDTUI, "serve", *RUN, "--address", address, "--insecure", "--join-timeout", "10",
          "--headless"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     out = serve.communicate(timeout=600)[0]
 
     assert serve.returncode == 1, out[-3000:]
-    assert "client(s) 0, 1 did not join within 20 s" in out
+    assert "client(s) 0, 1 did not join within 10 s" in out
     (events_file,) = (tmp_path / "runs").glob(f"*/{EVENTS_FILE}")
     events = ev.read_events(events_file)
     assert [e["missing"] for e in events if e["type"] == ev.WAITING_FOR_CLIENTS][0] == [0, 1]
