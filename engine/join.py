@@ -118,7 +118,7 @@ class ClientHost:
             if node is None and (node := self._node_id()) is not None:
                 self._status(f"connected to {self.settings.server} as node {node}", False)
             if supernode.popen is not None and supernode.popen.poll() is not None:
-                self._status(f"error: {self._why_supernode_ended()}", False)
+                self._status(f"error: {why_supernode_ended(self._log(), self.settings)}", False)
                 return 1
             if worker.popen is not None and worker.popen.poll() is not None:
                 if restarts == WORKER_RESTARTS:
@@ -197,23 +197,6 @@ class ClientHost:
         found = NODE_ID_LINE.search(self._log())
         return found.group(1) if found else None
 
-    def _why_supernode_ended(self) -> str:
-        log = self._log()
-        for needle, meaning in REFUSALS:
-            if needle in log:
-                return meaning
-        if "Giving up reconnection" in log:
-            hint = (
-                " (a server with TLS does not answer --insecure)"
-                if self.settings.ca is None
-                else ""
-            )
-            return f"no answer from {self.settings.server} within {self.settings.wait_s:g} s{hint}"
-        lines = [line.strip() for line in log.splitlines() if line.strip()]
-        telling = [line for line in lines if "error" in line.lower() or "code" in line.lower()]
-        last = (telling or lines or ["no output"])[-1]
-        return f"flower-supernode exited: {last}"
-
     def _log(self) -> str:
         try:
             return (self._root / "supernode.log").read_text(errors="replace")
@@ -228,6 +211,19 @@ class ClientHost:
         with self._lock:
             taken, self._events = self._events, []
         return taken
+
+
+def why_supernode_ended(log: str, settings: JoinSettings) -> str:
+    """What the SuperNode's log says about why it gave up, for the person joining."""
+    for needle, meaning in REFUSALS:
+        if needle in log:
+            return meaning
+    if "Giving up reconnection" in log:
+        hint = " (a server with TLS does not answer --insecure)" if settings.ca is None else ""
+        return f"no answer from {settings.server} within {settings.wait_s:g} s{hint}"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    telling = [line for line in lines if "error" in line.lower() or "code" in line.lower()]
+    return f"flower-supernode exited: {(telling or lines or ['no output'])[-1]}"
 
 
 def _own_address(server: Address) -> str:
