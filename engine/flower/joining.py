@@ -37,14 +37,20 @@ def clients_joined(
     required: int,
     publish: Publish,
     read_commands: Callable[[], None],
+    stop_requested: Callable[[], bool],
 ) -> str | None:
-    """Wait for every client to join, for at most `timeout_s`; None when at least `required`
-    did (a warning names the others, and no round waits for them), else why the run cannot
-    start."""
+    """Wait for every client to join, for at most `timeout_s` or until a stop is requested;
+    None when at least `required` did or the run is stopping (a warning names the others, and
+    no round waits for them), else why the run cannot start."""
     missing = wait_for_joins(
-        grid, roster, timeout_s=timeout_s, publish=publish, read_commands=read_commands
+        grid,
+        roster,
+        timeout_s=timeout_s,
+        publish=publish,
+        read_commands=read_commands,
+        stop_requested=stop_requested,
     )
-    if not missing:
+    if not missing or stop_requested():
         return None
     joined = roster.num_clients - len(missing)
     message = f"client(s) {', '.join(map(str, missing))} did not join within {timeout_s:g} s"
@@ -62,8 +68,10 @@ def wait_for_joins(
     timeout_s: float,
     publish: Publish,
     read_commands: Callable[[], None],
+    stop_requested: Callable[[], bool] = lambda: False,
 ) -> list[int]:
-    """Wait until every client has joined, for at most `timeout_s`; the clients still missing."""
+    """Wait until every client has joined, for at most `timeout_s` or until a stop is
+    requested; the clients still missing."""
     deadline = time.monotonic() + timeout_s
     reported: tuple[list[int], list[int]] | None = None
     next_report = 0.0
@@ -74,7 +82,7 @@ def wait_for_joins(
         joined = sorted({client for client in live if client is not None})
         missing = [client for client in range(roster.num_clients) if client not in joined]
         now = time.monotonic()
-        if not missing or now >= deadline:
+        if not missing or now >= deadline or stop_requested():
             return missing
         if (joined, missing) != reported or now >= next_report:
             publish(

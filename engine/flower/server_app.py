@@ -125,6 +125,7 @@ class FederatedRun:
                 required=self.config.required_replies,
                 publish=self._publish,
                 read_commands=self._read_commands,
+                stop_requested=lambda: self.stop_requested,
             )
             if why_not:
                 self._round_failed(0, why_not)
