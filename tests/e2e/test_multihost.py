@@ -9,6 +9,7 @@ join: both are turned away, and the run goes on without them.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -189,3 +190,19 @@ def test_clients_that_never_join_fail_the_run_by_name_when_the_join_timeout_is_u
     assert f"fedtui join {address} --partition-id I --insecure" in "\n".join(notices)
     assert events[-1]["status"] == "failed"
     assert processes_of(serve.pid) == []
+
+
+def test_ctrl_c_ends_a_joining_client_and_everything_it_started(tmp_path):
+    """Before any server answers: the SuperNode and the worker are up, then Ctrl+C."""
+    join = subprocess.Popen(
+        [*FEDTUI, "join", f"127.0.0.1:{free_port()}", "--partition-id", "0", "--insecure"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    wait_for(lambda: len(processes_of(join.pid)) >= 2, 120, interval=0.2)  # SuperNode, worker
+
+    join.send_signal(signal.SIGINT)
+    out = join.communicate(timeout=60)[0]
+
+    assert join.returncode == 130, out
+    assert out.splitlines()[-1] == "fedtui join: stopped here: leaving the run"
+    assert wait_for(lambda: processes_of(join.pid) == [], 10)
