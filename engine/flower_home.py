@@ -22,6 +22,8 @@ from engine.process_env import CONTROLLER_PID_ENV, FLOWER_CLIENTAPP_ENV
 ENGINE_PARENT = str(Path(__file__).parent.parent)
 GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 GUARDS, RELAY = "guards", "relay"
+# `flower-supernode`, with a short idle poll (engine.flower.supernode says why).
+SUPERNODE = (sys.executable, "-m", "engine.flower.supernode")
 
 # glibc serves buffers above this size with their own mmap and returns them to the system when
 # they are freed. By default it raises the threshold after the first such free, after which

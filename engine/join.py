@@ -172,7 +172,7 @@ class ClientHost:
         return self._processes.spawn(
             "supernode",
             [
-                flower_home.program("flower-supernode"),
+                *flower_home.SUPERNODE,
                 *security,
                 "--superlink",
                 str(settings.server),

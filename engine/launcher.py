@@ -133,7 +133,7 @@ class FlowerLauncher:
         self.supernodes[client] = self._processes.spawn(
             "supernode",
             [
-                flower_home.program("flower-supernode"),
+                *flower_home.SUPERNODE,
                 "--insecure",
                 "--superlink",
                 str(self._superlink_address),
