@@ -272,22 +272,11 @@ class FlowerLauncher:
         may join; they are registered through its Control API before any can try."""
         self._notice(f"registering {len(public_keys)} authorized SuperNode key(s)")
         for key in public_keys:
-            completed = subprocess.run(
-                [flower_home.program("flwr"), "supernode", "register", str(key), CONNECTION_NAME],
-                env=self._environment(self._cli_home()),
-                capture_output=True,
-                text=True,
-                timeout=SUBMIT_TIMEOUT_S,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()),
+            self._flwr(
+                ["supernode", "register", str(key), CONNECTION_NAME],
+                "flwr-register.log",
+                f"flwr supernode register {key.name}",
             )
-            with open(self.run_dir / "logs" / "flwr-register.log", "a") as log:
-                log.write(completed.stdout + completed.stderr)
-            if completed.returncode != 0:
-                raise RuntimeError(
-                    f"flwr supernode register {key.name} failed (see logs/flwr-register.log): "
-                    f"{(completed.stdout + completed.stderr).strip()[-300:]}"
-                )
 
     def _cli_home(self) -> Path:
         """The FLWR_HOME of Flower's CLI, whose one connection is this run's SuperLink."""
@@ -313,9 +302,8 @@ class FlowerLauncher:
             "".join(f'{key} = "{value}"\n' for key, value in to_run_config(self.config).items())
         )
         self._notice("submitting the Flower app")
-        completed = subprocess.run(
+        completed = self._flwr(
             [
-                flower_home.program("flwr"),
                 "run",
                 str(APP_DIR),
                 CONNECTION_NAME,
@@ -325,24 +313,36 @@ class FlowerLauncher:
                 "--format",
                 "json",
             ],
-            env=self._environment(cli_home),
+            "flwr-run.log",
+            "flwr run",
+        )
+        try:
+            reply = json.loads(completed.stdout)
+        except json.JSONDecodeError:
+            reply = {}
+        if not reply.get("success", False):
+            output = (completed.stdout + completed.stderr).strip()
+            raise RuntimeError(f"flwr run failed (see logs/flwr-run.log): {output[-300:]}")
+        self._notice(f"Flower run {reply.get('run-id')} submitted")
+
+    def _flwr(self, args: list[str], log_name: str, what: str) -> subprocess.CompletedProcess[str]:
+        """Run Flower's CLI against this run's SuperLink, its output appended to logs/`log_name`;
+        RuntimeError naming `what` when it fails."""
+        completed = subprocess.run(
+            [flower_home.program("flwr"), *args],
+            env=self._environment(self._cli_home()),
             capture_output=True,
             text=True,
             timeout=SUBMIT_TIMEOUT_S,
             stdin=subprocess.DEVNULL,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
-        (self.run_dir / "logs" / "flwr-run.log").write_text(completed.stdout + completed.stderr)
-        try:
-            reply = json.loads(completed.stdout)
-        except json.JSONDecodeError:
-            reply = {}
-        if completed.returncode != 0 or not reply.get("success", False):
-            raise RuntimeError(
-                f"flwr run failed (see logs/flwr-run.log): "
-                f"{(completed.stdout + completed.stderr).strip()[-300:]}"
-            )
-        self._notice(f"Flower run {reply.get('run-id')} submitted")
+        output = completed.stdout + completed.stderr
+        with open(self.run_dir / "logs" / log_name, "a") as log:
+            log.write(output)
+        if completed.returncode != 0:
+            raise RuntimeError(f"{what} failed (see logs/{log_name}): {output.strip()[-300:]}")
+        return completed
 
     def _federation_config(self) -> list[str]:
         """`flwr run`'s simulation settings: the virtual SuperNodes and each one's resources."""
