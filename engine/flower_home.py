@@ -12,6 +12,7 @@ off Flower's telemetry and update check, and names the PID everything must end w
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -22,8 +23,12 @@ from engine.process_env import CONTROLLER_PID_ENV, FLOWER_CLIENTAPP_ENV
 ENGINE_PARENT = str(Path(__file__).parent.parent)
 GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 GUARDS, RELAY = "guards", "relay"
-# `flower-supernode`, with a short idle poll (engine.flower.supernode says why).
+# `flower-supernode`, with a short idle poll (engine.flower.supernode says why), and a client's
+# warm worker (+ "--client N").
 SUPERNODE = (sys.executable, "-m", "engine.flower.supernode")
+WORKER = (sys.executable, "-m", "engine.flower.worker")
+# What a SuperNode logs once registered: the node the ServerApp will see it as.
+NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 
 # glibc serves buffers above this size with their own mmap and returns them to the system when
 # they are freed. By default it raises the threshold after the first such free, after which

@@ -10,10 +10,8 @@ lines.
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -30,7 +28,6 @@ from engine.processes import ProcessTable, TrackedProcess
 
 TICK_S = 0.2
 WORKER_RESTARTS = 3
-NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 # What the SuperNode's log says when it gives up, and what that means for the person joining.
 REFUSALS = (
     ("Failed to activate SuperNode", "the server refused this client's key: it is not in "
@@ -144,13 +141,7 @@ class ClientHost:
     def _start_worker(self) -> TrackedProcess:
         return self._processes.spawn(
             "worker",
-            [
-                sys.executable,
-                "-m",
-                "engine.flower.worker",
-                "--client",
-                str(self.settings.partition),
-            ],
+            [*flower_home.WORKER, "--client", str(self.settings.partition)],
             env=self._environment(),
             client=self.settings.partition,
             log_path=self._root / "worker.log",
@@ -194,7 +185,7 @@ class ClientHost:
         return flower_home.with_relay(env, self._root)
 
     def _node_id(self) -> str | None:
-        found = NODE_ID_LINE.search(self._log())
+        found = flower_home.NODE_ID_LINE.search(self._log())
         return found.group(1) if found else None
 
     def _log(self) -> str:

@@ -24,11 +24,9 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import shutil
 import ssl
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -50,8 +48,6 @@ APP_DIR = Path(__file__).parent / "flower" / "app"
 CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
 SUBMIT_TIMEOUT_S = 120.0
-# What a SuperNode prints once registered: the node the ServerApp will see it as.
-NODE_ID_LINE = re.compile(rb"SuperNode ID: (\d+)")
 
 
 class ServerGone(RuntimeError):
@@ -151,7 +147,7 @@ class FlowerLauncher:
     def start_worker(self, client: int) -> TrackedProcess:
         self.workers[client] = self._processes.spawn(
             "worker",
-            [sys.executable, "-m", "engine.flower.worker", "--client", str(client)],
+            [*flower_home.WORKER, "--client", str(client)],
             env=self._client_environment(client),
             client=client,
             log_path=self.run_dir / "logs" / f"worker-{client}.log",
@@ -164,7 +160,7 @@ class FlowerLauncher:
         try:
             with open(log_path, "rb") as log:
                 log.seek(self._node_log_start.get(client, 0))
-                found = NODE_ID_LINE.search(log.read())
+                found = flower_home.NODE_ID_LINE.search(log.read().decode(errors="replace"))
         except OSError:
             return None
         return int(found.group(1)) if found else None
