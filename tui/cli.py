@@ -42,14 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CONFIG",
         help="a TOML file or a preset name (default: the offline default)",
     )
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key (dotted keys reach tables); repeatable",
-    )
+    _add_overrides(run, "override one config key (dotted keys reach tables); repeatable")
     run.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
     run.add_argument(
         "--resume",
@@ -79,14 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=V1,V2,...",
         help="a config key and its values; repeatable (the members: every combination)",
     )
-    sweep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key for every member; repeatable",
-    )
+    _add_overrides(sweep, "override one config key for every member; repeatable")
     sweep.add_argument(
         "--parallel", type=int, default=1, metavar="N", help="members running at once (1)"
     )
@@ -102,14 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="start a run whose clients join from other hosts (fedtui join)"
     )
     serve.add_argument("config", nargs="?", metavar="CONFIG", help="as for fedtui run")
-    serve.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one config key; repeatable (num_clients: how many hosts join)",
-    )
+    _add_overrides(serve, "override one config key; repeatable (num_clients: how many hosts join)")
     serve.add_argument(
         "--address",
         default=f"0.0.0.0:{federation.DEFAULT_PORT}",
@@ -215,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
     presets = commands.add_parser("presets", help="list the built-in config presets")
     presets.set_defaults(handler=_presets)
     return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--set KEY=VALUE`, repeatable, into `args.overrides`."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
