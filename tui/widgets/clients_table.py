@@ -73,15 +73,14 @@ class ClientsTable(DataTable):
         state: RunState = message.states[0]
         self._state = state
         virtual = state.config.get("backend") == "simulation"
-        columns = list(COLUMNS)
-        if any(client.address for client in state.clients.values()):  # clients on other hosts
-            if HOST_COLUMN[0] not in self.columns:
-                self.add_column(HOST_COLUMN[1], key=HOST_COLUMN[0], default="-")
-            columns.append(HOST_COLUMN)
+        remote = any(client.address for client in state.clients.values())  # on other hosts
+        if remote and HOST_COLUMN[0] not in self.columns:
+            self.add_column(HOST_COLUMN[1], key=HOST_COLUMN[0], default="-")
+        columns = [*COLUMNS, HOST_COLUMN] if remote else COLUMNS
         for number in sorted(state.clients):
             client = state.clients[number]
             cells = self.cells(client, virtual=virtual)
-            if len(columns) > len(COLUMNS):
+            if remote:
                 cells.append(Text(client.address or "-"))
             key = str(number)
             if key not in self.rows:
