@@ -77,8 +77,8 @@ def wait_for_joins(
     next_report = 0.0
     while True:
         read_commands()
-        identify(grid, roster, publish)
-        live = [roster.client(node) for node in roster.live(grid.get_node_ids())]
+        nodes = identify(grid, roster, publish)
+        live = [roster.client(node) for node in roster.live(nodes)]
         joined = sorted({client for client in live if client is not None})
         missing = [client for client in range(roster.num_clients) if client not in joined]
         now = time.monotonic()
@@ -95,16 +95,15 @@ def wait_for_joins(
         time.sleep(POLL_S)
 
 
-def identify(grid: Grid, roster: Roster, publish: Publish) -> None:
+def identify(grid: Grid, roster: Roster, publish: Publish) -> list[int]:
     """Ask each node not known yet which client it is; fold the answers into the roster. A node
-    claiming a partition the run does not have is set aside, with a warning."""
+    claiming a partition the run does not have is set aside, with a warning. The nodes online."""
+    nodes = grid.get_node_ids()
     unknown = [
-        node
-        for node in grid.get_node_ids()
-        if roster.client(node) is None and node not in roster.dead_nodes
+        node for node in nodes if roster.client(node) is None and node not in roster.dead_nodes
     ]
     if not unknown:
-        return
+        return list(nodes)
     messages = [
         grid.create_message(RecordDict(), PARTITION_QUERY, node, group_id="joining")
         for node in unknown
@@ -123,6 +122,7 @@ def identify(grid: Grid, roster: Roster, publish: Publish) -> None:
             continue
         roster.node_registered(node, client)
         publish(ev.CLIENT_JOINED, client=client, node_id=node, address=address, host=host)
+    return list(nodes)
 
 
 def say_goodbye(grid: Grid, roster: Roster, status: str) -> None:
