@@ -78,7 +78,6 @@ class ClientHost:
         self._lock = threading.Lock()
         self._hub = EventHub(self._on_event)
         self._stop = threading.Event()
-        self.outcome: str | None = None  # the run's status, once the server said it ended
 
     def stop(self) -> None:
         """End this client now (Ctrl+C): from any thread."""
@@ -108,8 +107,7 @@ class ClientHost:
             self._processes.scan()
             for event in self._take_events():
                 if event["type"] == ev.RUN_FINISHED:
-                    self.outcome = event["status"]
-                    self._status(f"run {self.outcome}: leaving", False)
+                    self._status(f"run {event['status']}: leaving", False)
                     return 0
                 self._show_progress(event)
             if node is None and (node := self._node_id()) is not None:

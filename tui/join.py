@@ -13,18 +13,18 @@ from engine.join import ClientHost, JoinSettings
 
 
 def join_command(args: argparse.Namespace) -> int:
-    settings = JoinSettings(
-        parse_address(args.address, "ADDRESS"),
-        args.partition_id,
-        ca=None if args.insecure else (Path(args.ca) if args.ca else None),
-        key=Path(args.key) if args.key else None,
-        device=args.device,
-        wait_s=args.wait,
-    )
     if args.insecure and args.ca:
         raise FedtuiError("--ca and --insecure: choose one (the server's TLS, or plain text)")
     if not args.insecure and args.ca is None:
         raise FedtuiError("--ca: the server's CA certificate (its ca.pem), or --insecure")
+    settings = JoinSettings(
+        parse_address(args.address, "ADDRESS"),
+        args.partition_id,
+        ca=Path(args.ca) if args.ca else None,
+        key=Path(args.key) if args.key else None,
+        device=args.device,
+        wait_s=args.wait,
+    )
     settings.check()
     line = StatusLine(live=sys.stdout.isatty())
     host = ClientHost(settings, line.show)
