@@ -77,7 +77,7 @@ class ServerFiles:
     authorized_keys: list[Path]  # one OpenSSH public key per file, as Flower registers them
 
 
-def client_key(folder: Path, client: int) -> Path:
+def client_key(folder: Path, client: int | str) -> Path:
     return folder / f"client-{client}.key"
 
 
@@ -334,5 +334,5 @@ def join_command(settings: ServeSettings, files: ServerFiles | None) -> str:
     if files is None:
         return command + " --insecure"
     generated = client_key(settings.folder, 0).exists()
-    key = client_key(settings.folder.absolute(), 0).with_name("client-I.key") if generated else None
-    return f"{command} --ca {files.ca_cert.absolute()} --key {key or 'YOUR_KEY'}"
+    key = client_key(settings.folder.absolute(), "I") if generated else "YOUR_KEY"
+    return f"{command} --ca {files.ca_cert.absolute()} --key {key}"
