@@ -37,7 +37,8 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
     child = next(p for p in table.alive() if p.pid != parent.pid)
     assert child.client == 1
-    assert os.getsid(child.pid) != os.getsid(parent.pid)
+    # A scan can find the forked child before it has called setsid().
+    wait_for(lambda: os.getsid(child.pid) != os.getsid(parent.pid))
 
     table.terminate_all(grace_s=2)
     assert table.alive() == []

@@ -228,9 +228,10 @@ def test_the_regeneration_script_reproduces_the_recorded_default_sample_run(tmp_
     folder = regenerate.record(config, tmp_path, "proximal_mu=0.1")
     again = {e["round"]: e for e in of_type(ev.read_events(folder / "events.jsonl"), ev.ROUND_DONE)}
     assert sorted(again) == [0, 1, 2]
-    for number in (0, 1, 2):
-        assert again[number]["eval_loss"] == pytest.approx(saved[number]["eval_loss"], rel=1e-4)
-        if number:
-            assert again[number]["train_loss"] == pytest.approx(
-                saved[number]["train_loss"], rel=1e-4
-            )
+    assert again[0]["eval_loss"] == pytest.approx(saved[0]["eval_loss"], rel=1e-4)
+    # Training is deterministic on one machine but not bit-identical across CPUs: another
+    # vendor's float kernels moved round 1 by 0.2% (64 steps compound the rounding). Neighbouring
+    # sweep members (mu 0.01 and 1.0) differ from this one by 3% or more at round 1.
+    for number in (1, 2):
+        for loss in ("eval_loss", "train_loss"):
+            assert again[number][loss] == pytest.approx(saved[number][loss], rel=1e-2)
