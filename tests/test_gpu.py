@@ -29,6 +29,13 @@ def clientapp_of(table, client):
     return next((p for p in table.alive() if p.client == client and p.role != "supernode"), None)
 
 
+def replaced(table, client, app):
+    """The client has a ClientApp again, and it is not `app` (one scan: between two, the old one
+    may be gone and the new one not started yet)."""
+    current = clientapp_of(table, client)
+    return current is not None and current.pid != app.pid
+
+
 def test_pids_are_attributed_to_clients_through_a_changing_process_tree(tmp_path):
     nvml = FakeNvml()
     table = ProcessTable(lambda p: None, lambda p: None)
@@ -58,12 +65,7 @@ def test_pids_are_attributed_to_clients_through_a_changing_process_tree(tmp_path
             assert sample["devices"][0]["memory_used"] == 15 * GIB
             for app in apps:
                 os.kill(app.pid, signal.SIGKILL)
-            wait_for(
-                lambda apps=apps: all(
-                    clientapp_of(table, c) and clientapp_of(table, c).pid != a.pid
-                    for c, a in enumerate(apps)
-                )
-            )
+            wait_for(lambda apps=apps: all(replaced(table, c, a) for c, a in enumerate(apps)))
     finally:
         table.terminate_all(grace_s=1)
 
