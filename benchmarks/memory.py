@@ -3,6 +3,7 @@
     python -m benchmarks.make_model llama-135m /tmp/llama-135m
     python -m benchmarks.memory /tmp/llama-135m                # full fine-tuning and LoRA
     python -m benchmarks.memory /tmp/llama-135m --modes lora --clients 2
+    python -m benchmarks.memory /tmp/llama-135m --set shared_memory_weights=false  # any key
 
 For each mode (full fine-tuning, LoRA) fedtui runs one real round (SuperLink, SuperNodes,
 ServerApp, ClientApps) with 2 and with 4 clients, aggregating replies as they arrive
@@ -104,7 +105,9 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def measure_run(model: str, mode: str, clients: int, aggregation: str) -> dict:
+def measure_run(
+    model: str, mode: str, clients: int, aggregation: str, overrides: list[str]
+) -> dict:
     config = load_config(
         None,
         [
@@ -113,6 +116,7 @@ def measure_run(model: str, mode: str, clients: int, aggregation: str) -> dict:
             f"aggregation={aggregation}",
             *WORKLOAD,
             *MODES[mode],
+            *overrides,
         ],
     )
     watcher = PeakWatcher().start()
@@ -202,6 +206,7 @@ def main() -> int:
     parser.add_argument("--modes", default="full,full-fp16,lora")
     parser.add_argument("--clients", default="2,4")
     parser.add_argument("--aggregations", default="streaming,flower")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--plain-loop", metavar="MODE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain_loop:
@@ -232,7 +237,7 @@ def main() -> int:
         )
         for clients in map(int, args.clients.split(",")):
             for aggregation in args.aggregations.split(","):
-                row = measure_run(args.model, mode, clients, aggregation)
+                row = measure_run(args.model, mode, clients, aggregation, args.overrides)
                 print(
                     f"{clients:>7} {aggregation:>11} | {row['serverapp'] / GIB:>7.2f} Gi "
                     f"{row['serverapp'] / size:>6.2f}x | {row['client'] / GIB:>4.2f} Gi "

@@ -179,6 +179,11 @@ class RunConfig:
         "one long-lived worker per client keeps the model warm across rounds "
         "(false: Flower's fresh ClientApp process per message)",
     )
+    shared_memory_weights: bool = _spec(
+        True,
+        "clients on the server's machine exchange weights with it through /dev/shm "
+        "(false: as Flower's messages, like clients on other hosts)",
+    )
     aggregation: str = _spec(
         "streaming",
         "streaming: fold each reply in as it arrives; flower: "

@@ -36,7 +36,7 @@ from pathlib import Path
 from engine import flower_home
 from engine.config import RunConfig
 from engine.federation import WILDCARD_HOSTS, Address, ServerFiles, ServeSettings
-from engine.flower import guard
+from engine.flower import guard, shared_weights
 from engine.flower.run_config import to_run_config
 from engine.process_env import (
     WORKER_SOCKET_ENV,
@@ -166,10 +166,12 @@ class FlowerLauncher:
         return int(found.group(1)) if found else None
 
     def remove_flwr_home(self) -> None:
-        """Once every process is gone: Flower's (and Ray's) state for this run is not kept."""
+        """Once every process is gone: Flower's (and Ray's) state for this run is not kept, nor
+        weight files a killed ServerApp left in shared memory."""
         shutil.rmtree(self._flwr_home, ignore_errors=True)
         if self._ray_dir is not None:
             shutil.rmtree(self._ray_dir, ignore_errors=True)
+        shared_weights.remove_leftovers(self.run_dir.name)
 
     def _start_superlink(self) -> None:
         host, port = "127.0.0.1", flower_home.free_port()

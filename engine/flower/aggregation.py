@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
-from flwr.app import ArrayRecord, Message
+from flwr.app import Array, ArrayRecord, Message
 from flwr.serverapp.strategy import FedAvg
 
+from engine.flower import shared_weights
 from engine.flower.records import number
-from engine.flower.transfer import drain, load_arrays
+from engine.flower.transfer import load_arrays, weights_in
 from engine.model import check_names
 
 
@@ -33,15 +35,17 @@ class WeightedMean:
         self.total_weight = 0.0
 
     @torch.no_grad()
-    def add(self, arrays: ArrayRecord, weight: float) -> None:
-        """Fold in one reply's arrays (emptying the record, so its bytes can go)."""
-        check_names(self.into, arrays)
+    def add(self, source: ArrayRecord | Path, weight: float) -> None:
+        """Fold in one reply's weights: a record (emptied, so its bytes can go) or a shared
+        weights file."""
+        names, tensors = weights_in(source)
+        check_names(self.into, names)
         if self.total_weight == 0:
             for tensor in self.into.values():
                 tensor.zero_()
-        for name, view in drain(arrays):
+        for name, tensor in tensors:
             target = self.into[name]
-            target.add_(view.to(target.device), alpha=weight)
+            target.add_(tensor.to(target.device), alpha=weight)
         self.total_weight += weight
 
     @torch.no_grad()
@@ -105,11 +109,11 @@ def fold_replies(
     for reply in replies:
         if reply.has_error():
             continue
-        arrays = reply.content.array_records["arrays"]
+        source, size = reply_weights(reply)
         metrics = reply.content.metric_records["metrics"]
-        received += arrays.count_bytes()
+        received += size
         weight = float(number(metrics, "num-examples"))
-        mean.add(arrays, weight)
+        mean.add(source, weight)
         loss_sum += number(metrics, "train-loss") * weight
     if not mean.total_weight:
         return None
@@ -119,14 +123,33 @@ def fold_replies(
     return Aggregate(loss_sum / mean.total_weight, received)
 
 
+def reply_weights(reply: Message) -> tuple[ArrayRecord | Path, int]:
+    """Where a reply's weights are, its arrays or a shared weights file, and their size."""
+    shared = reply.content.config_records.get(shared_weights.REPLY_RECORD)
+    if shared is not None:
+        path = Path(str(shared[shared_weights.FILE_KEY]))
+        return path, path.stat().st_size
+    arrays = reply.content.array_records["arrays"]
+    return arrays, arrays.count_bytes()
+
+
 def aggregate_with_flower(
     strategy: FedAvg, server_round: int, replies: Iterable[Message], model: torch.nn.Module
 ) -> Aggregate | None:
-    """Flower's own `aggregate_train`, holding every reply at once (for comparison)."""
+    """Flower's own `aggregate_train`, holding every reply at once (for comparison). Weights
+    that came as a shared file are put into the reply's arrays first: Flower reads them there."""
     replies = list(replies)
-    received = sum(
-        reply.content["arrays"].count_bytes() for reply in replies if not reply.has_error()
-    )
+    received = 0
+    for reply in replies:
+        if reply.has_error():
+            continue
+        source, size = reply_weights(reply)
+        received += size
+        if isinstance(source, Path):
+            reply.content["arrays"] = ArrayRecord(
+                {name: Array(tensor.numpy()) for name, tensor in weights_in(source)[1]}
+            )
+            del reply.content[shared_weights.REPLY_RECORD]
     aggregated, metrics = strategy.aggregate_train(server_round, replies)
     if aggregated is None:
         return None

@@ -17,6 +17,7 @@ import json
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -25,7 +26,7 @@ from flwr.clientapp import ClientApp
 from engine import data, events as ev, model as models
 from engine.channel import EventPublisher
 from engine.config import RunConfig
-from engine.flower import task, transfer
+from engine.flower import shared_weights, task, transfer
 from engine.flower.records import number
 from engine.flower.run_config import config_from_run_config
 from engine.process_env import threads_per_client
@@ -69,8 +70,12 @@ def train(msg: Message, context: Context) -> Message:
 
     model, samples = warm_state(config, client)
     samples, _ = samples.held_out(config.client_eval)
-    # frees the received bytes as it goes
-    transfer.load_arrays(model, msg.content.array_records["arrays"])
+    global_file = round_config.get(shared_weights.FILE_KEY)
+    # a record's bytes are freed as they are copied in
+    transfer.load_arrays(
+        model,
+        Path(str(global_file)) if global_file else msg.content.array_records["arrays"],
+    )
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     precision = task.Precision(
@@ -92,7 +97,6 @@ def train(msg: Message, context: Context) -> Message:
     gc.collect()  # the optimizer's state is gone: free it before the reply is built
     if device.type == "cuda":
         torch.cuda.empty_cache()
-    arrays = transfer.to_arrays(model, config.transfer_dtype)
     metrics = MetricRecord(
         {
             "train-loss": result.train_loss,
@@ -107,7 +111,13 @@ def train(msg: Message, context: Context) -> Message:
         metrics["peak-rss-bytes"] = peak_rss_bytes()
     if device.type == "cuda":
         metrics["peak-vram-bytes"] = torch.cuda.max_memory_reserved(device)
-    reply = RecordDict({"arrays": arrays, "metrics": metrics})
+    reply = RecordDict({"metrics": metrics})
+    if global_file:  # the server is on this machine: the weights go beside its own
+        trained = shared_weights.reply_file(Path(str(global_file)), client)
+        shared_weights.write(trained, models.trainable_weights(model), config.transfer_dtype)
+        reply[shared_weights.REPLY_RECORD] = ConfigRecord({shared_weights.FILE_KEY: str(trained)})
+    else:
+        reply["arrays"] = transfer.to_arrays(model, config.transfer_dtype)
     if publisher:
         publisher.close()
     return Message(content=reply, reply_to=msg)

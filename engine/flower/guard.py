@@ -11,7 +11,8 @@ watches the controller itself, and ends at once when it is gone.
 programs the launcher puts a script of the same name first on PATH that starts the watch, then
 runs Flower's console entry point in the same process: no extra process, Flower's code as it is.
 Ray (the simulation runtime) starts Python processes of its own, whose agents were seen alive
-long after a killed controller: they find `SITECUSTOMIZE` on their PYTHONPATH.
+long after a killed controller: they find `SITECUSTOMIZE` on their PYTHONPATH. A folder
+registered with `remove_when_gone` (the ServerApp's shared-memory weights) goes with them.
 
 Standard library only: the relay imports this under `python -IS`.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import sys
 import threading
 import time
@@ -28,6 +30,7 @@ import time
 CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
 CONTROLLER_GONE_EXIT_CODE = 70
 _POLL_S = 0.2
+_remove_when_gone: list[str] = []
 
 
 # Every Python process that finds this first on its path watches the controller from start-up.
@@ -64,17 +67,24 @@ def watch_controller() -> None:
         ).start()
 
 
+def remove_when_gone(path: os.PathLike[str] | str) -> None:
+    """Remove the folder `path` too if the controller goes (shared memory outlives a process)."""
+    _remove_when_gone.append(os.fspath(path))
+
+
 def _exit_when_gone(pid: int) -> None:
     try:
         handle = os.pidfd_open(pid)  # readable once the process has exited; immune to PID reuse
     except ProcessLookupError:
-        os._exit(CONTROLLER_GONE_EXIT_CODE)
+        pass  # gone already
     except (AttributeError, OSError):  # no pidfd (old kernel, other OS): poll
         while _exists(pid):
             time.sleep(_POLL_S)
     else:
         select.select([handle], [], [])
     print(f"{sys.argv[0]}: the fedtui controller (pid {pid}) is gone; exiting", file=sys.stderr)
+    for path in _remove_when_gone:
+        shutil.rmtree(path, ignore_errors=True)
     os._exit(CONTROLLER_GONE_EXIT_CODE)
 
 

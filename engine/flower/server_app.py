@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flwr.app import ConfigRecord, Context
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
 from safetensors.torch import load_file, save_file
 
@@ -27,7 +28,7 @@ from engine import checkpoints, data, events as ev, model as models, process_env
 from engine.channel import EventPublisher
 from engine.config import RunConfig
 from engine.early_stopping import EarlyStopping
-from engine.flower import task, transfer
+from engine.flower import shared_weights, task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
 from engine.flower.client_eval import evaluate_on_clients
 from engine.flower.joining import clients_joined, identify, say_goodbye
@@ -112,9 +113,18 @@ class FederatedRun:
         self.train_loss: float | None = None  # of the round being finished
         self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
         self.bytes_sent = self.bytes_received = 0
+        self.shared: shared_weights.SharedFolder | None = None
 
     def run(self) -> None:
         self._publish_model_info()
+        self.shared = self._open_shared_folder()
+        try:
+            self._run_rounds()
+        finally:
+            if self.shared is not None:
+                self.shared.remove()
+
+    def _run_rounds(self) -> None:
         if self.config.backend == "simulation":  # virtual nodes: only they know their client
             discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
         if self.join_timeout_s is not None:
@@ -186,6 +196,25 @@ class FederatedRun:
             gradient_checkpointing=self.config.gradient_checkpointing,
         )
 
+    def _open_shared_folder(self) -> shared_weights.SharedFolder | None:
+        """Clients the controller started on this machine (a local run on the deployment
+        engine) exchange weights with the server through /dev/shm (engine.flower.shared_weights)."""
+        config = self.config
+        local = config.backend == "deployment" and self.join_timeout_s is None
+        if not (config.shared_memory_weights and local):
+            return None
+        itemsize = np.dtype(transfer.TRANSFER_DTYPES[config.transfer_dtype]).itemsize
+        model_bytes = sum(tensor.numel() for tensor in self.weights.values()) * itemsize
+        folder = shared_weights.SharedFolder.create(
+            self.run_dir.name if self.run_dir else "run",
+            model_bytes * (config.sampled_per_round + 1),
+        )
+        if isinstance(folder, str):
+            self._publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
+            return None
+        self._publish(ev.NOTICE, message=f"weights go through shared memory: {folder.path}")
+        return folder
+
     def _load_resumed(self, resume: dict) -> None:
         """The global model the stopped run ended with."""
         if self.run_dir is None:
@@ -224,10 +253,10 @@ class FederatedRun:
             )
         sampled = self._sample(server_round)
         self.round_nodes = [node for _, node in sampled]
-        arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
+        arrays, train_config, model_bytes = self._global_model(server_round)
         with self.grid.only(node for _, node in sampled):
             messages = list(
-                self.strategy.configure_train(server_round, arrays, ConfigRecord(), self.grid)
+                self.strategy.configure_train(server_round, arrays, train_config, self.grid)
             )
         del arrays  # the messages hold it until they are pushed
         self._publish(
@@ -237,7 +266,7 @@ class FederatedRun:
             sampled=sorted(client for client, _ in sampled if client is not None),
             start_model_sha256=transfer.fingerprint(self.weights),
         )
-        self.bytes_sent = sum(message.content["arrays"].count_bytes() for message in messages)
+        self.bytes_sent = model_bytes * len(messages)
         round_replies = RoundReplies(
             self.grid,
             self.roster,
@@ -246,10 +275,14 @@ class FederatedRun:
             timeout=self.config.round_timeout,
         )
         replies = round_replies.collect(server_round, messages)
-        if self.config.aggregation == "flower":
-            result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
-        else:
-            result = fold_replies(replies, self.weights, self.momentum)
+        try:
+            if self.config.aggregation == "flower":
+                result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
+            else:
+                result = fold_replies(replies, self.weights, self.momentum)
+        finally:
+            if self.shared is not None:
+                self.shared.clear()
         shortfall = round_replies.shortfall(server_round, required)
         if result is None or shortfall:
             return self._round_failed(
@@ -257,6 +290,16 @@ class FederatedRun:
             )
         self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
         return True
+
+    def _global_model(self, server_round: int) -> tuple[ArrayRecord, ConfigRecord, int]:
+        """What the round's train messages carry of the global model (its arrays, or the path
+        of the shared file it was written to) and its size in bytes."""
+        if self.shared is None:
+            arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
+            return arrays, ConfigRecord(), arrays.count_bytes()
+        path = self.shared.global_file(server_round)
+        size = shared_weights.write(path, self.weights, self.config.transfer_dtype)
+        return ArrayRecord(), ConfigRecord({shared_weights.FILE_KEY: str(path)}), size
 
     def _sample(self, server_round: int) -> list[tuple[int | None, int]]:
         """(client, node) of each client that trains this round: every live node when all

@@ -4,7 +4,8 @@ An `Array` holds its tensor as `np.save` bytes. Reading goes through `tensor_vie
 tensor over those bytes (no `np.load` copy), so a client copies each received array straight
 into its model and a server folds each reply into its running mean, releasing the bytes as it
 goes. Writing casts one tensor at a time (fp16 transfer halves the bytes), so no second copy
-of the whole model exists while a record is built.
+of the whole model exists while a record is built. Weights that came through shared memory
+(engine.flower.shared_weights) are read the same way, from their file.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import hashlib
 import io
 import warnings
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord
 
+from engine.flower import shared_weights
 from engine.model import check_names, trainable_weights
 
 TRANSFER_DTYPES = {"fp32": np.float32, "fp16": np.float16}
@@ -59,13 +62,23 @@ def drain(arrays: ArrayRecord) -> Iterator[tuple[str, torch.Tensor]]:
         del arrays[name]
 
 
+def weights_in(source: ArrayRecord | Path) -> tuple[list[str], Iterator[tuple[str, torch.Tensor]]]:
+    """The names in a record (drained as it is read) or a shared weights file, and (name,
+    tensor) for each in turn."""
+    if isinstance(source, Path):
+        return shared_weights.read(source)
+    return list(source), drain(source)
+
+
 @torch.no_grad()
-def load_arrays(model: torch.nn.Module, arrays: ArrayRecord) -> None:
-    """Copy the record into the model's trainable weights, emptying the record."""
+def load_arrays(model: torch.nn.Module, source: ArrayRecord | Path) -> None:
+    """Copy a record (emptying it) or a shared weights file into the model's trainable
+    weights."""
     targets = trainable_weights(model)
-    check_names(targets, arrays)
-    for name, view in drain(arrays):
-        targets[name].copy_(view)
+    names, tensors = weights_in(source)
+    check_names(targets, names)
+    for name, tensor in tensors:
+        targets[name].copy_(tensor)
 
 
 def fingerprint(weights: Mapping[str, torch.Tensor]) -> str:

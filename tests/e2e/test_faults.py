@@ -14,7 +14,7 @@ import pytest
 from engine import events as ev
 from engine.controller import RunController
 from engine.process_env import CONTROLLER_PID_ENV
-from tests.e2e.test_real_runs import SMALL, alive, finish, of_type, start
+from tests.e2e.test_real_runs import SMALL, alive, finish, of_type, shared_folders, start
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -119,6 +119,7 @@ def test_a_dead_server_process_fails_the_run_and_ends_everything_within_10_s(tmp
     finished_at = time.time()  # the run's end is written once every process is gone
     assert [pid for pid in controller.pids() if alive(pid)] == []
     assert finished_at - killed[0][1] < 10
+    assert shared_folders(controller.run_dir) == []  # a killed ServerApp's are the controller's
     _, events = finish(controller)
     (error,) = [e for e in of_type(events, ev.ERROR) if e.get("source") == "controller"]
     assert ("flower-superlink" if role == "superlink" else "ServerApp") in error["message"]
@@ -184,8 +185,12 @@ def kill_fedtui_at(runs_dir, moment, overrides=("rounds=2", *SMALL)):
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_fedtui_killed_at_any_moment_leaves_no_process_of_its_run(tmp_path, moment):
     pid = kill_fedtui_at(tmp_path, moment)
+    (run_dir,) = tmp_path.iterdir()
     deadline = time.monotonic() + 10
-    while (survivors := processes_of(pid)) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        survivors = processes_of(pid) + shared_folders(run_dir)
+        if not survivors:
+            break
         time.sleep(0.2)
     assert survivors == []
 

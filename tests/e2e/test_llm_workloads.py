@@ -80,6 +80,17 @@ def test_fp16_transfer_halves_the_bytes_and_learns_like_fp32(tmp_path, fp32_run)
     assert rounds[2]["eval_loss"] == pytest.approx(full_rounds[2]["eval_loss"], rel=0.02)
 
 
+def test_flowers_messages_carry_the_same_model_as_shared_memory(tmp_path, fp32_run):
+    _, shared_rounds, shared_events = fp32_run
+    _, rounds, events = completed_run(tmp_path, ["rounds=2", "shared_memory_weights=false"])
+    said = [e["message"] for e in of_type(shared_events, ev.NOTICE)]
+    assert any("through shared memory" in message for message in said)
+    assert not any("shared memory" in e["message"] for e in of_type(events, ev.NOTICE))
+    for number in (1, 2):  # bit for bit (equal example counts: the mean's order cannot matter)
+        assert rounds[number]["model_sha256"] == shared_rounds[number]["model_sha256"]
+        assert rounds[number]["eval_loss"] == shared_rounds[number]["eval_loss"]
+
+
 def test_bf16_compute_learns_like_fp32(tmp_path, fp32_run):
     _, full_rounds, _ = fp32_run
     _, rounds, events = completed_run(tmp_path, ["rounds=2", "precision=bf16"])

@@ -11,6 +11,7 @@ import torch
 from engine import events as ev
 from engine.config import load_config
 from engine.controller import RunController
+from engine.flower.shared_weights import PREFIX, SHM_ROOT
 from engine.process_env import EVENTS_KEY_ENV
 from engine.runs import open_run
 from tests.channel_checks import assert_key_not_in
@@ -18,6 +19,11 @@ from tests.channel_checks import assert_key_not_in
 pytestmark = pytest.mark.e2e
 
 SMALL = ["samples_per_client=64", "eval_samples=32"]
+
+
+def shared_folders(run_dir):
+    """What is left in /dev/shm of the run's weight files (engine.flower.shared_weights)."""
+    return list(SHM_ROOT.glob(f"{PREFIX}{run_dir.name}-*"))
 
 
 def alive(pid):
@@ -107,6 +113,9 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     logs = {path.name for path in (controller.run_dir / "logs").iterdir()}
     assert {"superlink.log", "supernode-0.log", "supernode-1.log", "serverapp.log"} <= logs
     assert_key_not_in(controller.run_dir, key)  # every process had it in its environment
+    # The clients run on this machine: the weights went through shared memory, cleared after.
+    assert [e for e in of_type(events, ev.NOTICE) if "through shared memory" in e["message"]]
+    assert shared_folders(controller.run_dir) == []
 
 
 def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
