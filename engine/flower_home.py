@@ -36,6 +36,7 @@ NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 # stay in the process's RSS: a fixed threshold cut the ServerApp's peak by a fifth
 # (BENCHMARKS.md, "Memory at a realistic size").
 MALLOC_MMAP_THRESHOLD = 1024 * 1024
+MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
 
 
 def write_guards(root: Path) -> None:
@@ -68,7 +69,7 @@ def environment(root: Path, flwr_home: Path, extra: dict[str, str]) -> dict[str,
         }
     )
     env.update(extra)
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(MALLOC_MMAP_THRESHOLD))
+    env.setdefault(MALLOC_ENV, str(MALLOC_MMAP_THRESHOLD))
     return env
 
 

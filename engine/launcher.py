@@ -145,10 +145,15 @@ class FlowerLauncher:
         return self.supernodes[client]
 
     def start_worker(self, client: int) -> TrackedProcess:
+        env = self._client_environment(client)
+        if flower_home.MALLOC_ENV not in os.environ:  # a threshold the user set stands
+            # Training frees and allocates activations over 1 MiB every step: under the fixed
+            # threshold each is a fresh mmap, page faults and all (~30% slower; BENCHMARKS.md).
+            del env[flower_home.MALLOC_ENV]
         self.workers[client] = self._processes.spawn(
             "worker",
             [*flower_home.WORKER, "--client", str(client)],
-            env=self._client_environment(client),
+            env=env,
             client=client,
             log_path=self.run_dir / "logs" / f"worker-{client}.log",
         )
