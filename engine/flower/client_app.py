@@ -70,12 +70,10 @@ def train(msg: Message, context: Context) -> Message:
 
     model, samples = warm_state(config, client)
     samples, _ = samples.held_out(config.client_eval)
-    global_file = round_config.get(shared_weights.FILE_KEY)
+    named = round_config.get(shared_weights.FILE_KEY)
+    global_file = Path(str(named)) if named else None
     # a record's bytes are freed as they are copied in
-    transfer.load_arrays(
-        model,
-        Path(str(global_file)) if global_file else msg.content.array_records["arrays"],
-    )
+    transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     precision = task.Precision(
@@ -113,7 +111,7 @@ def train(msg: Message, context: Context) -> Message:
         metrics["peak-vram-bytes"] = torch.cuda.max_memory_reserved(device)
     reply = RecordDict({"metrics": metrics})
     if global_file:  # the server is on this machine: the weights go beside its own
-        trained = shared_weights.reply_file(Path(str(global_file)), client)
+        trained = shared_weights.reply_file(global_file, client)
         shared_weights.write(trained, models.trainable_weights(model), config.transfer_dtype)
         reply[shared_weights.REPLY_RECORD] = ConfigRecord({shared_weights.FILE_KEY: str(trained)})
     else:
