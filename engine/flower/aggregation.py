@@ -9,7 +9,7 @@ at the cost of one reply at a time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +106,7 @@ def fold_replies(
     if momentum is not None:
         momentum.remember(weights)
     mean, loss_sum, received = WeightedMean(weights), 0.0, 0
-    for reply in replies:
-        if reply.has_error():
-            continue
-        source, size = reply_weights(reply)
+    for reply, source, size in _with_weights(replies):
         metrics = reply.content.metric_records["metrics"]
         received += size
         weight = float(number(metrics, "num-examples"))
@@ -123,11 +120,17 @@ def fold_replies(
     return Aggregate(loss_sum / mean.total_weight, received)
 
 
+def _with_weights(replies: Iterable[Message]) -> Iterator[tuple[Message, ArrayRecord | Path, int]]:
+    """(reply, its weights, their size) for each reply that is not an error."""
+    for reply in replies:
+        if not reply.has_error():
+            yield reply, *reply_weights(reply)
+
+
 def reply_weights(reply: Message) -> tuple[ArrayRecord | Path, int]:
     """Where a reply's weights are, its arrays or a shared weights file, and their size."""
-    shared = reply.content.config_records.get(shared_weights.REPLY_RECORD)
-    if shared is not None:
-        path = Path(str(shared[shared_weights.FILE_KEY]))
+    path = shared_weights.named_file(reply.content.config_records.get(shared_weights.REPLY_RECORD))
+    if path is not None:
         return path, path.stat().st_size
     arrays = reply.content.array_records["arrays"]
     return arrays, arrays.count_bytes()
@@ -140,10 +143,7 @@ def aggregate_with_flower(
     that came as a shared file are put into the reply's arrays first: Flower reads them there."""
     replies = list(replies)
     received = 0
-    for reply in replies:
-        if reply.has_error():
-            continue
-        source, size = reply_weights(reply)
+    for reply, source, size in _with_weights(replies):
         received += size
         if isinstance(source, Path):
             reply.content["arrays"] = ArrayRecord(

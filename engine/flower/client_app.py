@@ -17,7 +17,6 @@ import json
 import resource
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -70,8 +69,7 @@ def train(msg: Message, context: Context) -> Message:
 
     model, samples = warm_state(config, client)
     samples, _ = samples.held_out(config.client_eval)
-    named = round_config.get(shared_weights.FILE_KEY)
-    global_file = Path(str(named)) if named else None
+    global_file = shared_weights.named_file(round_config)
     # a record's bytes are freed as they are copied in
     transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
     if device.type == "cuda":
@@ -113,7 +111,7 @@ def train(msg: Message, context: Context) -> Message:
     if global_file:  # the server is on this machine: the weights go beside its own
         trained = shared_weights.reply_file(global_file, client)
         shared_weights.write(trained, models.trainable_weights(model), config.transfer_dtype)
-        reply[shared_weights.REPLY_RECORD] = ConfigRecord({shared_weights.FILE_KEY: str(trained)})
+        reply[shared_weights.REPLY_RECORD] = shared_weights.naming(trained)
     else:
         reply["arrays"] = transfer.to_arrays(model, config.transfer_dtype)
     if publisher:

@@ -22,6 +22,9 @@ from engine.flower.roster import Roster
 
 REPLY_POLL_S = 0.2
 CLIENT_WAIT_POLL_S = 0.5
+# A restarted SuperNode registers within seconds; past this a round goes on without it (if
+# `min_clients` allows).
+CLIENT_RECONNECT_WAIT_S = 60.0
 
 Publish = Callable[..., None]
 
@@ -153,6 +156,27 @@ def wait_for_clients(
         if live >= target or roster.expected < target or time.monotonic() >= deadline:
             return live
         time.sleep(CLIENT_WAIT_POLL_S)
+
+
+def clients_for_round(
+    grid: Grid,
+    roster: Roster,
+    *,
+    required: int,
+    round_timeout: float,
+    read_commands: Callable[[], None],
+) -> int:
+    """Wait for a round's clients: every expected one for up to CLIENT_RECONNECT_WAIT_S, then,
+    if fewer than `required` came, as long as a round may take for `required` of them; how many
+    are connected."""
+    live = wait_for_clients(
+        grid, roster, ceiling_s=CLIENT_RECONNECT_WAIT_S, read_commands=read_commands
+    )
+    if live >= required:
+        return live
+    return wait_for_clients(
+        grid, roster, ceiling_s=round_timeout, read_commands=read_commands, minimum=required
+    )
 
 
 def _optional_int(value: Any) -> int | None:

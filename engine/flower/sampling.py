@@ -33,6 +33,23 @@ def sample_clients(clients: list[int], count: int, seed: int, server_round: int)
     return sorted(random.Random(f"fedtui-clients:{seed}:{server_round}").sample(pool, count))
 
 
+def round_nodes(
+    grid: Grid,
+    roster: Roster,
+    clients_per_round: int,
+    seed: int,
+    server_round: int,
+    read_commands: Callable[[], None],
+) -> list[tuple[int | None, int]]:
+    """(client, node) of each client that trains the round: every live node when all train
+    (one whose client is not known yet as None), else a seeded draw of clients."""
+    if not clients_per_round:
+        return [(roster.client(node), node) for node in grid.get_node_ids()]
+    nodes = nodes_by_client(grid, roster, read_commands)
+    chosen = sample_clients(list(nodes), clients_per_round, seed, server_round)
+    return [(client, nodes[client]) for client in chosen]
+
+
 def nodes_by_client(
     grid: Grid, roster: Roster, read_commands: Callable[[], None]
 ) -> dict[int, int]:

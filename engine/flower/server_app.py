@@ -17,14 +17,11 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.serverapp import Grid, ServerApp
-from safetensors.torch import load_file, save_file
 
-from engine import checkpoints, data, events as ev, model as models, process_env
+from engine import data, events as ev, model as models, process_env
 from engine.channel import EventPublisher
 from engine.config import RunConfig
 from engine.early_stopping import EarlyStopping
@@ -32,15 +29,17 @@ from engine.flower import shared_weights, task, transfer
 from engine.flower.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
 from engine.flower.client_eval import evaluate_on_clients
 from engine.flower.joining import clients_joined, identify, say_goodbye
-from engine.flower.replies import RoundReplies, wait_for_clients
+from engine.flower.replies import (
+    CLIENT_RECONNECT_WAIT_S,
+    RoundReplies,
+    clients_for_round,
+    wait_for_clients,
+)
 from engine.flower.roster import LiveGrid, Roster
 from engine.flower.run_config import config_from_run_config
-from engine.flower.sampling import discover_clients, nodes_by_client, sample_clients
+from engine.flower.sampling import discover_clients, round_nodes
+from engine.flower.server_checkpoints import load_last, save_round
 from engine.flower.strategy import build_strategy
-
-# A restarted SuperNode registers within seconds; past this a round goes on without it (if
-# `min_clients` allows).
-CLIENT_RECONNECT_WAIT_S = 60.0
 
 app = ServerApp()
 
@@ -152,7 +151,9 @@ class FederatedRun:
             self._finish_round(0, started=time.monotonic())
             first_round = 1
         else:
-            self._load_resumed(self.resume)
+            if self.run_dir is None:
+                raise RuntimeError("cannot resume: no run folder to resume from")
+            load_last(self.run_dir / "checkpoints", self.resume["round"], self.model)
             first_round = self.resume["round"] + 1
         status, completed = "completed", first_round - 1
         for server_round in range(first_round, self.config.rounds + 1):
@@ -203,11 +204,10 @@ class FederatedRun:
         local = config.backend == "deployment" and self.join_timeout_s is None
         if not (config.shared_memory_weights and local):
             return None
-        itemsize = np.dtype(transfer.TRANSFER_DTYPES[config.transfer_dtype]).itemsize
-        model_bytes = sum(tensor.numel() for tensor in self.weights.values()) * itemsize
         folder = shared_weights.SharedFolder.create(
             self.run_dir.name if self.run_dir else "run",
-            model_bytes * (config.sampled_per_round + 1),
+            shared_weights.model_bytes(self.weights, config.transfer_dtype)
+            * (config.sampled_per_round + 1),
         )
         if isinstance(folder, str):
             self._publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
@@ -215,43 +215,33 @@ class FederatedRun:
         self._publish(ev.NOTICE, message=f"weights go through shared memory: {folder.path}")
         return folder
 
-    def _load_resumed(self, resume: dict) -> None:
-        """The global model the stopped run ended with."""
-        if self.run_dir is None:
-            raise RuntimeError("cannot resume: no run folder to resume from")
-        last = self.run_dir / "checkpoints" / "last"
-        info = checkpoints.read_info(last)
-        if info is None or info["round"] != resume["round"]:
-            raise RuntimeError(f"cannot resume: {last} does not hold round {resume['round']}")
-        models.load_weights(self.model, load_file(last / checkpoints.WEIGHTS_FILE))
-
     def _train(self, server_round: int) -> bool:
         """One round of training; the model then holds the new global weights. False when fewer
         than `min_clients` clients are there or returned a model: the run fails."""
         required = self.config.required_replies
         if self.join_timeout_s is not None:  # a client host that joined (again) since
             identify(self.grid, self.roster, self._publish)
-        live = wait_for_clients(
+        live = clients_for_round(
             self.grid,
             self.roster,
-            ceiling_s=CLIENT_RECONNECT_WAIT_S,
+            required=required,
+            round_timeout=self.config.round_timeout,
             read_commands=self._read_commands,
         )
-        if live < required:  # the round cannot start without them: wait as long as for replies
-            live = wait_for_clients(
-                self.grid,
-                self.roster,
-                ceiling_s=self.config.round_timeout,
-                read_commands=self._read_commands,
-                minimum=required,
-            )
         if live < required:
             return self._round_failed(
                 server_round,
                 f"round {server_round}: {live} client(s) connected, min_clients needs {required}"
                 f" (gone: {', '.join(map(str, sorted(self.roster.gone))) or 'none'})",
             )
-        sampled = self._sample(server_round)
+        sampled = round_nodes(
+            self.grid,
+            self.roster,
+            self.config.clients_per_round,
+            self.config.seed,
+            server_round,
+            self._read_commands,
+        )
         self.round_nodes = [node for _, node in sampled]
         arrays, train_config, model_bytes = self._global_model(server_round)
         with self.grid.only(node for _, node in sampled):
@@ -299,18 +289,7 @@ class FederatedRun:
             return arrays, ConfigRecord(), arrays.count_bytes()
         path = self.shared.global_file(server_round)
         size = shared_weights.write(path, self.weights, self.config.transfer_dtype)
-        return ArrayRecord(), ConfigRecord({shared_weights.FILE_KEY: str(path)}), size
-
-    def _sample(self, server_round: int) -> list[tuple[int | None, int]]:
-        """(client, node) of each client that trains this round: every live node when all
-        train (one whose client is not known yet as None), else a seeded draw of clients."""
-        if not self.config.clients_per_round:
-            return [(self.roster.client(node), node) for node in self.grid.get_node_ids()]
-        nodes = nodes_by_client(self.grid, self.roster, self._read_commands)
-        chosen = sample_clients(
-            list(nodes), self.config.clients_per_round, self.config.seed, server_round
-        )
-        return [(client, nodes[client]) for client in chosen]
+        return ArrayRecord(), shared_weights.naming(path), size
 
     def _round_failed(self, server_round: int, message: str) -> bool:
         self._publish(ev.ERROR, source="serverapp", round=server_round, message=message)
@@ -370,35 +349,26 @@ class FederatedRun:
         return True
 
     def _save_checkpoints(self, server_round: int, eval_loss: float, improved: bool) -> None:
-        """`last` every round (what a resume starts from), `best` when eval loss improved."""
         if self.run_dir is None:
             return
-        folder = self.run_dir / "checkpoints"
         info = {"eval_loss": eval_loss, "model": self.config.model}
-        weights = {name: tensor.detach().cpu() for name, tensor in self.weights.items()}
-        checkpoints.save(
-            folder,
-            "last",
+        save_round(
+            self.run_dir / "checkpoints",
             server_round,
-            lambda tmp: save_file(weights, tmp / checkpoints.WEIGHTS_FILE),
+            self.model,
+            self.tokenizer,
+            self.weights,
             info,
+            best=improved,
         )
-        if not improved:
-            return
-
-        def write_pretrained(tmp: Path) -> None:
-            pretrained: Any = self.model  # a transformers model, or peft's wrapper of one
-            pretrained.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-
-        checkpoints.save(folder, "best", server_round, write_pretrained, info)
-        self._publish(
-            ev.CHECKPOINT_SAVED,
-            round=server_round,
-            kind="best",
-            eval_loss=eval_loss,
-            path="checkpoints/best",
-        )
+        if improved:
+            self._publish(
+                ev.CHECKPOINT_SAVED,
+                round=server_round,
+                kind="best",
+                eval_loss=eval_loss,
+                path="checkpoints/best",
+            )
 
     def _read_commands(self) -> None:
         if self.publisher is None:

@@ -31,23 +31,20 @@ from engine.flower import guard
 
 if TYPE_CHECKING:
     import torch
+    from flwr.app import ConfigRecord
 
 SHM_ROOT = Path("/dev/shm")
 PREFIX = "fedtui-weights-"
 # Keys of the records that name a file, in a train message's config and in a reply.
 FILE_KEY = "weights-file"
 REPLY_RECORD = "shared-weights"
-# transfer_dtype -> (torch's name, safetensors' name) of the dtype
-_DTYPES = {"fp32": ("float32", "F32"), "fp16": ("float16", "F16")}
 
 
 def write(path: Path, weights: Mapping[str, torch.Tensor], transfer_dtype: str) -> int:
     """Write `weights` cast to `transfer_dtype` as a safetensors file, one tensor at a time;
     the file's size. The file appears whole (written under another name, then renamed)."""
-    import torch
-
-    torch_name, dtype_name = _DTYPES[transfer_dtype]
-    dtype = getattr(torch, torch_name)
+    dtype = _torch_dtype(transfer_dtype)
+    dtype_name = f"F{dtype.itemsize * 8}"  # safetensors' name of a float dtype
     header: dict[str, dict] = {}
     offset = 0
     for name, tensor in weights.items():
@@ -69,6 +66,21 @@ def write(path: Path, weights: Mapping[str, torch.Tensor], transfer_dtype: str) 
             file.write(cast.numpy().data.cast("B"))
     os.replace(partial, path)
     return 8 + len(encoded) + offset
+
+
+def model_bytes(weights: Mapping[str, torch.Tensor], transfer_dtype: str) -> int:
+    """The size of `weights`' values in a file (its header aside)."""
+    return (
+        sum(tensor.numel() for tensor in weights.values()) * _torch_dtype(transfer_dtype).itemsize
+    )
+
+
+def _torch_dtype(transfer_dtype: str) -> torch.dtype:
+    import torch
+
+    from engine.flower.transfer import TRANSFER_DTYPES
+
+    return getattr(torch, TRANSFER_DTYPES[transfer_dtype].__name__)
 
 
 def read(path: Path) -> tuple[list[str], Iterator[tuple[str, torch.Tensor]]]:
@@ -117,6 +129,19 @@ class SharedFolder:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def naming(path: Path) -> ConfigRecord:
+    """A record that names a weights file (a train message's config, or a reply's record)."""
+    from flwr.app import ConfigRecord
+
+    return ConfigRecord({FILE_KEY: str(path)})
+
+
+def named_file(record: ConfigRecord | None) -> Path | None:
+    """The weights file a record names, if it names one."""
+    name = record.get(FILE_KEY) if record is not None else None
+    return Path(str(name)) if name else None
 
 
 def reply_file(global_file: Path, client: int) -> Path:
