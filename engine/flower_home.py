@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
+
+import psutil
 
 from engine.flower import guard, relay
 from engine.process_env import CONTROLLER_PID_ENV, FLOWER_CLIENTAPP_ENV
@@ -37,6 +41,23 @@ NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 # (BENCHMARKS.md, "Memory at a realistic size").
 MALLOC_MMAP_THRESHOLD = 1024 * 1024
 MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
+_TEMP_FOLDER = re.compile(r"fedtui-(?:flwr|ray|join)-(\d+)-")
+
+
+def temp_folder(kind: str, name: str = "") -> Path:
+    """A new temporary folder (`kind`: "flwr", "ray" or "join"), named after this process so
+    that a later run can remove it if this process is killed before it can (remove_orphans)."""
+    return Path(tempfile.mkdtemp(prefix=f"fedtui-{kind}-{os.getpid()}-{name}"))
+
+
+def remove_orphans(folder: Path | None = None) -> None:
+    """Remove the temporary folders (in `folder`, default the system's) of fedtui processes
+    that are gone: SIGKILL skips their own cleanup (their runs' processes end with them,
+    engine.flower.guard)."""
+    for path in Path(folder or tempfile.gettempdir()).glob("fedtui-*"):
+        maker = _TEMP_FOLDER.match(path.name)
+        if maker and not psutil.pid_exists(int(maker[1])):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_guards(root: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -72,7 +71,8 @@ class ClientHost:
     def __init__(self, settings: JoinSettings, status: Status) -> None:
         self.settings = settings
         self._status = status
-        self._root = Path(tempfile.mkdtemp(prefix=f"fedtui-join-{settings.partition}-"))
+        flower_home.remove_orphans()
+        self._root = flower_home.temp_folder("join", f"{settings.partition}-")
         self._processes = ProcessTable(lambda process: None, lambda process: None)
         self._events: list[ev.Event] = []
         self._lock = threading.Lock()

@@ -27,7 +27,6 @@ import os
 import shutil
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -81,7 +80,8 @@ class FlowerLauncher:
         self._gpus = gpus
         self._notice = notice
         self._check_abort = check_abort
-        self._flwr_home = Path(tempfile.mkdtemp(prefix=f"fedtui-flwr-{run_dir.name}-"))
+        flower_home.remove_orphans()
+        self._flwr_home = flower_home.temp_folder("flwr", f"{run_dir.name}-")
         self._superlink: TrackedProcess | None = None
         self._superlink_port = 0
         self.supernodes: dict[int, TrackedProcess] = {}
@@ -230,7 +230,7 @@ class FlowerLauncher:
         env = self._environment(self._flwr_home / "superlink")
         if self.config.backend == "simulation":
             threads = str(threads_per_client(self.config))
-            ray_dir = Path(tempfile.mkdtemp(prefix="fedtui-ray-"))
+            ray_dir = flower_home.temp_folder("ray")
             self._ray_dir = ray_dir
             env.update(
                 OMP_NUM_THREADS=threads,

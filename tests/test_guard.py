@@ -7,9 +7,11 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 
 import psutil
 
+from engine import flower_home
 from engine.flower import guard
 from engine.flower_home import ENGINE_PARENT
 from engine.process_env import CONTROLLER_PID_ENV
@@ -76,3 +78,34 @@ def test_a_guard_script_runs_flowers_own_program_in_its_own_process(tmp_path):
     )
     assert completed.returncode == 0, completed.stderr
     assert "--runtime-api-address" in completed.stdout  # Flower's SuperExec answered
+
+
+def test_a_later_run_removes_the_temporary_folders_of_a_killed_fedtui(tmp_path):
+    """SIGKILL skips a controller's cleanup; what it left in the temporary folder goes with the
+    next run (engine.flower_home.remove_orphans), and nothing of a live process does."""
+    env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=ENGINE_PARENT)
+    maker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from engine.flower_home import temp_folder;"
+            "print(temp_folder('flwr', 'run-'), flush=True); time.sleep(600)",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    orphan = Path(maker.stdout.readline().strip())
+    (orphan / "state.db").write_text("Flower's state")
+    live = tmp_path / f"fedtui-ray-{os.getpid()}-x"
+    unrelated = tmp_path / f"fedtui-bench-{maker.pid}-x"
+    live.mkdir()
+    unrelated.mkdir()
+
+    flower_home.remove_orphans(tmp_path)
+    assert orphan.is_dir()  # its maker is alive
+    maker.kill()
+    maker.wait()
+    flower_home.remove_orphans(tmp_path)
+
+    assert sorted(tmp_path.iterdir()) == sorted([live, unrelated])

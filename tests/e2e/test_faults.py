@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
-from engine import events as ev
+from engine import events as ev, flower_home
 from engine.controller import RunController
 from engine.process_env import CONTROLLER_PID_ENV
 from tests.e2e.test_real_runs import SMALL, alive, finish, of_type, shared_folders, start
@@ -193,6 +195,8 @@ def test_fedtui_killed_at_any_moment_leaves_no_process_of_its_run(tmp_path, mome
             break
         time.sleep(0.2)
     assert survivors == []
+    flower_home.remove_orphans()  # what the next run does first
+    assert list(Path(tempfile.gettempdir()).glob(f"fedtui-*-{pid}-*")) == []
 
 
 def test_a_run_whose_fedtui_was_killed_resumes_from_its_last_round(tmp_path):
