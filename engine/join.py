@@ -113,14 +113,18 @@ class ClientHost:
             if node is None and (node := self._node_id()) is not None:
                 self._status(f"connected to {self.settings.server} as node {node}", False)
             if supernode.popen is not None and supernode.popen.poll() is not None:
-                self._status(f"error: {why_supernode_ended(self._log(), self.settings)}", False)
+                self._status(
+                    f"error: {why_supernode_ended(self._log('supernode.log'), self.settings)}",
+                    False,
+                )
                 return 1
             if worker.popen is not None and worker.popen.poll() is not None:
+                why = why_worker_ended(self._log("worker.log"), worker.popen.returncode)
                 if restarts == WORKER_RESTARTS:
-                    self._status("error: the worker keeps dying (see its log)", False)
+                    self._status(f"error: the worker keeps dying: {why}", False)
                     return 1
                 restarts += 1
-                self._status(f"the worker exited ({worker.popen.returncode}): restarting", False)
+                self._status(f"{why}: restarting", False)
                 worker = self._start_worker()
             time.sleep(TICK_S)
         self._status("stopped here: leaving the run", False)
@@ -183,12 +187,13 @@ class ClientHost:
         return flower_home.with_relay(env, self._root)
 
     def _node_id(self) -> str | None:
-        found = flower_home.NODE_ID_LINE.search(self._log())
+        found = flower_home.NODE_ID_LINE.search(self._log("supernode.log"))
         return found.group(1) if found else None
 
-    def _log(self) -> str:
+    def _log(self, name: str) -> str:
+        """A process's log (gone with this host's temporary folder when it exits)."""
         try:
-            return (self._root / "supernode.log").read_text(errors="replace")
+            return (self._root / name).read_text(errors="replace")
         except OSError:
             return ""
 
@@ -213,6 +218,13 @@ def why_supernode_ended(log: str, settings: JoinSettings) -> str:
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     telling = [line for line in lines if "error" in line.lower() or "code" in line.lower()]
     return f"flower-supernode exited: {(telling or lines or ['no output'])[-1]}"
+
+
+def why_worker_ended(log: str, returncode: int) -> str:
+    """The worker's exit in one line: its code and its log's last line (a traceback's last
+    line is the exception)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return f"the worker exited ({returncode}): {(lines or ['no output'])[-1]}"
 
 
 def _own_address(server: Address) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.federation import parse_address
-from engine.join import JoinSettings, why_supernode_ended
+from engine.join import JoinSettings, why_supernode_ended, why_worker_ended
 
 TLS = JoinSettings(parse_address("10.0.0.5:9092"), 0, ca=Path("ca.pem"), key=Path("k"), wait_s=30)
 PLAIN = JoinSettings(parse_address("10.0.0.5:9092"), 0, ca=None, key=None, wait_s=15)
@@ -36,3 +36,19 @@ PLAIN = JoinSettings(parse_address("10.0.0.5:9092"), 0, ca=None, key=None, wait_
 )  # fmt: skip
 def test_why_the_supernode_gave_up_in_words_the_joining_person_can_act_on(settings, logged, says):
     assert why_supernode_ended(logged, settings) == says
+
+
+@pytest.mark.parametrize(
+    "logged, returncode, says",
+    [
+        ("Traceback (most recent call last):\n  File \"worker.py\", line 9, in <module>\n"
+         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n\n", 1,
+         "the worker exited (1): torch.OutOfMemoryError: CUDA out of memory. "
+         "Tried to allocate 2.00 GiB"),
+        ("", -9, "the worker exited (-9): no output"),
+    ],
+)  # fmt: skip
+def test_a_dying_worker_is_told_with_its_last_words_since_its_log_goes_with_the_host(
+    logged, returncode, says
+):
+    assert why_worker_ended(logged, returncode) == says
