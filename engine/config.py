@@ -23,6 +23,7 @@ STRATEGIES = ("fedprox", "fedavg", "fedavgm")
 PARTITIONS = ("iid", "by-source", "dirichlet")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRANSFER_DTYPES = ("fp32", "fp16")
+DEVICES = "auto, cpu, cuda or cuda:N"
 AGGREGATIONS = ("streaming", "flower")
 BACKENDS = ("deployment", "simulation")
 
@@ -143,7 +144,7 @@ class RunConfig:
         1.0, "FedAvgM server learning rate", minimum=0.0, exclusive_minimum=True
     )
     seed: int = _spec(0, "seed for model init, data split and shuffling")
-    device: str = _spec("auto", "auto, cpu, cuda or cuda:N")
+    device: str = _spec("auto", DEVICES)
     threads_per_client: int = _spec(
         0, "torch threads per client process (0: cores / clients)", minimum=0
     )
@@ -385,11 +386,12 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
         if too_small:
             relation = ">" if f.metadata["exclusive"] else ">="
             raise ConfigError(f"config key {key!r} must be {relation} {minimum:g}, got {value!r}")
-    if key == "device" and not (value in ("auto", "cpu", "cuda") or _is_cuda_index(str(value))):
-        raise ConfigError(f"config key 'device' must be auto, cpu, cuda or cuda:N; got {value!r}")
+    if key == "device" and not is_device(str(value)):
+        raise ConfigError(f"config key 'device' must be {DEVICES}; got {value!r}")
     return value
 
 
-def _is_cuda_index(value: str) -> bool:
+def is_device(value: str) -> bool:
+    """Whether `value` is one of DEVICES."""
     prefix, _, index = value.partition(":")
-    return prefix == "cuda" and index.isdigit()
+    return value in ("auto", "cpu", "cuda") or (prefix == "cuda" and index.isdigit())

@@ -20,8 +20,10 @@ from pathlib import Path
 
 from engine import events as ev, flower_home
 from engine.channel import EventHub
+from engine.config import DEVICES, is_device
 from engine.errors import ConfigError
 from engine.federation import Address, check_private_key
+from engine.preflight import check_cuda
 from engine.process_env import WORKER_SOCKET_ENV
 from engine.processes import ProcessTable, TrackedProcess
 
@@ -56,6 +58,11 @@ class JoinSettings:
             raise ConfigError(f"--partition-id must be >= 0, got {self.partition}")
         if self.wait_s <= 0:
             raise ConfigError(f"--wait must be > 0 seconds, got {self.wait_s:g}")
+        if self.device is not None:
+            if not is_device(self.device):
+                raise ConfigError(f"--device must be {DEVICES}; got {self.device!r}")
+            if self.device.startswith("cuda"):
+                check_cuda(self.device, "--device ")
         if self.ca is None:
             if self.key is not None:
                 raise ConfigError("--key needs TLS: drop --insecure, give --ca")

@@ -74,31 +74,40 @@ def check_device(config: RunConfig, progress: Progress = lambda message: None) -
     if not (wants_cuda or pins_gpus):
         return
     progress("checking CUDA devices")
-    import torch  # heavy: only a config that names CUDA devices pays for it
-
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if wants_cuda and not cuda:
-        raise ConfigError(
-            f"device={config.device!r}, but {_why_no_cuda(torch)}; use device=auto or cpu"
-        )
+    cuda = check_cuda(config.device, "device=")
     _, _, index_text = config.device.partition(":")
     nvml = _nvml_device_count() if index_text or pins_gpus else 0
-    if index_text:
-        index = int(index_text)
-        if index >= cuda:
-            raise ConfigError(f"device={config.device!r}, but this machine has {_gpus(cuda)}")
-        if index > 0 and (config.client_gpus or nvml):
-            # the launcher sets CUDA_VISIBLE_DEVICES to one GPU per client: it is cuda:0 there
-            raise ConfigError(
-                f"device={config.device!r}: each client is pinned to one GPU, which it sees as "
-                f'cuda:0; choose GPUs with client_gpus = [{index}] and device = "cuda"'
-            )
+    index = int(index_text or 0)
+    if index > 0 and (config.client_gpus or nvml):
+        # the launcher sets CUDA_VISIBLE_DEVICES to one GPU per client: it is cuda:0 there
+        raise ConfigError(
+            f"device={config.device!r}: each client is pinned to one GPU, which it sees as "
+            f'cuda:0; choose GPUs with client_gpus = [{index}] and device = "cuda"'
+        )
     if pins_gpus:
         count = nvml or cuda  # the launcher pins by NVML's (PCI bus) index
         beyond = sorted(index for index in set(config.client_gpus) if index >= count)
         if beyond:
             named = ", ".join(map(str, beyond))
             raise ConfigError(f"client_gpus names GPU {named}, but this machine has {_gpus(count)}")
+
+
+def check_cuda(device: str, setting: str) -> int:
+    """How many CUDA devices torch sees; ConfigError when `device` (set as `setting`:
+    "device=" in a config, "--device " on a command line) names one this machine lacks."""
+    import torch  # heavy: only a device that may be CUDA pays for it
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not device.startswith("cuda"):
+        return cuda
+    if not cuda:
+        raise ConfigError(
+            f"{setting}{device!r}, but {_why_no_cuda(torch)}; use {setting}auto or cpu"
+        )
+    _, _, index = device.partition(":")
+    if index and int(index) >= cuda:
+        raise ConfigError(f"{setting}{device!r}, but this machine has {_gpus(cuda)}")
+    return cuda
 
 
 def _why_no_cuda(torch: Any) -> str:

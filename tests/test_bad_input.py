@@ -392,6 +392,16 @@ MISTAKES = [
         "--partition-id must be >= 0",
     ),
     mistake(
+        "join with a device that is none",
+        "join 10.0.0.1:9092 --partition-id 0 --insecure --device gpu",
+        "--device must be auto, cpu, cuda or cuda:N; got 'gpu'",
+    ),
+    mistake(
+        "join with a GPU the machine lacks",
+        "join 10.0.0.1:9092 --partition-id 0 --insecure --device cuda:99",
+        "--device 'cuda:99', but",
+    ),
+    mistake(
         "join an address without a port",
         "join 10.0.0.1 --partition-id 0 --insecure",
         "ADDRESS '10.0.0.1': expected HOST:PORT",
@@ -469,6 +479,9 @@ def test_a_cpu_only_machine_refuses_cuda(capsys):
     assert code == 2 and err.count("\n") == 1
     assert "device='cuda', but" in err and "use device=auto or cpu" in err
     assert not Path("runs").exists()
+    code, _, err = run_cli(capsys, "join 10.0.0.1:9092 --partition-id 0 --insecure --device cuda")
+    assert code == 2 and err.count("\n") == 1
+    assert "--device 'cuda', but" in err and "use --device auto or cpu" in err
 
 
 def test_the_simulation_backend_without_ray_names_the_extra(capsys, monkeypatch):
