@@ -99,12 +99,16 @@ class RunController:
         run_dir: str | Path,
         overrides: list[str] | tuple[str, ...] = (),
         leash_pid: int | None = None,
+        serve: ServeSettings | None = None,
     ) -> RunController:
         """A controller that continues a stopped run from its last global model, appending to
-        the same events file. `overrides` may raise `rounds` or change early stopping."""
+        the same events file. `overrides` may raise `rounds` or change early stopping; `serve`:
+        a served run's clients join again from other hosts."""
         run_dir = Path(run_dir)
-        config, state = resume_point(run_dir, overrides)
-        controller = cls(config, run_dir.parent, run_id=run_dir.name, leash_pid=leash_pid)
+        config, state = resume_point(run_dir, overrides, served=serve is not None)
+        controller = cls(
+            config, run_dir.parent, run_id=run_dir.name, leash_pid=leash_pid, serve=serve
+        )
         controller._resume = state
         return controller
 

@@ -28,11 +28,19 @@ class ResumeState(TypedDict):
 
 
 def resume_point(
-    run_dir: Path, overrides: list[str] | tuple[str, ...] = ()
+    run_dir: Path, overrides: list[str] | tuple[str, ...] = (), served: bool = False
 ) -> tuple[RunConfig, ResumeState]:
     """The config a resumed run goes on with and its state; raises FedtuiError (ConfigError for
-    an override) saying why the run cannot be resumed."""
+    an override) saying why the run cannot be resumed. `served`: it goes on with its clients on
+    other hosts (`fedtui serve --resume`), as it must have begun."""
     state = open_run(run_dir)
+    if state.served != served:
+        began, goes_on = (
+            ("served to clients on other hosts", "fedtui serve --resume")
+            if state.served
+            else ("trained by clients on this machine", "fedtui run --resume")
+        )
+        raise FedtuiError(f"run {run_dir.name} was {began}: go on with {goes_on} {run_dir}")
     controller = run_lock.live_controller(run_dir)
     if controller is not None:
         raise FedtuiError(f"run {run_dir.name} is running (controller pid {controller})")

@@ -56,6 +56,7 @@ class RunState:
     partition: dict[str, Any] = field(default_factory=dict)  # the partition_summary's fields
     last_crashed_client: int | None = None
     tokens_estimated: bool = False  # token counts taken as full seq_len samples (older records)
+    served: bool = False  # its clients joined from other hosts (`fedtui serve`)
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -297,12 +298,14 @@ class RunState:
         self._client(event["client"]).state = "waiting"
 
     def _on_waiting_for_clients(self, event: ev.Event) -> None:
+        self.served = True
         for number in event["missing"]:
             self._client(number).state = "missing"
         missing = ", ".join(map(str, event["missing"]))
         self.notice = f"waiting for clients to join (missing: {missing})"
 
     def _on_client_joined(self, event: ev.Event) -> None:
+        self.served = True
         client = self._client(event["client"])
         client.state, client.address = "joined", event["address"]
         self.notice = f"client {client.client} joined from {client.address}"

@@ -13,7 +13,7 @@ import pytest
 
 import engine.sweep
 import tui.join
-from engine import run_lock
+from engine import events as ev, run_lock
 from engine.controller import RunController
 from tests.factories import simple_run_events, write_run
 from tui import cli, lifecycle
@@ -56,12 +56,17 @@ def on_disk(tree: dict[str, str | bytes]):
     return make
 
 
-def a_run(name, status="completed", finished=True, config_rounds=None, checkpoint_round=None):
+def a_run(
+    name, status="completed", finished=True, config_rounds=None, checkpoint_round=None, served=False
+):
     """A recorded run; a config.toml with `config_rounds`, a last checkpoint of its round. An
-    unfinished run is live: its controller (this test's process) holds it."""
+    unfinished run is live: its controller (this test's process) holds it. A `served` run waited
+    for its clients to join from other hosts."""
 
     def make(root: Path) -> None:
         events = simple_run_events(run_id=Path(name).name, status=status)
+        if served:
+            events.insert(1, dict(type_=ev.WAITING_FOR_CLIENTS, joined=[], missing=[0, 1]))
         folder = write_run(root / name, events if finished else events[:-1])
         if not finished:
             run_lock.hold(folder)
@@ -137,6 +142,7 @@ def record(id, command, content, says):
 
 
 STOPPED = a_run("old/stopped", status="stopped", config_rounds=4, checkpoint_round=2)
+SERVED = a_run("old/served", status="stopped", config_rounds=4, checkpoint_round=2, served=True)
 CODE_FILE = on_disk({"code.jsonl": jsonl([{"content": CODE}] * 3)})
 ONE_SOURCE = on_disk({"code.jsonl": jsonl([{"content": CODE, "repo_name": "one/repo"}] * 40)})
 NEWER = jsonl([{"v": 99, "t": 1, "type": "notice", "message": "x"}])
@@ -231,6 +237,18 @@ MISTAKES = [
         "resume of a run at its last round",
         "run --resume old/stopped --set rounds=2",
         "already has 2 of 2 rounds",
+        STOPPED,
+    ),
+    mistake(
+        "resume of a served run on this machine",
+        "run --resume old/served",
+        "run served was served to clients on other hosts: go on with fedtui serve --resume",
+        SERVED,
+    ),
+    mistake(
+        "serve the resume of a run trained on this machine",
+        "serve --headless --insecure --resume old/stopped",
+        "run stopped was trained by clients on this machine: go on with fedtui run --resume",
         STOPPED,
     ),
     mistake(

@@ -10,10 +10,18 @@ from engine.resume import resume_point
 from tests.factories import write_run
 
 
-def recorded_run(folder, status="stopped", rounds=5, last_round=2, eval_losses=(3.0, 2.5, 2.7)):
-    """A run folder whose record ends with `status` and whose last checkpoint is `last_round`."""
+def recorded_run(
+    folder, status="stopped", rounds=5, last_round=2, eval_losses=(3.0, 2.5, 2.7), served=False
+):
+    """A run folder whose record ends with `status` and whose last checkpoint is `last_round`;
+    a `served` one waited for its clients to join from other hosts (`fedtui serve`)."""
     config = dataclasses.replace(RunConfig(), rounds=rounds)
     events = [dict(type_=ev.RUN_STARTED, run_id=folder.name, config=config.to_dict())]
+    if served:  # both clients joined at once: nobody was waited for
+        events += [
+            dict(type_=ev.CLIENT_JOINED, client=client, node_id=client + 7, address="10.0.0.9")
+            for client in (0, 1)
+        ]
     best = 0
     for number, loss in enumerate(eval_losses):
         best = number if loss < eval_losses[best] else best
@@ -116,3 +124,14 @@ def test_a_run_whose_controller_is_alive_cannot_be_resumed_beside_it(tmp_path):
         resume_point(run)
     run_lock.release(run)
     assert resume_point(run)[1]["round"] == 2
+
+
+def test_a_run_goes_on_the_way_it_began_served_to_other_hosts_or_on_this_machine(tmp_path):
+    served = recorded_run(tmp_path / "served", served=True)
+    local = recorded_run(tmp_path / "local")
+
+    with pytest.raises(FedtuiError, match="was served to clients on other hosts: go on with "):
+        resume_point(served)
+    with pytest.raises(FedtuiError, match="was trained by clients on this machine: go on with "):
+        resume_point(local, served=True)
+    assert resume_point(served, served=True)[1]["round"] == 2

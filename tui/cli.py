@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="plain text, and any client may join: only on a network you trust",
     )
     serve.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where run folders go")
+    serve.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped served run from its last global model (its clients join again)",
+    )
     serve.add_argument("--headless", action="store_true", help="no TUI: plain progress lines")
     serve.set_defaults(handler=lifecycle.serve_command)
 

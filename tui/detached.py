@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", type=json.loads, help="fedtui serve's settings (JSON)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started it may close
+    serve = ServeSettings.from_json(args.serve) if args.serve else None
     try:
         if args.resume:
-            controller = RunController.resume(args.run_dir, args.overrides, leash_pid=args.leash)
+            controller = RunController.resume(
+                args.run_dir, args.overrides, leash_pid=args.leash, serve=serve
+            )
         else:
             config = load_config(args.run_dir / "config.toml")
             controller = RunController(
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.run_dir.parent,
                 run_id=args.run_dir.name,
                 leash_pid=args.leash,
-                serve=ServeSettings.from_json(args.serve) if args.serve else None,
+                serve=serve,
             )
     except FedtuiError as err:
         print(f"fedtui: error: {err}", flush=True)

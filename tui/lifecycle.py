@@ -56,16 +56,22 @@ def serve_command(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         join_timeout_s=args.join_timeout,
     )
-    config = load_config(args.config, args.overrides)
-    if config.backend != "deployment":
-        raise FedtuiError('fedtui serve needs backend = "deployment" (clients on other hosts)')
-    runs_dir = Path(args.runs_dir)
-    _check_runs_dir(runs_dir)
-    controller = RunController(config, runs_dir, serve=serve)
+    if args.resume:
+        if args.config:
+            raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
+        controller = RunController.resume(args.resume, args.overrides, serve=serve)
+    else:
+        config = load_config(args.config, args.overrides)
+        if config.backend != "deployment":
+            raise FedtuiError('fedtui serve needs backend = "deployment" (clients on other hosts)')
+        runs_dir = Path(args.runs_dir)
+        _check_runs_dir(runs_dir)
+        controller = RunController(config, runs_dir, serve=serve)
     _check_inputs(controller)
     if args.headless:
         return run_headless(controller)
-    return _watch(detached.launch(controller, args.overrides, resume=False, leashed=True))
+    run = detached.launch(controller, args.overrides, resume=bool(args.resume), leashed=True)
+    return _watch(run)
 
 
 def sweep_command(args: argparse.Namespace) -> int:

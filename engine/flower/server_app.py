@@ -138,7 +138,7 @@ class FederatedRun:
             )
             if why_not:
                 self._round_failed(0, why_not)
-                self._finish_run("failed", completed=0)
+                self._finish_run("failed", completed=self.resume["round"] if self.resume else 0)
                 return
         if self.resume is None:
             if self.config.client_eval:  # round 0 evaluates on every client: let them come

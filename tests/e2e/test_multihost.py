@@ -206,3 +206,42 @@ def test_ctrl_c_ends_a_joining_client_and_everything_it_started(tmp_path):
     assert join.returncode == 130, out
     assert out.splitlines()[-1] == "fedtui join: stopped here: leaving the run"
     assert wait_for(lambda: processes_of(join.pid) == [], 10)
+
+
+def test_a_served_run_goes_on_with_serve_resume_once_its_clients_join_again(tmp_path):
+    """On loopback, in plain text: one round served, then a second one with `--resume`."""
+
+    def served(*args):
+        address = f"127.0.0.1:{free_port()}"
+        serve = subprocess.Popen(
+            [*FEDTUI, "serve", *args, "--address", address, "--insecure", "--headless"],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        clients = [
+            subprocess.Popen(
+                [*FEDTUI, "join", address, "--partition-id", str(client), "--insecure"],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )  # fmt: skip
+            for client in (0, 1)
+        ]
+        try:
+            outputs = [process.communicate(timeout=600)[0] for process in (serve, *clients)]
+        finally:
+            for process in (serve, *clients):
+                process.kill()
+        assert [process.returncode for process in (serve, *clients)] == [0, 0, 0], outputs
+        assert processes_of(serve.pid) == []
+
+    served(*RUN, "--set", "rounds=1")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    served("--resume", str(run_dir), "--set", "rounds=2")
+
+    events = ev.read_events(run_dir / EVENTS_FILE)
+    assert [e["from_round"] for e in events if e["type"] == ev.RUN_RESUMED] == [1]
+    assert [e["round"] for e in events if e["type"] == ev.ROUND_DONE] == [0, 1, 2]
+    joined = [e for e in events if e["type"] == ev.CLIENT_JOINED]
+    assert sorted(e["client"] for e in joined) == [0, 0, 1, 1]  # both clients, both times
+    assert events[-1]["status"] == "completed"
