@@ -78,7 +78,7 @@ def test_a_round_is_cleared_and_a_run_removes_only_its_own_leftovers():
     other = shared_weights.SharedFolder.create(f"test-{os.getpid()}-b", needed_bytes=0)
     assert not isinstance(mine, str) and not isinstance(other, str)
     try:
-        shared_weights.write(mine.global_file(1), {"w": torch.ones(4)}, "fp32")
+        shared_weights.write(mine.global_file(1, "train"), {"w": torch.ones(4)}, "fp32")
         (mine.path / ".half-written.partial").write_bytes(b"x")
         mine.clear()
         assert list(mine.path.iterdir()) == []

@@ -128,7 +128,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     device = models.resolve_device(config)
     model, samples = warm_state(config, client)
     _, held_out = samples.held_out(evaluated=True)
-    transfer.load_arrays(model, msg.content.array_records["arrays"])
+    shared_file = shared_weights.named_file(msg.content.config_records["config"])
+    transfer.load_arrays(model, shared_file or msg.content.array_records["arrays"])
     eval_loss = task.evaluate(
         model,
         held_out,

@@ -21,17 +21,20 @@ def evaluate_on_clients(
     grid: Grid,
     roster: Roster,
     nodes: Iterable[int],
-    arrays: ArrayRecord,
+    model: tuple[ArrayRecord, ConfigRecord],
     *,
     server_round: int,
     timeout: float,
     publish: Callable[..., None],
 ) -> None:
     """A `client_eval` event per client that answered, an `error` naming each one that did
-    not."""
+    not. `model`: the global model's arrays, or a record naming its shared weights file
+    (engine.flower.shared_weights)."""
+    arrays, names_file = model
+    config = ConfigRecord({"server-round": server_round, **names_file})
     messages = [
         grid.create_message(
-            RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}),
+            RecordDict({"arrays": arrays, "config": config}),
             "evaluate",
             node,
             group_id=f"evaluate-{server_round}",

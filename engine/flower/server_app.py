@@ -243,7 +243,7 @@ class FederatedRun:
             self._read_commands,
         )
         self.round_nodes = [node for _, node in sampled]
-        arrays, train_config, model_bytes = self._global_model(server_round)
+        arrays, train_config, model_bytes = self._global_model(server_round, "train")
         with self.grid.only(node for _, node in sampled):
             messages = list(
                 self.strategy.configure_train(server_round, arrays, train_config, self.grid)
@@ -281,13 +281,16 @@ class FederatedRun:
         self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
         return True
 
-    def _global_model(self, server_round: int) -> tuple[ArrayRecord, ConfigRecord, int]:
-        """What the round's train messages carry of the global model (its arrays, or the path
-        of the shared file it was written to) and its size in bytes."""
+    def _global_model(
+        self, server_round: int, purpose: str
+    ) -> tuple[ArrayRecord, ConfigRecord, int]:
+        """What the messages that have clients `purpose` ("train", "evaluate") carry of the
+        global model (its arrays, or the path of the shared file it was written to), and its
+        size in bytes."""
         if self.shared is None:
             arrays = transfer.to_arrays(self.model, self.config.transfer_dtype)
             return arrays, ConfigRecord(), arrays.count_bytes()
-        path = self.shared.global_file(server_round)
+        path = self.shared.global_file(server_round, purpose)
         size = shared_weights.write(path, self.weights, self.config.transfer_dtype)
         return ArrayRecord(), shared_weights.naming(path), size
 
@@ -307,15 +310,20 @@ class FederatedRun:
         )
         eval_seconds = time.monotonic() - eval_started
         if self.config.client_eval:
-            evaluate_on_clients(
-                self.grid,
-                self.roster,
-                self.grid.get_node_ids() if self.round_nodes is None else self.round_nodes,
-                transfer.to_arrays(self.model, self.config.transfer_dtype),
-                server_round=server_round,
-                timeout=self.config.round_timeout,
-                publish=self._publish,
-            )
+            arrays, model_config, _ = self._global_model(server_round, "evaluate")
+            try:
+                evaluate_on_clients(
+                    self.grid,
+                    self.roster,
+                    self.grid.get_node_ids() if self.round_nodes is None else self.round_nodes,
+                    (arrays, model_config),
+                    server_round=server_round,
+                    timeout=self.config.round_timeout,
+                    publish=self._publish,
+                )
+            finally:
+                if self.shared is not None:
+                    self.shared.clear()
         improved = self.early_stopping.record(server_round, eval_loss)
         self._save_checkpoints(server_round, eval_loss, improved)
         self._publish(

@@ -3,10 +3,10 @@
 Flower moves a model as 5 MB chunks over HTTP, with a SHA-256 per chunk, through the SuperLink
 and the SuperNode, both ways: at 135M parameters that took ~65 s a round (BENCHMARKS.md). When
 the controller starts the clients itself (`fedtui run`, deployment engine), the server writes
-each round's global model once into a folder in `/dev/shm`, the train messages carry its path
-instead of the arrays, and each client writes its trained weights beside it and replies with
-their path. The messages, their metrics, replies, errors and timeouts stay Flower's; only the
-bytes take the shorter way.
+each round's global model once into a folder in `/dev/shm`, the train messages (and
+`client_eval`'s evaluate messages) carry its path instead of the arrays, and each client writes
+its trained weights beside it and replies with their path. The messages, their metrics,
+replies, errors and timeouts stay Flower's; only the bytes take the shorter way.
 
 The files are safetensors files, written one tensor at a time (no second copy of the model) and
 read by memory-mapping. The values are those Flower's messages would carry (cast to
@@ -119,8 +119,9 @@ class SharedFolder:
         guard.remove_when_gone(path)
         return cls(path)
 
-    def global_file(self, server_round: int) -> Path:
-        return self.path / f"global-r{server_round}.safetensors"
+    def global_file(self, server_round: int, purpose: str) -> Path:
+        """Where the global model goes that the clients `purpose` ("train", "evaluate")."""
+        return self.path / f"{purpose}-r{server_round}.safetensors"
 
     def clear(self) -> None:
         """Remove every file: the round is over (a crashed client's half-written reply too)."""

@@ -91,6 +91,22 @@ def test_flowers_messages_carry_the_same_model_as_shared_memory(tmp_path, fp32_r
         assert rounds[number]["eval_loss"] == shared_rounds[number]["eval_loss"]
 
 
+def test_clients_evaluate_the_same_model_through_shared_memory_as_through_flower(tmp_path):
+    """`client_eval`'s evaluate messages name the shared file too."""
+    losses = {}
+    for shared in ("true", "false"):
+        overrides = ["rounds=1", "client_eval=true", f"shared_memory_weights={shared}"]
+        _, _, events = completed_run(tmp_path / shared, overrides)
+        losses[shared] = {(e["round"], e["client"]): e["eval_loss"] for e in events
+                          if e["type"] == ev.CLIENT_EVAL}  # fmt: skip
+    assert sorted(losses["true"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    for client in (0, 1):  # the same initial model: bit for bit
+        assert losses["true"][0, client] == losses["false"][0, client]
+        # a held-out tenth makes the example counts unequal: the mean's last bits then depend
+        # on which reply came first
+        assert losses["true"][1, client] == pytest.approx(losses["false"][1, client], rel=1e-5)
+
+
 def test_bf16_compute_learns_like_fp32(tmp_path, fp32_run):
     _, full_rounds, _ = fp32_run
     _, rounds, events = completed_run(tmp_path, ["rounds=2", "precision=bf16"])
