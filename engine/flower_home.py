@@ -27,8 +27,10 @@ from engine.process_env import CONTROLLER_PID_ENV, FLOWER_CLIENTAPP_ENV
 ENGINE_PARENT = str(Path(__file__).parent.parent)
 GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 GUARDS, RELAY = "guards", "relay"
-# `flower-supernode`, with a short idle poll (engine.flower.supernode says why), and a client's
-# warm worker (+ "--client N").
+# `flower-superlink`, with only its Fleet API open to other hosts (engine.flower.superlink),
+# `flower-supernode`, with a short idle poll (engine.flower.supernode), and a client's warm
+# worker (+ "--client N").
+SUPERLINK = (sys.executable, "-m", "engine.flower.superlink")
 SUPERNODE = (sys.executable, "-m", "engine.flower.supernode")
 WORKER = (sys.executable, "-m", "engine.flower.worker")
 # What a SuperNode logs once registered: the node the ServerApp will see it as.

@@ -1,8 +1,9 @@
 """Launching Flower's deployment engine for one run, on loopback.
 
-`flower-superlink` first (on a free port, waited for until its health check answers), then one
-`flower-supernode` per client (each on its own port, with its share of the cores and its GPU),
-then the Flower app, submitted with `flwr run`. Every process gets its own FLWR_HOME under one
+`flower-superlink` first (on a free port, waited for until its health check answers; other
+hosts reach only its Fleet API, engine.flower.superlink), then one `flower-supernode` per client
+(each on its own port, with its share of the cores and its GPU), then the Flower app, submitted
+with `flwr run`. Every process gets its own FLWR_HOME under one
 temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH (Flower
 starts its helpers by bare name) and what fedtui's apps read from the environment.
 
@@ -198,7 +199,7 @@ class FlowerLauncher:
         self._superlink = self._processes.spawn(
             "superlink",
             [
-                flower_home.program("flower-superlink"),
+                *flower_home.SUPERLINK,
                 *security,
                 "--host",
                 host,

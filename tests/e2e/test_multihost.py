@@ -16,6 +16,7 @@ import sys
 import pytest
 
 from engine import events as ev, federation
+from engine.flower.superlink import REFUSAL
 from engine.flower_home import free_port
 from engine.runs import EVENTS_FILE
 from tests.e2e.test_faults import processes_of
@@ -28,6 +29,18 @@ PORT = 9092
 FEDTUI = [sys.executable, "-m", "tui.cli"]
 RUN = ["--set", "num_clients=2", "--set", "rounds=2", "--set", "samples_per_client=32",
        "--set", "eval_samples=32"]  # fmt: skip
+
+
+# What another host gets from the server's Flower Control API (which runs the apps it is sent).
+CONTROL_PROBE = """
+import ssl, sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], data=b"", method="POST")
+try:
+    answer = urllib.request.urlopen(request, context=ssl.create_default_context(cafile=sys.argv[2]))
+    print(answer.status, answer.read().decode())
+except urllib.error.HTTPError as err:
+    print(err.code, err.read().decode())
+"""
 
 
 def _ip(*args):
@@ -109,6 +122,11 @@ def federation_run(hosts, tmp_path_factory):
             return runs and "clients join with" in runs[0].read_text() and runs[0]
 
         events = wait_for(serving, 300, interval=0.2)
+        control = subprocess.run(
+            ["ip", "netns", "exec", host_a, sys.executable, "-c", CONTROL_PROBE,
+             f"https://{address}/v1/control/list-runs", str(keys / "ca.pem")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
 
         def join(namespace, *args):
             started.append(_in(namespace, "join", address, *args, cwd=folder))
@@ -128,6 +146,7 @@ def federation_run(hosts, tmp_path_factory):
                                   ("client 1", clients[1]), ("stranger", stranger),
                                   ("plain", plain)]
         }  # fmt: skip
+        outputs["control API from host A"] = (control.stdout + control.stderr, control.returncode)
         left = [found for process in started for found in processes_of(process.pid)]
         yield outputs, ev.read_events(events), left
     finally:
@@ -168,6 +187,12 @@ def test_a_stranger_key_and_a_plain_text_client_are_turned_away(federation_run):
     assert plain_code == 1
     assert f"no answer from {SUBNET}.1:{PORT} within 15 s" in plain_out
     assert not any(e["type"] == ev.ERROR for e in events)  # the run never saw them
+
+
+@pytest.mark.multihost
+def test_another_host_reaches_the_fleet_api_but_not_the_control_api(federation_run):
+    outputs, _, _ = federation_run
+    assert outputs["control API from host A"] == (f"403 {REFUSAL.decode()}\n", 0)
 
 
 def test_clients_that_never_join_fail_the_run_by_name_when_the_join_timeout_is_up(tmp_path):

@@ -1,0 +1,94 @@
+"""Flower's `flower-superlink`, with only its Fleet API open to other hosts.
+
+Flower 1.42 serves three APIs on one HTTP port: the Fleet API (SuperNodes ask it for work), the
+Control API (`flwr run` submits an app through it, and the SuperLink then runs that app's code)
+and the Runtime API (the ServerApp's and SuperExec's). Served to other hosts (`fedtui serve`),
+that port would let anyone who reaches it submit code for the server to run: TLS proves the
+server to the clients and SuperNode authentication checks the SuperNodes, but the Control API
+checks no one unless Flower's account plugin (not in this distribution) is there. fedtui starts
+every SuperLink through this module: a request from another host reaches only the Fleet API and
+the health check, the rest are refused (403). Requests from this host (the controller's `flwr`
+commands, SuperExec, the ServerApp) pass as before.
+
+    python -m engine.flower.superlink [flower-superlink's arguments]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import psutil
+from flwr.superlink import main as superlink_main
+from flwr.superlink.cli import flower_superlink
+
+OPEN_TO_OTHER_HOSTS = ("/v1/fleet/", "/health")
+REFUSAL = b"fedtui: only Flower's Fleet API is open to other hosts"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class FleetOnlyForOtherHosts:
+    """ASGI middleware: refuse every request from another host but the Fleet API's."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+        self._local = _addresses_of_this_host()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and not scope["path"].startswith(OPEN_TO_OTHER_HOSTS)
+            and not self._from_this_host(scope.get("client"))
+        ):
+            await send({"type": "http.response.start", "status": 403, "headers": []})
+            await send({"type": "http.response.body", "body": REFUSAL})
+            return
+        await self.app(scope, receive, send)
+
+    def _from_this_host(self, client: tuple[str, int] | None) -> bool:
+        if client is None:  # a Unix socket: this host
+            return True
+        try:
+            address = ipaddress.ip_address(client[0])
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if address.is_loopback:
+            return True
+        if address not in self._local:  # an address this host took since: look again
+            self._local = _addresses_of_this_host()
+        return address in self._local
+
+
+def _addresses_of_this_host() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    found = set()
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            try:
+                found.add(ipaddress.ip_address(entry.address.split("%")[0]))
+            except ValueError:  # a MAC address
+                continue
+    return found
+
+
+def main() -> None:
+    create_app = superlink_main.create_app
+
+    def create_app_for_fedtui(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        app.add_middleware(FleetOnlyForOtherHosts)
+        return app
+
+    superlink_main.create_app = create_app_for_fedtui
+    sys.argv[0] = "flower-superlink"
+    flower_superlink()
+
+
+if __name__ == "__main__":
+    main()
