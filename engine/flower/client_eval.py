@@ -30,8 +30,8 @@ def evaluate_on_clients(
     """A `client_eval` event per client that answered, an `error` naming each one that did
     not. `model`: the global model's arrays, or a record naming its shared weights file
     (engine.flower.shared_weights)."""
-    arrays, names_file = model
-    config = ConfigRecord({"server-round": server_round, **names_file})
+    arrays, file_record = model
+    config = ConfigRecord({"server-round": server_round, **file_record})
     messages = [
         grid.create_message(
             RecordDict({"arrays": arrays, "config": config}),

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 SHM_ROOT = Path("/dev/shm")
 PREFIX = "fedtui-weights-"
-# Keys of the records that name a file, in a train message's config and in a reply.
+# Keys of the records that name a file, in a message's config and in a reply.
 FILE_KEY = "weights-file"
 REPLY_RECORD = "shared-weights"
 
@@ -133,7 +133,7 @@ class SharedFolder:
 
 
 def naming(path: Path) -> ConfigRecord:
-    """A record that names a weights file (a train message's config, or a reply's record)."""
+    """A record that names a weights file (a message's config, or a reply's record)."""
     from flwr.app import ConfigRecord
 
     return ConfigRecord({FILE_KEY: str(path)})
