@@ -3,7 +3,7 @@
 `flower-superlink` first (on a free port, waited for until its health check answers; other
 hosts reach only its Fleet API, engine.flower.superlink), then one `flower-supernode` per client
 (each on its own port, with its share of the cores and its GPU), then the Flower app, submitted
-with `flwr run`. Every process gets its own FLWR_HOME under one
+with `flwr run` (engine.flower_cli). Every process gets its own FLWR_HOME under one
 temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH (Flower
 starts its helpers by bare name) and what fedtui's apps read from the environment.
 
@@ -22,12 +22,9 @@ simulation runtime trains in Ray actors under the ServerApp's process (`flwr-sim
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import shutil
 import ssl
-import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
@@ -38,16 +35,14 @@ from engine.config import RunConfig
 from engine.federation import WILDCARD_HOSTS, Address, ServerFiles, ServeSettings
 from engine.flower import guard, shared_weights
 from engine.flower.run_config import to_run_config
+from engine.flower_cli import FlowerCli
 from engine.process_env import (
     WORKER_SOCKET_ENV,
     threads_per_client,
 )
-from engine.processes import ProcessTable, TrackedProcess, die_with_parent
+from engine.processes import ProcessTable, TrackedProcess
 
-APP_DIR = Path(__file__).parent / "flower" / "app"
-CONNECTION_NAME = "fedtui"
 SUPERLINK_START_TIMEOUT_S = 60.0
-SUBMIT_TIMEOUT_S = 120.0
 
 
 class ServerGone(RuntimeError):
@@ -89,14 +84,18 @@ class FlowerLauncher:
         self.workers: dict[int, TrackedProcess] = {}
         self._node_log_start: dict[int, int] = {}  # where the SuperNode's current run begins
         self._ray_dir: Path | None = None
+        self._cli: FlowerCli | None = None
 
     def launch(self) -> None:
         """Start the SuperLink and every client's processes, then submit the app; raises
         RuntimeError naming the log to read when one of them fails."""
         self._write_programs()
         self._start_superlink()
-        if self._tls is not None:
-            self._register_supernodes(self._tls.authorized_keys)
+        if self._tls is not None:  # only nodes whose key the SuperLink holds may join
+            keys = self._tls.authorized_keys
+            self._notice(f"registering {len(keys)} authorized SuperNode key(s)")
+            for key in keys:
+                self._flower_cli().register_supernode(key)
         if self.config.backend == "simulation" or self.serve is not None:
             self._submit()
             return
@@ -271,82 +270,21 @@ class FlowerLauncher:
         elif self.config.warm_workers:
             flower_home.write_relay(self._flwr_home)
 
-    def _register_supernodes(self, public_keys: list[Path]) -> None:
-        """Flower's SuperNode authentication: only nodes whose public key the SuperLink holds
-        may join; they are registered through its Control API before any can try."""
-        self._notice(f"registering {len(public_keys)} authorized SuperNode key(s)")
-        for key in public_keys:
-            self._flwr(
-                ["supernode", "register", str(key), CONNECTION_NAME],
-                "flwr-register.log",
-                f"flwr supernode register {key.name}",
+    def _flower_cli(self) -> FlowerCli:
+        if self._cli is None:
+            self._cli = FlowerCli(
+                self._flwr_home / "cli",
+                self._superlink_address,
+                self._tls.ca_cert if self._tls is not None else None,
+                self._environment,
+                self.run_dir / "logs",
             )
-
-    def _cli_home(self) -> Path:
-        """The FLWR_HOME of Flower's CLI, whose one connection is this run's SuperLink."""
-        cli_home = self._flwr_home / "cli"
-        if not cli_home.exists():
-            cli_home.mkdir(parents=True)
-            trust = (
-                f'root-certificates = "{self._tls.ca_cert.absolute()}"\n'
-                if self._tls is not None
-                else "insecure = true\n"
-            )
-            (cli_home / "config.toml").write_text(
-                f'[superlink]\ndefault = "{CONNECTION_NAME}"\n\n'
-                f'[superlink.{CONNECTION_NAME}]\naddress = "{self._superlink_address}"\n' + trust,
-                encoding="utf-8",
-            )
-        return cli_home
+        return self._cli
 
     def _submit(self) -> None:
-        cli_home = self._cli_home()
-        overrides = cli_home / "run-config.toml"
-        overrides.write_text(
-            "".join(f'{key} = "{value}"\n' for key, value in to_run_config(self.config).items())
-        )
         self._notice("submitting the Flower app")
-        completed = self._flwr(
-            [
-                "run",
-                str(APP_DIR),
-                CONNECTION_NAME,
-                "--run-config",
-                str(overrides),
-                *self._federation_config(),
-                "--format",
-                "json",
-            ],
-            "flwr-run.log",
-            "flwr run",
-        )
-        try:
-            reply = json.loads(completed.stdout)
-        except json.JSONDecodeError:
-            reply = {}
-        if not reply.get("success", False):
-            output = (completed.stdout + completed.stderr).strip()
-            raise RuntimeError(f"flwr run failed (see logs/flwr-run.log): {output[-300:]}")
-        self._notice(f"Flower run {reply.get('run-id')} submitted")
-
-    def _flwr(self, args: list[str], log_name: str, what: str) -> subprocess.CompletedProcess[str]:
-        """Run Flower's CLI against this run's SuperLink, its output appended to logs/`log_name`;
-        RuntimeError naming `what` when it fails."""
-        completed = subprocess.run(
-            [flower_home.program("flwr"), *args],
-            env=self._environment(self._cli_home()),
-            capture_output=True,
-            text=True,
-            timeout=SUBMIT_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=functools.partial(die_with_parent, os.getpid()),
-        )
-        output = completed.stdout + completed.stderr
-        with open(self.run_dir / "logs" / log_name, "a") as log:
-            log.write(output)
-        if completed.returncode != 0:
-            raise RuntimeError(f"{what} failed (see logs/{log_name}): {output.strip()[-300:]}")
-        return completed
+        run_id = self._flower_cli().submit(to_run_config(self.config), self._federation_config())
+        self._notice(f"Flower run {run_id} submitted")
 
     def _federation_config(self) -> list[str]:
         """`flwr run`'s simulation settings: the virtual SuperNodes and each one's resources."""
