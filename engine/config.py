@@ -394,4 +394,6 @@ def _check_value(key: str, f: dataclasses.Field, value: Any) -> Any:
 def is_device(value: str) -> bool:
     """Whether `value` is one of DEVICES."""
     prefix, _, index = value.partition(":")
-    return value in ("auto", "cpu", "cuda") or (prefix == "cuda" and index.isdigit())
+    return value in ("auto", "cpu", "cuda") or (
+        prefix == "cuda" and index.isascii() and index.isdigit()
+    )

@@ -112,9 +112,10 @@ class FollowedRun:
 
     def _deliver_end_of_killed_run(self) -> None:
         """What the views show (the record is left as it is: `fedtui runs` says interrupted)."""
+        command = "serve" if self.state.served else "run"
         message = (
             f"the run's controller is gone without recording an end (killed?): "
-            f"fedtui run --resume {self.run_dir} goes on from its last model"
+            f"fedtui {command} --resume {self.run_dir} goes on from its last model"
         )
         self._deliver(ev.stamp(ev.make(ev.ERROR, source="controller", message=message)))
         self._deliver(ev.stamp(ev.make(ev.RUN_FINISHED, status="failed")))

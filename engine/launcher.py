@@ -77,7 +77,7 @@ class FlowerLauncher:
         self._notice = notice
         self._check_abort = check_abort
         flower_home.remove_orphans()
-        self._flwr_home = flower_home.temp_folder("flwr", f"{run_dir.name}-")
+        self._flwr_home = flower_home.temp_folder("flwr")  # short: worker sockets live in it
         self._superlink: TrackedProcess | None = None
         self._superlink_port = 0
         self.supernodes: dict[int, TrackedProcess] = {}

@@ -259,6 +259,7 @@ MISTAKES = [
     ),
     # devices
     setting("GPU index beyond the machine", "device=cuda:99", "device='cuda:99', but"),
+    setting("GPU index in superscript", "device=cuda:²", "must be auto, cpu, cuda or cuda:N"),
     setting("client GPUs beyond the machine", "client_gpus=[0,99]", "99, but this machine has"),
     # models
     setting("missing model folder", "model=./models/opt", "model folder not found: ./models/opt"),

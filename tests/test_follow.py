@@ -68,10 +68,15 @@ def test_a_resumed_record_is_followed_past_its_first_end(tmp_path):
     assert run.wait(30) == "completed"
 
 
-def test_a_run_whose_controller_died_is_shown_as_failed_not_running(tmp_path):
+@pytest.mark.parametrize(
+    "served, goes_on", [(False, "fedtui run --resume"), (True, "fedtui serve --resume")]
+)
+def test_a_run_whose_controller_died_is_shown_as_failed_not_running(tmp_path, served, goes_on):
     run_dir = tmp_path / "run"
     recorder = recorder_of(run_dir)
     recorder.write(ev.make(ev.RUN_STARTED, run_id="run", config={"rounds": 3}))
+    if served:
+        recorder.write(ev.make(ev.CLIENT_JOINED, client=0, node_id=7, address="10.0.0.9"))
     recorder.close()
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
@@ -84,7 +89,8 @@ def test_a_run_whose_controller_died_is_shown_as_failed_not_running(tmp_path):
     run, seen = viewer(run_dir)
     assert run.start().wait(30) == "failed"
     assert "controller is gone" in seen[-2]["message"]
-    assert ev.read_events(run_dir / EVENTS_FILE)[-1]["type"] == ev.RUN_STARTED  # not written
+    assert f"{goes_on} {run_dir} goes on from its last model" in seen[-2]["message"]
+    assert len(ev.read_events(run_dir / EVENTS_FILE)) == len(seen) - 2  # the end is not written
 
 
 def test_attach_refuses_a_stale_run_folder_as_not_running(tmp_path, capsys):

@@ -89,23 +89,26 @@ def test_a_later_run_removes_the_temporary_folders_of_a_killed_fedtui(tmp_path):
             sys.executable,
             "-c",
             "import time; from engine.flower_home import temp_folder;"
-            "print(temp_folder('flwr', 'run-'), flush=True); time.sleep(600)",
+            "print(temp_folder('flwr'), flush=True); time.sleep(600)",
         ],
         env=env,
         stdout=subprocess.PIPE,
         text=True,
     )
-    orphan = Path(maker.stdout.readline().strip())
-    (orphan / "state.db").write_text("Flower's state")
-    live = tmp_path / f"fedtui-ray-{os.getpid()}-x"
-    unrelated = tmp_path / f"fedtui-bench-{maker.pid}-x"
-    live.mkdir()
-    unrelated.mkdir()
+    try:
+        orphan = Path(maker.stdout.readline().strip())
+        assert orphan.parent == tmp_path and orphan.name.startswith(f"fedtui-flwr-{maker.pid}-")
+        (orphan / "state.db").write_text("Flower's state")
+        live = tmp_path / f"fedtui-ray-{os.getpid()}-x"
+        unrelated = tmp_path / f"fedtui-bench-{maker.pid}-x"
+        live.mkdir()
+        unrelated.mkdir()
 
-    flower_home.remove_orphans(tmp_path)
-    assert orphan.is_dir()  # its maker is alive
-    maker.kill()
-    maker.wait()
+        flower_home.remove_orphans(tmp_path)
+        assert orphan.is_dir()  # its maker is alive
+    finally:
+        maker.kill()
+        maker.wait()
     flower_home.remove_orphans(tmp_path)
 
     assert sorted(tmp_path.iterdir()) == sorted([live, unrelated])

@@ -16,7 +16,9 @@ commands, SuperExec, the ServerApp) pass as before.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -26,6 +28,7 @@ from flwr.superlink.cli import flower_superlink
 
 OPEN_TO_OTHER_HOSTS = ("/v1/fleet/", "/health")
 REFUSAL = b"fedtui: only Flower's Fleet API is open to other hosts"
+ADDRESSES_REREAD_S = 1.0
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -38,6 +41,7 @@ class FleetOnlyForOtherHosts:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.app = app
         self._local = _addresses_of_this_host()
+        self._local_read_at = time.monotonic()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -61,8 +65,10 @@ class FleetOnlyForOtherHosts:
             address = address.ipv4_mapped
         if address.is_loopback:
             return True
-        if address not in self._local:  # an address this host took since: look again
+        stale = time.monotonic() - self._local_read_at > ADDRESSES_REREAD_S
+        if address not in self._local and stale:  # an address this host took since?
             self._local = _addresses_of_this_host()
+            self._local_read_at = time.monotonic()
         return address in self._local
 
 
@@ -86,6 +92,9 @@ def main() -> None:
         return app
 
     superlink_main.create_app = create_app_for_fedtui
+    # uvicorn takes a client address from X-Forwarded-For when the peer is trusted: only
+    # loopback, its default, never what the environment says (`*` would let anyone be local)
+    os.environ.pop("FORWARDED_ALLOW_IPS", None)
     sys.argv[0] = "flower-superlink"
     flower_superlink()
 
