@@ -14,10 +14,11 @@ Other processes steer it through `runs/<id>/control.sock` (engine.control): stop
 stopping, and `detach`, which cuts its leash: a controller started for a TUI in another process
 (`leash_pid`) aborts when that process dies without detaching first.
 
-Its supervisor thread prepares the data, has `FlowerLauncher` (engine.launcher) start Flower,
-relays the apps' events into the record (`EventRecorder`, engine.recorder, the single writer of
-`runs/<id>/events.jsonl`), watches every process, and at the end terminates every process the
-run started, by PID. What may be resumed, and how, is `engine.resume`'s.
+It relays the apps' events into the record (`EventRecorder`, engine.recorder, the single writer
+of `runs/<id>/events.jsonl`). Its supervisor thread has `RunSupervisor` (engine.supervisor)
+prepare the data, start Flower and watch every process, and at the end terminate every process
+the run started, by PID; it then writes the run's last events. What may be resumed, and how, is
+`engine.resume`'s.
 """
 
 from __future__ import annotations
@@ -33,26 +34,21 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from engine import data, events as ev, federation, preflight, process_env, run_lock
+from engine import events as ev, federation, preflight, run_lock
 from engine.channel import EventHub
-from engine.client_faults import ClientSupervisor
 from engine.config import RunConfig, to_toml
 from engine.control import ControlServer, steer
 from engine.errors import ConfigError, FedtuiError
 from engine.federation import ServerFiles, ServeSettings
-from engine.gpu import GpuSampler
-from engine.launcher import FlowerLauncher, ServerGone
+from engine.launcher import ServerGone
 from engine.leash import Leash
-from engine.memory import ClientMemorySampler
 from engine.processes import ProcessTable, TrackedProcess
 from engine.recorder import EventRecorder, Subscriber
 from engine.resume import ResumeState, resume_point
 from engine.runs import EVENTS_FILE, new_run_id
+from engine.supervisor import RunSupervisor
 
-SERVERAPP_GONE_GRACE_S = 3.0
 TERMINATE_GRACE_S = 5.0
-TICK_S = 0.25
-SAMPLE_EVERY_S = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -222,59 +218,22 @@ class RunController:
     def _supervise(self) -> None:
         status, error = "failed", None
         grace_s = TERMINATE_GRACE_S
-        gpu = GpuSampler()
-        launcher = FlowerLauncher(
+        supervisor = RunSupervisor(
             self.config,
             self.run_dir,
             self._processes,
-            app_environment={
-                **process_env.for_server_app(
-                    self.run_dir, self._resume, self.serve.join_timeout_s if self.serve else None
-                ),
-                **self._require_hub().environment(),
-            },
-            gpus=self.config.client_gpus or list(range(gpu.device_count)),
-            notice=self._notice,
-            check_abort=self._check_abort,
+            app_environment=self._require_hub().environment(),
+            resume=self._resume,
             serve=self.serve,
             server_files=self._server_files,
+            emit=self._emit,
+            send_to_server=self._send_to_server,
+            check_abort=self._check_abort,
+            server_outcome=lambda: self._server_outcome,
+            current_round=lambda: self._round_in_progress,
         )
         try:
-            # A virtual client (simulation) or one on another host has no process here.
-            local = self.config.backend == "deployment" and self.serve is None
-            measured = self.config.num_clients if local else 0
-            memory = ClientMemorySampler(gpu, measured)
-            if gpu.unavailable:
-                self._notice(
-                    f"no NVIDIA GPU: VRAM unavailable ({gpu.unavailable}); "
-                    f"showing host RSS per client"
-                )
-            self._notice("preparing data")
-            data.prepare(self.config, progress=self._notice)
-            self._emit(
-                ev.make(
-                    ev.PARTITION_SUMMARY,
-                    partition=self.config.partition,
-                    clients=data.load_partition_summary(self.config),
-                )
-            )
-            self._check_abort()
-            if self.serve is not None and self.serve.insecure:
-                self._emit(ev.make(ev.WARNING, message=federation.PLAIN_TEXT_WARNING))
-            launcher.launch()
-            if self.serve is not None:
-                self._notice(
-                    "clients join with (I: the client's partition id): "
-                    + federation.join_command(self.serve, self._server_files)
-                )
-            clients = ClientSupervisor(
-                launcher,
-                self._processes,
-                emit=self._emit,
-                tell_server=self._send_to_server,
-                current_round=lambda: self._round_in_progress,
-            )
-            status = self._watch(launcher, clients, memory)
+            status = supervisor.run()
         except RunAborted:
             status = "aborted"
         except FedtuiError as err:
@@ -287,12 +246,10 @@ class RunController:
             log.debug("controller failure", exc_info=True)
             (self.run_dir / "logs" / "controller.log").write_text(traceback.format_exc())
         finally:
-            self._processes.terminate_all(grace_s)
+            supervisor.close(grace_s)
             self._require_hub().close()
             if self._control is not None:
                 self._control.close()
-            gpu.close()
-            launcher.remove_flwr_home()
         if error:
             self._emit(ev.make(ev.ERROR, source="controller", message=error))
         outcome = self._server_outcome or {}
@@ -311,38 +268,6 @@ class RunController:
         run_lock.release(self.run_dir)
         self._finished.set()
         _running.discard(self)
-
-    def _watch(
-        self, launcher: FlowerLauncher, clients: ClientSupervisor, memory: ClientMemorySampler
-    ) -> str:
-        """Wait until the ServerApp reports the end, a server process dies, or the user aborts;
-        a client that dies is started again meanwhile."""
-        serverapp_gone_at: float | None = None
-        next_sample = time.monotonic()
-        while True:
-            self._processes.scan()
-            if time.monotonic() >= next_sample:
-                next_sample += SAMPLE_EVERY_S
-                self._sample_memory(memory)
-            self._check_abort()
-            launcher.check_superlink_alive()
-            clients.check()
-            if self._server_outcome is not None:
-                return self._server_outcome["status"]
-            serverapps = [p for p in self._processes.all() if p.role == "serverapp"]
-            if serverapps and not any(p.alive for p in serverapps):
-                serverapp_gone_at = serverapp_gone_at or time.monotonic()
-                if time.monotonic() - serverapp_gone_at > SERVERAPP_GONE_GRACE_S:
-                    raise ServerGone(
-                        "the ServerApp exited without finishing the run "
-                        "(see logs/serverapp.log and logs/superlink.log)"
-                    )
-            time.sleep(TICK_S)
-
-    def _sample_memory(self, memory: ClientMemorySampler) -> None:
-        owners = {p.pid: p.client for p in self._processes.alive() if p.client is not None}
-        for event in memory.sample(owners):
-            self._emit(event)
 
     def _check_abort(self) -> None:
         if not self._abort.is_set() and self._leash is not None and self._leash.holder_gone:

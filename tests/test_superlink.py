@@ -20,9 +20,9 @@ def this_hosts_lan_address():
     pytest.skip("this machine has no address but loopback")
 
 
-def request(path, client):
+def request(path, client, kind="http"):
     """Whether a request for `path` from `client` reaches Flower's app; one that does not must
-    have been answered 403 with the reason."""
+    have been answered 403 with the reason (a WebSocket: closed before it was accepted)."""
     reached, sent = [], []
 
     async def flower(scope, receive, send):
@@ -31,9 +31,11 @@ def request(path, client):
     async def send(message):
         sent.append(message)
 
-    scope = {"type": "http", "path": path, "client": client}
+    scope = {"type": kind, "path": path, "client": client}
     asyncio.run(FleetOnlyForOtherHosts(flower)(scope, None, send))
-    if not reached:
+    if not reached and kind == "websocket":
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": REFUSAL.decode()}]
+    elif not reached:
         assert [message.get("status") for message in sent] == [403, None]
         assert sent[1]["body"] == REFUSAL
     return bool(reached)
@@ -45,6 +47,16 @@ def request(path, client):
 def test_another_host_reaches_no_api_but_the_fleet(path):
     assert not request(path, ANOTHER_HOST)
     assert not request(path, ("::ffff:192.0.2.7", 40123))
+
+
+def test_another_host_opens_no_websocket_but_to_the_fleet_api():
+    assert not request("/v1/control/stream-logs", ANOTHER_HOST, kind="websocket")
+    assert request("/v1/fleet/pull-messages", ANOTHER_HOST, kind="websocket")
+    assert request("/v1/control/stream-logs", ("127.0.0.1", 5000), kind="websocket")
+
+
+def test_the_servers_lifespan_events_pass():
+    assert request("/v1/control/start-run", ANOTHER_HOST, kind="lifespan")
 
 
 @pytest.mark.parametrize("path", ["/v1/fleet/register-node", "/v1/fleet/pull-messages", "/health"])

@@ -45,10 +45,13 @@ class FleetOnlyForOtherHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] == "http"
+            scope["type"] in ("http", "websocket")  # Flower has no WebSocket route: none opens
             and not scope["path"].startswith(OPEN_TO_OTHER_HOSTS)
             and not self._from_this_host(scope.get("client"))
         ):
+            if scope["type"] == "websocket":  # closed before it is accepted: HTTP 403
+                await send({"type": "websocket.close", "code": 1008, "reason": REFUSAL.decode()})
+                return
             await send({"type": "http.response.start", "status": 403, "headers": []})
             await send({"type": "http.response.body", "body": REFUSAL})
             return

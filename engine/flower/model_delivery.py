@@ -1,0 +1,82 @@
+"""How the ServerApp's global model reaches the clients: inside Flower's messages, or, for
+clients the controller started on this machine, as a file in /dev/shm that the messages name
+(engine.flower.shared_weights). Each run says which in a `notice` event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from engine import events as ev
+from engine.config import RunConfig
+from engine.flower import shared_weights, transfer
+
+
+class ModelDelivery:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        weights: Mapping[str, torch.Tensor],
+        transfer_dtype: str,
+        shared: shared_weights.SharedFolder | None,
+    ) -> None:
+        """`weights`: the model's trainable weights, the global model that is sent."""
+        self.model = model
+        self.weights = weights
+        self.transfer_dtype = transfer_dtype
+        self.shared = shared
+
+    @classmethod
+    def open(
+        cls,
+        config: RunConfig,
+        run_name: str,
+        model: torch.nn.Module,
+        weights: Mapping[str, torch.Tensor],
+        local: bool,
+        publish: Callable[..., None],
+    ) -> ModelDelivery:
+        """`local`: the clients run on this machine, started by the controller."""
+        shared = None
+        if config.shared_memory_weights and local:
+            folder = shared_weights.SharedFolder.create(
+                run_name,
+                shared_weights.model_bytes(weights, config.transfer_dtype)
+                * (config.sampled_per_round + 1),
+            )
+            if isinstance(folder, str):
+                publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
+            else:
+                publish(ev.NOTICE, message=f"weights go through shared memory: {folder.path}")
+                shared = folder
+        return cls(model, weights, config.transfer_dtype, shared)
+
+    def outgoing(self, server_round: int, purpose: str) -> tuple[ArrayRecord, ConfigRecord, int]:
+        """What the messages that have clients `purpose` ("train", "evaluate") carry of the
+        global model (its arrays, or the path of the shared file it was written to), and its
+        size in bytes."""
+        if self.shared is None:
+            arrays = transfer.to_arrays(self.model, self.transfer_dtype)
+            return arrays, ConfigRecord(), arrays.count_bytes()
+        path = self.shared.global_file(server_round, purpose)
+        size = shared_weights.write(path, self.weights, self.transfer_dtype)
+        return ArrayRecord(), shared_weights.naming(path), size
+
+    def round_over(self) -> None:
+        """The messages' files, and the clients' replies, are no longer needed."""
+        if self.shared is not None:
+            self.shared.clear()
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.remove()
+
+    def __enter__(self) -> ModelDelivery:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,161 @@
+"""What a run's supervisor thread does between its first and its last event.
+
+    supervisor = RunSupervisor(config, run_dir, processes, ...)
+    try:
+        status = supervisor.run()        # until the ServerApp reports the end
+    finally:
+        supervisor.close(grace_s)        # every process the run started ends, by PID
+
+`run()` prepares the data, has `FlowerLauncher` (engine.launcher) start Flower, then watches:
+a client whose processes die is started again (`ClientSupervisor`, engine.client_faults), a dead
+SuperLink or ServerApp ends the run (`ServerGone`), and each client's memory is sampled once a
+second. The controller (engine.controller) owns the record and turns the outcome into the run's
+last events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine import data, events as ev, federation, process_env
+from engine.client_faults import ClientSupervisor
+from engine.config import RunConfig
+from engine.federation import ServerFiles, ServeSettings
+from engine.gpu import GpuSampler
+from engine.launcher import FlowerLauncher, ServerGone
+from engine.memory import ClientMemorySampler
+from engine.processes import ProcessTable
+from engine.resume import ResumeState
+
+SERVERAPP_GONE_GRACE_S = 3.0
+TICK_S = 0.25
+SAMPLE_EVERY_S = 1.0
+
+
+class RunSupervisor:
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Path,
+        processes: ProcessTable,
+        *,
+        app_environment: dict[str, str],
+        resume: ResumeState | None,
+        serve: ServeSettings | None,
+        server_files: ServerFiles | None,
+        emit: Callable[[ev.Event], None],
+        send_to_server: Callable[[dict[str, Any]], None],
+        check_abort: Callable[[], None],
+        server_outcome: Callable[[], ev.Event | None],
+        current_round: Callable[[], int | None],
+    ) -> None:
+        """`check_abort` raises when the run must end now; `server_outcome` is the ServerApp's
+        `run_finished` event once it has come."""
+        self.config = config
+        self.serve = serve
+        self._server_files = server_files
+        self._processes = processes
+        self._emit = emit
+        self._send_to_server = send_to_server
+        self._check_abort = check_abort
+        self._server_outcome = server_outcome
+        self._current_round = current_round
+        self._gpu = GpuSampler()
+        self._launcher = FlowerLauncher(
+            config,
+            run_dir,
+            processes,
+            app_environment={
+                **process_env.for_server_app(
+                    run_dir, resume, serve.join_timeout_s if serve else None
+                ),
+                **app_environment,
+            },
+            gpus=config.client_gpus or list(range(self._gpu.device_count)),
+            notice=self._notice,
+            check_abort=check_abort,
+            serve=serve,
+            server_files=server_files,
+        )
+
+    def run(self) -> str:
+        """The run's status as the ServerApp reports it. Raises what ends it otherwise: the
+        controller's abort, `FedtuiError` (bad input found late), `ServerGone`."""
+        # A virtual client (simulation) or one on another host has no process here.
+        local = self.config.backend == "deployment" and self.serve is None
+        memory = ClientMemorySampler(self._gpu, self.config.num_clients if local else 0)
+        if self._gpu.unavailable:
+            self._notice(
+                f"no NVIDIA GPU: VRAM unavailable ({self._gpu.unavailable}); "
+                f"showing host RSS per client"
+            )
+        self._notice("preparing data")
+        data.prepare(self.config, progress=self._notice)
+        self._emit(
+            ev.make(
+                ev.PARTITION_SUMMARY,
+                partition=self.config.partition,
+                clients=data.load_partition_summary(self.config),
+            )
+        )
+        self._check_abort()
+        if self.serve is not None and self.serve.insecure:
+            self._emit(ev.make(ev.WARNING, message=federation.PLAIN_TEXT_WARNING))
+        self._launcher.launch()
+        if self.serve is not None:
+            self._notice(
+                "clients join with (I: the client's partition id): "
+                + federation.join_command(self.serve, self._server_files)
+            )
+        clients = ClientSupervisor(
+            self._launcher,
+            self._processes,
+            emit=self._emit,
+            tell_server=self._send_to_server,
+            current_round=self._current_round,
+        )
+        return self._watch(clients, memory)
+
+    def close(self, grace_s: float) -> None:
+        """End every process the run started (SIGTERM, then SIGKILL after `grace_s`) and remove
+        what they leave behind."""
+        self._processes.terminate_all(grace_s)
+        self._gpu.close()
+        self._launcher.remove_flwr_home()
+
+    def _watch(self, clients: ClientSupervisor, memory: ClientMemorySampler) -> str:
+        """Wait until the ServerApp reports the end, a server process dies, or the user aborts;
+        a client that dies is started again meanwhile."""
+        serverapp_gone_at: float | None = None
+        next_sample = time.monotonic()
+        while True:
+            self._processes.scan()
+            if time.monotonic() >= next_sample:
+                next_sample += SAMPLE_EVERY_S
+                self._sample_memory(memory)
+            self._check_abort()
+            self._launcher.check_superlink_alive()
+            clients.check()
+            outcome = self._server_outcome()
+            if outcome is not None:
+                return outcome["status"]
+            serverapps = [p for p in self._processes.all() if p.role == "serverapp"]
+            if serverapps and not any(p.alive for p in serverapps):
+                serverapp_gone_at = serverapp_gone_at or time.monotonic()
+                if time.monotonic() - serverapp_gone_at > SERVERAPP_GONE_GRACE_S:
+                    raise ServerGone(
+                        "the ServerApp exited without finishing the run "
+                        "(see logs/serverapp.log and logs/superlink.log)"
+                    )
+            time.sleep(TICK_S)
+
+    def _sample_memory(self, memory: ClientMemorySampler) -> None:
+        owners = {p.pid: p.client for p in self._processes.alive() if p.client is not None}
+        for event in memory.sample(owners):
+            self._emit(event)
+
+    def _notice(self, message: str) -> None:
+        self._emit(ev.make(ev.NOTICE, message=message))
