@@ -246,10 +246,11 @@ class RunController:
             log.debug("controller failure", exc_info=True)
             (self.run_dir / "logs" / "controller.log").write_text(traceback.format_exc())
         finally:
-            supervisor.close(grace_s)
+            supervisor.end_processes(grace_s)
             self._require_hub().close()
             if self._control is not None:
                 self._control.close()
+            supervisor.clean_up()
         if error:
             self._emit(ev.make(ev.ERROR, source="controller", message=error))
         outcome = self._server_outcome or {}

@@ -4,7 +4,8 @@
     try:
         status = supervisor.run()        # until the ServerApp reports the end
     finally:
-        supervisor.close(grace_s)        # every process the run started ends, by PID
+        supervisor.end_processes(grace_s)  # every process the run started, by PID
+        supervisor.clean_up()            # NVML; what Flower left in /tmp and /dev/shm
 
 `run()` prepares the data, has `FlowerLauncher` (engine.launcher) start Flower, then watches:
 a client whose processes die is started again (`ClientSupervisor`, engine.client_faults), a dead
@@ -53,44 +54,45 @@ class RunSupervisor:
         current_round: Callable[[], int | None],
     ) -> None:
         """`check_abort` raises when the run must end now; `server_outcome` is the ServerApp's
-        `run_finished` event once it has come."""
+        `run_finished` event once it has come. Nothing starts before `run()`."""
         self.config = config
         self.serve = serve
+        self._run_dir = run_dir
         self._server_files = server_files
         self._processes = processes
+        self._app_environment = {
+            **process_env.for_server_app(run_dir, resume, serve.join_timeout_s if serve else None),
+            **app_environment,
+        }
         self._emit = emit
         self._send_to_server = send_to_server
         self._check_abort = check_abort
         self._server_outcome = server_outcome
         self._current_round = current_round
-        self._gpu = GpuSampler()
-        self._launcher = FlowerLauncher(
-            config,
-            run_dir,
-            processes,
-            app_environment={
-                **process_env.for_server_app(
-                    run_dir, resume, serve.join_timeout_s if serve else None
-                ),
-                **app_environment,
-            },
-            gpus=config.client_gpus or list(range(self._gpu.device_count)),
-            notice=self._notice,
-            check_abort=check_abort,
-            serve=serve,
-            server_files=server_files,
-        )
+        self._gpu: GpuSampler | None = None
+        self._launcher: FlowerLauncher | None = None
 
     def run(self) -> str:
         """The run's status as the ServerApp reports it. Raises what ends it otherwise: the
         controller's abort, `FedtuiError` (bad input found late), `ServerGone`."""
+        self._gpu = gpu = GpuSampler()
+        self._launcher = launcher = FlowerLauncher(
+            self.config,
+            self._run_dir,
+            self._processes,
+            app_environment=self._app_environment,
+            gpus=self.config.client_gpus or list(range(gpu.device_count)),
+            notice=self._notice,
+            check_abort=self._check_abort,
+            serve=self.serve,
+            server_files=self._server_files,
+        )
         # A virtual client (simulation) or one on another host has no process here.
         local = self.config.backend == "deployment" and self.serve is None
-        memory = ClientMemorySampler(self._gpu, self.config.num_clients if local else 0)
-        if self._gpu.unavailable:
+        memory = ClientMemorySampler(gpu, self.config.num_clients if local else 0)
+        if gpu.unavailable:
             self._notice(
-                f"no NVIDIA GPU: VRAM unavailable ({self._gpu.unavailable}); "
-                f"showing host RSS per client"
+                f"no NVIDIA GPU: VRAM unavailable ({gpu.unavailable}); showing host RSS per client"
             )
         self._notice("preparing data")
         data.prepare(self.config, progress=self._notice)
@@ -104,29 +106,36 @@ class RunSupervisor:
         self._check_abort()
         if self.serve is not None and self.serve.insecure:
             self._emit(ev.make(ev.WARNING, message=federation.PLAIN_TEXT_WARNING))
-        self._launcher.launch()
+        launcher.launch()
         if self.serve is not None:
             self._notice(
                 "clients join with (I: the client's partition id): "
                 + federation.join_command(self.serve, self._server_files)
             )
         clients = ClientSupervisor(
-            self._launcher,
+            launcher,
             self._processes,
             emit=self._emit,
             tell_server=self._send_to_server,
             current_round=self._current_round,
         )
-        return self._watch(clients, memory)
+        return self._watch(launcher, clients, memory)
 
-    def close(self, grace_s: float) -> None:
-        """End every process the run started (SIGTERM, then SIGKILL after `grace_s`) and remove
-        what they leave behind."""
+    def end_processes(self, grace_s: float) -> None:
+        """End every process the run started: SIGTERM, then SIGKILL after `grace_s`."""
         self._processes.terminate_all(grace_s)
-        self._gpu.close()
-        self._launcher.remove_flwr_home()
 
-    def _watch(self, clients: ClientSupervisor, memory: ClientMemorySampler) -> str:
+    def clean_up(self) -> None:
+        """Once every process has ended: close NVML, remove Flower's temporary home and
+        whatever a killed ServerApp left in /dev/shm."""
+        if self._gpu is not None:
+            self._gpu.close()
+        if self._launcher is not None:
+            self._launcher.remove_flwr_home()
+
+    def _watch(
+        self, launcher: FlowerLauncher, clients: ClientSupervisor, memory: ClientMemorySampler
+    ) -> str:
         """Wait until the ServerApp reports the end, a server process dies, or the user aborts;
         a client that dies is started again meanwhile."""
         serverapp_gone_at: float | None = None
@@ -137,7 +146,7 @@ class RunSupervisor:
                 next_sample += SAMPLE_EVERY_S
                 self._sample_memory(memory)
             self._check_abort()
-            self._launcher.check_superlink_alive()
+            launcher.check_superlink_alive()
             clients.check()
             outcome = self._server_outcome()
             if outcome is not None:

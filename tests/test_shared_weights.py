@@ -1,7 +1,10 @@
 """Weights through shared memory for clients on the server's machine
-(engine.flower.shared_weights): the same values as Flower's messages, and no file left behind."""
+(engine.flower.shared_weights, engine.flower.model_delivery): the same values as Flower's
+messages, and no file left behind."""
 
+import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,8 +14,10 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
+from engine.config import RunConfig
 from engine.flower import shared_weights, transfer
 from engine.flower.aggregation import WeightedMean
+from engine.flower.model_delivery import ModelDelivery
 from tests.test_guard import CONTROLLER, alive
 from tests.waiting import wait_for
 
@@ -115,3 +120,61 @@ def test_the_folder_goes_when_the_controller_is_killed(tmp_path):
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def delivery_for(model, monkeypatch, tmp_path, room, local=True, **config):
+    """A ModelDelivery opened with /dev/shm at `tmp_path` holding `room` free bytes; the
+    notices it published."""
+    monkeypatch.setattr(shared_weights, "SHM_ROOT", tmp_path)
+    monkeypatch.setattr(shared_weights.guard, "remove_when_gone", lambda path: None)
+    free = shutil.disk_usage(tmp_path)._replace(free=room)
+    monkeypatch.setattr(shared_weights.shutil, "disk_usage", lambda path: free)
+    notices = []
+    delivery = ModelDelivery.open(
+        dataclasses.replace(RunConfig(), **config),
+        "run",
+        model,
+        dict(model.named_parameters()),
+        local,
+        lambda type_, message: notices.append(message),
+    )
+    return delivery, notices
+
+
+def test_local_clients_get_the_model_as_a_file_the_messages_name(model, monkeypatch, tmp_path):
+    delivery, notices = delivery_for(model, monkeypatch, tmp_path, room=2**30)
+
+    arrays, config, size = delivery.outgoing(3, "train")
+
+    path = shared_weights.named_file(config)
+    assert len(arrays) == 0 and path == delivery.shared.global_file(3, "train")
+    assert size == path.stat().st_size
+    assert notices == [f"weights go through shared memory: {delivery.shared.path}"]
+    delivery.round_over()
+    assert not path.exists() and delivery.shared.path.is_dir()
+    delivery.close()
+    assert not delivery.shared.path.exists()
+
+
+@pytest.mark.parametrize(
+    "room, local, config, notice",
+    [
+        (10, True, {}, "weights go through Flower's messages: "),  # /dev/shm too small
+        (2**30, False, {}, None),  # clients on other hosts, or virtual
+        (2**30, True, {"shared_memory_weights": False}, None),
+    ],
+)
+def test_otherwise_the_messages_carry_the_arrays(
+    model, monkeypatch, tmp_path, room, local, config, notice
+):
+    delivery, notices = delivery_for(model, monkeypatch, tmp_path, room, local, **config)
+
+    arrays, message_config, size = delivery.outgoing(1, "evaluate")
+
+    assert delivery.shared is None and shared_weights.named_file(message_config) is None
+    assert sorted(arrays) == sorted(name for name, _ in model.named_parameters())
+    assert size == arrays.count_bytes()
+    assert [n[: len(notice)] for n in notices] == ([notice] if notice else [])
+    assert list(tmp_path.iterdir()) == []
+    delivery.round_over()
+    delivery.close()

@@ -1,1 +1,2 @@
-"""The Flower app, split as Flower's examples split it: server_app, client_app, task."""
+"""The Flower app, split as Flower's examples split it: server_app (its round loop in
+federated_run), client_app, task."""

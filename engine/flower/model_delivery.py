@@ -1,6 +1,7 @@
 """How the ServerApp's global model reaches the clients: inside Flower's messages, or, for
 clients the controller started on this machine, as a file in /dev/shm that the messages name
-(engine.flower.shared_weights). Each run says which in a `notice` event.
+(engine.flower.shared_weights). A local run that asks for shared memory says in a `notice`
+event which it got.
 """
 
 from __future__ import annotations

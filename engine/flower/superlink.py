@@ -7,7 +7,8 @@ that port would let anyone who reaches it submit code for the server to run: TLS
 server to the clients and SuperNode authentication checks the SuperNodes, but the Control API
 checks no one unless Flower's account plugin (not in this distribution) is there. fedtui starts
 every SuperLink through this module: a request from another host reaches only the Fleet API and
-the health check, the rest are refused (403). Requests from this host (the controller's `flwr`
+the health check, the rest are refused (403; a WebSocket, though Flower 1.42 opens none, is
+closed before it is accepted). Requests from this host (the controller's `flwr`
 commands, SuperExec, the ServerApp) pass as before.
 
     python -m engine.flower.superlink [flower-superlink's arguments]
@@ -45,7 +46,7 @@ class FleetOnlyForOtherHosts:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            scope["type"] in ("http", "websocket")  # Flower has no WebSocket route: none opens
+            scope["type"] in ("http", "websocket")  # refused even if Flower adds a WebSocket
             and not scope["path"].startswith(OPEN_TO_OTHER_HOSTS)
             and not self._from_this_host(scope.get("client"))
         ):
