@@ -134,7 +134,6 @@ def delivery_for(model, monkeypatch, tmp_path, room, local=True, **config):
         dataclasses.replace(RunConfig(), **config),
         "run",
         model,
-        dict(model.named_parameters()),
         local,
         lambda type_, message: notices.append(message),
     )

@@ -86,7 +86,7 @@ class FederatedRun:
         self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
         self.bytes_sent = self.bytes_received = 0
         # In Flower's messages until run() has opened the shared folder, if there is one.
-        self.delivery = ModelDelivery(self.model, self.weights, config.transfer_dtype, None)
+        self.delivery = ModelDelivery(self.model, config.transfer_dtype)
 
     def run(self) -> None:
         self._publish_model_info()
@@ -95,7 +95,6 @@ class FederatedRun:
             self.config,
             self.run_dir.name if self.run_dir else "run",
             self.model,
-            self.weights,
             local,
             self._publish,
         )

@@ -6,7 +6,7 @@ event which it got.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,21 +15,17 @@ from flwr.app import ArrayRecord, ConfigRecord
 from engine import events as ev
 from engine.config import RunConfig
 from engine.flower import shared_weights, transfer
+from engine.model import trainable_weights
 
 
 class ModelDelivery:
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        weights: Mapping[str, torch.Tensor],
-        transfer_dtype: str,
-        shared: shared_weights.SharedFolder | None,
-    ) -> None:
-        """`weights`: the model's trainable weights, the global model that is sent."""
+    def __init__(self, model: torch.nn.Module, transfer_dtype: str) -> None:
+        """Through Flower's messages; `open` may choose shared memory. `model`: the global
+        model, whose trainable weights are what is sent."""
         self.model = model
-        self.weights = weights
+        self.weights = trainable_weights(model)
         self.transfer_dtype = transfer_dtype
-        self.shared = shared
+        self.shared: shared_weights.SharedFolder | None = None
 
     @classmethod
     def open(
@@ -37,24 +33,23 @@ class ModelDelivery:
         config: RunConfig,
         run_name: str,
         model: torch.nn.Module,
-        weights: Mapping[str, torch.Tensor],
         local: bool,
         publish: Callable[..., None],
     ) -> ModelDelivery:
         """`local`: the clients run on this machine, started by the controller."""
-        shared = None
+        delivery = cls(model, config.transfer_dtype)
         if config.shared_memory_weights and local:
             folder = shared_weights.SharedFolder.create(
                 run_name,
-                shared_weights.model_bytes(weights, config.transfer_dtype)
+                shared_weights.model_bytes(delivery.weights, config.transfer_dtype)
                 * (config.sampled_per_round + 1),
             )
             if isinstance(folder, str):
                 publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
             else:
                 publish(ev.NOTICE, message=f"weights go through shared memory: {folder.path}")
-                shared = folder
-        return cls(model, weights, config.transfer_dtype, shared)
+                delivery.shared = folder
+        return delivery
 
     def outgoing(self, server_round: int, purpose: str) -> tuple[ArrayRecord, ConfigRecord, int]:
         """What the messages that have clients `purpose` ("train", "evaluate") carry of the
