@@ -70,8 +70,8 @@ def make_model(shape: str, out: Path, seed: int = 0) -> int:
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, OPTConfig
 
-    from engine import data
-    from engine.config import RunConfig
+    from engine.core.config import RunConfig
+    from engine.ml import data
 
     architecture, sizes = SHAPES[shape]
     special = dict(bos_token_id=0, pad_token_id=data.PAD_ID, eos_token_id=data.EOS_ID)

@@ -27,10 +27,11 @@ import tempfile
 import threading
 from collections import defaultdict
 
-from engine import events as ev
-from engine.config import RunConfig, load_config
-from engine.controller import RunController
-from engine.flower_home import MALLOC_MMAP_THRESHOLD
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.config_files import load_config
+from engine.flower.home import MALLOC_MMAP_THRESHOLD
+from engine.run.controller import RunController
 
 GIB = 1024**3
 WORKLOAD = [
@@ -162,7 +163,7 @@ def _plain_loop_in_this_process(model_path: str, mode: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from engine import data
+    from engine.ml import data
 
     config = load_config(None, [f"model={model_path}", *WORKLOAD, *MODES[mode]])
     torch.set_num_threads(1)  # as a client of two on this machine
@@ -214,7 +215,7 @@ def main() -> int:
         return 0
     from transformers import AutoConfig
 
-    from engine import data
+    from engine.ml import data
 
     data.prepare(load_config(None, [f"model={args.model}", *WORKLOAD]))
     architecture = AutoConfig.from_pretrained(args.model)
@@ -250,7 +251,7 @@ def main() -> int:
 
 
 def _fp32_bytes(model: str) -> int:
-    from engine.model import load_base_model
+    from engine.ml.model import load_base_model
 
     return sum(p.numel() for p in load_base_model(RunConfig(model=model)).parameters()) * 4
 

@@ -4,7 +4,7 @@
     python -m benchmarks.overhead --set rounds=2 ...     # any config, as `fedtui run`
 
 The plain loop is what one would write without Flower: one process, the same partitions,
-batches, seeds, steps and FedProx proximal term (engine.flower.task.train), each client's model
+batches, seeds, steps and FedProx proximal term (engine.ml.task.train), each client's model
 kept across rounds and loaded with the global weights, the example-weighted mean, central
 evaluation every round (round 0 included). It trains the clients one after the other with all
 the cores; fedtui trains them side by side with its share each. It prints both wall times (from
@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from engine import data, events as ev, model as models
-from engine.config import RunConfig, load_config
-from engine.controller import RunController
-from engine.flower import task
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.config_files import load_config
+from engine.ml import data, model as models, task
+from engine.run.controller import RunController
 
 # Each client trains about 60 s per round on this 2-core machine (1 thread each).
 LONG_ROUNDS = ["rounds=3", "local_epochs=24"]

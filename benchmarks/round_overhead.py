@@ -26,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine import events as ev
-from engine.config import load_config
-from engine.controller import RunController
+from engine.core import events as ev
+from engine.core.config_files import load_config
+from engine.run.controller import RunController
 
 
 def analyse(events: list[dict]) -> None:

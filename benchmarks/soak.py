@@ -25,9 +25,9 @@ from pathlib import Path
 
 import psutil
 
-from engine import events as ev
-from engine.config import load_config
-from engine.controller import RunController
+from engine.core import events as ev
+from engine.core.config_files import load_config
+from engine.run.controller import RunController
 from tui.app import live_app
 from tui.screens.monitor import MonitorScreen
 

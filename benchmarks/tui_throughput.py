@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from engine import events as ev
-from engine.config import RunConfig
-from engine.runs import read_run_events
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.record.run_folders import read_run_events
 from tests.tui.scripted import ScriptedRun
 from tui.app import live_app, replay_app
 from tui.widgets.run_chart import RunChart

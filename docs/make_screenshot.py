@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from engine.runs import read_run_events, sample_runs_folder
+from engine.record.run_folders import read_run_events, sample_runs_folder
 from tui.app import replay_app
 
 RUNS = {  # name shown: folder in sample_runs/

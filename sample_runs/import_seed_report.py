@@ -17,8 +17,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engine import events as ev
-from engine.config import load_config, to_toml
+from engine.core import events as ev
+from engine.core.config_files import load_config, to_toml
 
 FOLDER = Path(__file__).parent / "seed-opt350m-codeparrot-fedprox-mu0.1"
 REPORT = FOLDER / "report.txt"

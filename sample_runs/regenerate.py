@@ -21,9 +21,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from engine.config import RunConfig, load_config
-from engine.controller import RunController
-from engine.sweep import Sweep, parse_grid, plan_members
+from engine.core.config import RunConfig
+from engine.core.config_files import load_config
+from engine.run.controller import RunController
+from engine.run.sweep import Sweep, parse_grid, plan_members
 
 HERE = Path(__file__).parent
 SHARED = [

@@ -1,4 +1,4 @@
-"""Checks on a run folder that concern the event channel (engine.channel)."""
+"""Checks on a run folder that concern the event channel (engine.net.channel)."""
 
 import os
 from pathlib import Path

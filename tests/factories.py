@@ -3,8 +3,8 @@
 import dataclasses
 from pathlib import Path
 
-from engine import events as ev
-from engine.config import RunConfig
+from engine.core import events as ev
+from engine.core.config import RunConfig
 
 
 def write_run(folder: Path, events: list[dict]) -> Path:

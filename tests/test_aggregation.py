@@ -14,9 +14,9 @@ from flwr.app import (
 )
 from flwr.serverapp.strategy import FedAvg, FedAvgM
 
-from engine.config import RunConfig
-from engine.flower.aggregation import ServerMomentum, WeightedMean
-from engine.flower.strategy import build_strategy
+from engine.app.server.aggregation import ServerMomentum, WeightedMean
+from engine.app.server.strategy import build_strategy
+from engine.core.config import RunConfig
 
 
 def reply(weights, examples, node, train_loss=1.0):

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import engine.sweep
+import engine.run.sweep
 import tui.join
-from engine import events as ev, run_lock
-from engine.controller import RunController
+from engine.core import events as ev
+from engine.record import run_lock
+from engine.run.controller import RunController
 from tests.factories import simple_run_events, write_run
 from tui import cli, lifecycle
 
@@ -467,7 +468,7 @@ def in_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", f"{tmp_path}-empty-hub-cache")
     monkeypatch.setattr(lifecycle, "RunController", NoRun)
-    monkeypatch.setattr(engine.sweep, "RunController", NoRun)
+    monkeypatch.setattr(engine.run.sweep, "RunController", NoRun)
     monkeypatch.setattr(lifecycle.detached, "launch", no_launch)
     monkeypatch.setattr(tui.join, "ClientHost", no_launch)
 

@@ -12,8 +12,11 @@ from multiprocessing.connection import Client
 
 import pytest
 
-from engine import events as ev
-from engine.channel import (
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.config_files import to_toml
+from engine.core.process_env import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
+from engine.net.channel import (
     FAILED_AUTHENTICATION,
     HANDSHAKE_TIMED_OUT,
     MAX_FRAME_BYTES,
@@ -24,11 +27,9 @@ from engine.channel import (
     EventHub,
     EventPublisher,
 )
-from engine.config import RunConfig, to_toml
-from engine.process_env import EVENTS_ADDRESS_ENV, EVENTS_KEY_ENV
-from engine.processes import ProcessTable
-from engine.recorder import EventRecorder
-from engine.runs import EVENTS_FILE
+from engine.record.recorder import EventRecorder
+from engine.record.run_folders import EVENTS_FILE
+from engine.system.processes import ProcessTable
 from tests.channel_checks import assert_key_not_in
 from tests.waiting import wait_for
 
@@ -109,7 +110,7 @@ def a_publisher_still_gets_through(hub):
 
 def test_events_from_another_process_reach_the_controller(hub):
     script = (
-        "from engine.channel import EventPublisher\n"
+        "from engine.net.channel import EventPublisher\n"
         "p = EventPublisher.from_env(role='client', client=3)\n"
         "p.publish('client_progress', round=1, client=3, step=2, steps_total=9, loss=1.5)\n"
         "p.close()\n"
@@ -237,7 +238,7 @@ def test_an_event_of_exactly_the_limit_arrives(hub):
 
 def test_a_publisher_keeps_an_event_over_the_limit_to_itself(hub, in_app_environment, caplog):
     publisher = EventPublisher.from_env(role="client", client=0)
-    with caplog.at_level(logging.WARNING, logger="engine.channel"):
+    with caplog.at_level(logging.WARNING, logger="engine.net.channel"):
         publisher.publish(ev.NOTICE, message="x" * MAX_FRAME_BYTES)
     assert "not published" in caplog.text
     publisher.publish(ev.NOTICE, message="after it")
@@ -312,10 +313,10 @@ def test_a_closed_hub_ends_its_connections_and_publishers_go_on_quietly(hub, in_
     publisher.close()
 
 
-# An app as the launcher starts one: the channel in its environment, its output in its log.
+# An app as the deployment starts one: the channel in its environment, its output in its log.
 APP = """
 import logging, os, sys
-from engine.channel import EventPublisher
+from engine.net.channel import EventPublisher
 logging.basicConfig(level=logging.DEBUG)
 publisher = EventPublisher.from_env(role="server")
 publisher.publish("notice", message="app running")

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from engine import checkpoints
+from engine.record import checkpoints
 from tests.waiting import wait_for
 
 CHUNK, CHUNKS = 1 << 20, 24  # a 24 MiB "model", written slowly enough to be killed mid-way
@@ -14,7 +14,7 @@ CHUNK, CHUNKS = 1 << 20, 24  # a 24 MiB "model", written slowly enough to be kil
 WRITER = f"""
 import sys, time
 from pathlib import Path
-from engine import checkpoints
+from engine.record import checkpoints
 
 def write(tmp):
     with open(tmp / "weights.bin", "wb") as handle:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from engine import checkpoints, run_lock
+from engine.record import checkpoints, run_lock
 from tests.factories import simple_run_events, write_run
 from tui.cli import main
 

@@ -1,16 +1,8 @@
 import pytest
 
-from engine.config import (
-    EMBEDDED_DATASET,
-    EMBEDDED_MODEL,
-    RunConfig,
-    config_from_dict,
-    load_config,
-    parse_override,
-    presets,
-    to_toml,
-)
-from engine.errors import ConfigError
+from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig, config_from_dict
+from engine.core.config_files import load_config, parse_override, presets, to_toml
+from engine.core.errors import ConfigError
 
 
 def test_defaults_run_offline_with_the_embedded_model_and_corpus():

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from engine import data
-from engine.config import RunConfig
-from engine.errors import ConfigError
-from engine.model import load_base_model, load_model
+from engine.core.config import RunConfig
+from engine.core.errors import ConfigError
+from engine.ml import data
+from engine.ml.model import load_base_model, load_model
 
 SMALL = dict(num_clients=2, samples_per_client=24, eval_samples=8, seq_len=32)
 

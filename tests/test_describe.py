@@ -4,9 +4,10 @@ import dataclasses
 
 import pytest
 
-from engine import events as ev
-from engine.config import RunConfig
-from engine.describe import SENTENCES, byte_size, describe, duration, parameter_count
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.describe import SENTENCES, describe
+from engine.core.units import byte_size, duration, parameter_count
 
 CONFIG = dataclasses.replace(RunConfig(), rounds=8, num_clients=2).to_dict()
 H100 = {

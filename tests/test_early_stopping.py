@@ -1,11 +1,11 @@
 import math
 
-from engine.config import EarlyStopping as Policy
-from engine.early_stopping import EarlyStopping
+from engine.core.config import EarlyStopping as Policy
+from engine.ml.early_stopping import EarlyStoppingTracker
 
 
 def tracker(enabled=True, patience=2, min_delta=0.0, last_round=10, **resumed):
-    return EarlyStopping(
+    return EarlyStoppingTracker(
         Policy(enabled=enabled, patience=patience, min_delta=min_delta), last_round, **resumed
     )
 

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from engine import events as ev
-from engine.errors import RunFolderError
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.core.errors import RunFolderError
+from engine.record.run_state import RunState
 from tests.factories import simple_run_events, write_run
 
 

@@ -4,9 +4,9 @@ dial, client key pairs, and the authorized keys the SuperLink registers."""
 import pytest
 from cryptography import x509
 
-from engine import federation
-from engine.errors import ConfigError
-from engine.federation import Address, parse_address, prepare_server
+from engine.core.errors import ConfigError
+from engine.net import federation
+from engine.net.federation import Address, parse_address, prepare_server
 
 
 def names_in(cert_path):
@@ -116,11 +116,11 @@ def test_the_join_command_names_the_files_a_client_host_needs(tmp_path):
     settings = federation.ServeSettings(parse_address("10.213.0.1:9092"), tmp_path)
     files = prepare_server(tmp_path, settings.listen, 2)
 
-    command = federation.join_command(settings, files)
+    command = federation.join_command_line(settings, files)
 
     assert command == (
         f"fedtui join 10.213.0.1:9092 --partition-id I --ca {tmp_path}/ca.pem "
         f"--key {tmp_path}/client-I.key"
     )
     insecure = federation.ServeSettings(settings.listen, tmp_path, insecure=True)
-    assert federation.join_command(insecure, None).endswith("--partition-id I --insecure")
+    assert federation.join_command_line(insecure, None).endswith("--partition-id I --insecure")

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from engine import events as ev
-from engine.gpu import GpuSampler
-from engine.memory import ClientMemorySampler
-from engine.processes import ProcessTable
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.record.run_state import RunState
+from engine.system.client_memory import ClientMemorySampler
+from engine.system.gpu import GpuSampler
+from engine.system.processes import ProcessTable
 from tests.fake_nvml import FakeNvml
 from tests.waiting import wait_for
 

@@ -1,5 +1,5 @@
 """Processes Flower starts for a run end with the controller, however it ends
-(engine.flower.guard)."""
+(engine.system.guard)."""
 
 import os
 import signal
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psutil
 
-from engine import flower_home
-from engine.flower import guard
-from engine.flower_home import ENGINE_PARENT
-from engine.process_env import CONTROLLER_PID_ENV
+from engine.core.process_env import CONTROLLER_PID_ENV
+from engine.flower import home as flower_home
+from engine.flower.home import ENGINE_PARENT
+from engine.system import guard
 from tests.waiting import wait_for
 
 # A stand-in controller: starts a watched process in a session of its own (as Flower's
@@ -32,7 +32,7 @@ CONTROLLER = textwrap.dedent(
 WATCHED = textwrap.dedent(
     """
     import sys, time
-    from engine.flower.guard import watch_controller
+    from engine.system.guard import watch_controller
     watch_controller()
     print("watching", flush=True)
     time.sleep(600)
@@ -82,13 +82,13 @@ def test_a_guard_script_runs_flowers_own_program_in_its_own_process(tmp_path):
 
 def test_a_later_run_removes_the_temporary_folders_of_a_killed_fedtui(tmp_path):
     """SIGKILL skips a controller's cleanup; what it left in the temporary folder goes with the
-    next run (engine.flower_home.remove_orphans), and nothing of a live process does."""
+    next run (engine.flower.home.remove_orphans), and nothing of a live process does."""
     env = dict(os.environ, TMPDIR=str(tmp_path), PYTHONPATH=ENGINE_PARENT)
     maker = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import time; from engine.flower_home import temp_folder;"
+            "import time; from engine.flower.home import temp_folder;"
             "print(temp_folder('flwr'), flush=True); time.sleep(600)",
         ],
         env=env,

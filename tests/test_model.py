@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import Lora, RunConfig
-from engine.errors import ConfigError
-from engine.flower import transfer
-from engine.model import (
+from engine.app import transfer
+from engine.core.config import Lora, RunConfig
+from engine.core.errors import ConfigError
+from engine.ml.model import (
     load_base_model,
     load_model,
     load_weights,

@@ -1,7 +1,7 @@
 import dataclasses
 
-from engine import process_env
-from engine.config import RunConfig
+from engine.core import process_env
+from engine.core.config import RunConfig
 
 
 def test_the_server_app_reads_back_the_run_folder_and_resume_state_it_was_given(

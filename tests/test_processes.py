@@ -5,8 +5,8 @@ import sys
 
 import psutil
 
-from engine import processes
-from engine.processes import ProcessTable
+from engine.system import processes
+from engine.system.processes import ProcessTable
 from tests.waiting import wait_for
 
 # A parent that starts a child in a new session (as Flower's SuperExec does), then waits.

@@ -5,10 +5,11 @@ import random
 import signal
 import stat
 
-from engine import events as ev, recorder
-from engine.recorder import EventRecorder
-from engine.run_state import RunState
-from engine.runs import open_run, read_run_events, sample_runs_folder
+from engine.core import events as ev
+from engine.record import recorder
+from engine.record.recorder import EventRecorder
+from engine.record.run_folders import open_run, read_run_events, sample_runs_folder
+from engine.record.run_state import RunState
 from tests.waiting import wait_for
 
 

@@ -1,12 +1,12 @@
 """The ServerApp's side of client faults: which nodes are alive, and a round that stops waiting
-for a client the controller saw crash (engine.flower.roster, engine.flower.replies)."""
+for a client the controller saw crash (engine.app.server.roster, engine.app.server.replies)."""
 
 import pytest
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
-from engine import events as ev
-from engine.flower.replies import RoundReplies, wait_for_clients
-from engine.flower.roster import LiveGrid, Roster
+from engine.app.server.replies import RoundReplies, wait_for_clients
+from engine.app.server.roster import LiveGrid, Roster
+from engine.core import events as ev
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 

@@ -3,10 +3,12 @@ import os
 
 import pytest
 
-from engine import checkpoints, events as ev, run_lock
-from engine.config import RunConfig, to_toml
-from engine.errors import ConfigError, FedtuiError
-from engine.resume import resume_point
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.config_files import to_toml
+from engine.core.errors import ConfigError, FedtuiError
+from engine.record import checkpoints, run_lock
+from engine.run.resume import resume_point
 from tests.factories import write_run
 
 

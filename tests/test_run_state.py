@@ -4,10 +4,10 @@ import dataclasses
 
 import pytest
 
-from engine import events as ev
-from engine.config import RunConfig
-from engine.describe import describe
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.describe import describe
+from engine.record.run_state import RunState
 from tests.factories import simple_run_events
 
 

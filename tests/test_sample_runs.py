@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import tui.app
-from engine.runs import list_runs, open_run, read_run_events, sample_runs_folder
+from engine.record.run_folders import list_runs, open_run, read_run_events, sample_runs_folder
 from tests.factories import simple_run_events, write_run
 from tui.cli import main
 

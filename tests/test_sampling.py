@@ -1,16 +1,16 @@
 """Client sampling: `clients_per_round` clients drawn with the seed, the same for the same seed
 and round whatever Flower's node ids are, and only those sent the model
-(engine.flower.sampling, engine.flower.roster.LiveGrid)."""
+(engine.app.server.sampling, engine.app.server.roster.LiveGrid)."""
 
 import dataclasses
 
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
-from engine.config import RunConfig
-from engine.flower.roster import LiveGrid, Roster
-from engine.flower.sampling import nodes_by_client, sample_clients
-from engine.flower.strategy import build_strategy
+from engine.app.server.roster import LiveGrid, Roster
+from engine.app.server.sampling import nodes_by_client, sample_clients
+from engine.app.server.strategy import build_strategy
+from engine.core.config import RunConfig
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 

@@ -1,5 +1,5 @@
 """Weights through shared memory for clients on the server's machine
-(engine.flower.shared_weights, engine.flower.model_delivery): the same values as Flower's
+(engine.app.shared_weights, engine.app.server.model_delivery): the same values as Flower's
 messages, and no file left behind."""
 
 import dataclasses
@@ -14,10 +14,10 @@ import pytest
 import torch
 from flwr.app import Array, ArrayRecord
 
-from engine.config import RunConfig
-from engine.flower import shared_weights, transfer
-from engine.flower.aggregation import WeightedMean
-from engine.flower.model_delivery import ModelDelivery
+from engine.app import shared_weights, transfer
+from engine.app.server.aggregation import WeightedMean
+from engine.app.server.model_delivery import ModelDelivery
+from engine.core.config import RunConfig
 from tests.test_guard import CONTROLLER, alive
 from tests.waiting import wait_for
 
@@ -101,7 +101,7 @@ def test_the_folder_goes_when_the_controller_is_killed(tmp_path):
     (folder / "global-r1.safetensors").write_bytes(b"weights")
     watched = (
         "import sys, time\n"
-        "from engine.flower import guard\n"
+        "from engine.system import guard\n"
         f"guard.remove_when_gone({str(folder)!r})\n"
         "guard.watch_controller()\n"
         "print('watching', flush=True)\n"

@@ -1,4 +1,4 @@
-"""Sweeps (engine.sweep): the grid's members, run one or N at a time, stopped between members,
+"""Sweeps (engine.run.sweep): the grid's members, run one or N at a time, stopped between members,
 recorded, listed and exported."""
 
 import json
@@ -6,11 +6,11 @@ import threading
 
 import pytest
 
-import engine.sweep
-from engine import events as ev
-from engine.errors import ConfigError
-from engine.runs import SWEEP_FILE
-from engine.sweep import Sweep, plan_members, read_sweep
+import engine.run.sweep
+from engine.core import events as ev
+from engine.core.errors import ConfigError
+from engine.record.run_folders import SWEEP_FILE
+from engine.run.sweep import Sweep, plan_members, read_sweep
 from tests.factories import simple_run_events, write_run
 from tests.waiting import wait_for
 
@@ -65,7 +65,7 @@ class FakeRun:
 @pytest.fixture
 def fake_runs(monkeypatch):
     FakeRun.started, FakeRun.live, FakeRun.most_live = [], 0, 0
-    monkeypatch.setattr(engine.sweep, "RunController", FakeRun)
+    monkeypatch.setattr(engine.run.sweep, "RunController", FakeRun)
     return FakeRun
 
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from transformers import OPTConfig, OPTForCausalLM
 
-from engine.flower import task
-from engine.samples import Samples
+from engine.ml import task
+from engine.ml.samples import Samples
 
 
 def tiny_model(seed=0):

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import process_env
-from engine.flower import guard, relay, worker
+from engine.core import process_env
+from engine.flower import relay, worker
+from engine.system import guard
 
 ARGV = ["--runtime-api-address", "127.0.0.1:9094", "--token", "t0k", "--insecure"]
 

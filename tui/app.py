@@ -10,11 +10,12 @@ from pathlib import Path
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from engine.config import RunConfig
-from engine.sweep import Sweep
+from engine.core.config import RunConfig
+from engine.run.sweep import Sweep
 from tui.bindings import palette_commands
 from tui.screens.launcher import LauncherScreen
-from tui.screens.monitor import LiveRun, MonitorScreen
+from tui.screens.live_actions import LiveRun
+from tui.screens.monitor import MonitorScreen
 from tui.screens.sweep_monitor import SweepMonitorScreen
 
 

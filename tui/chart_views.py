@@ -11,7 +11,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from engine.run_state import RoundResult, RunState
+from engine.core.units import GIB, MIB
+from engine.record.run_state import RoundResult, RunState
 from tui.format import many_clients
 
 RGB = tuple[int, int, int]
@@ -31,8 +32,6 @@ TRAIN_COLOR = (255, 150, 0)
 CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
 CLIENT_EVAL_COLOR = (110, 160, 170)  # a muted central-eval cyan: the clients' own eval
 SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
-MB = 1e6
-GIB = 2**30
 MEMORY_BINS = 200  # spans of the run's time over which many clients' memory is gathered
 
 
@@ -143,18 +142,18 @@ def throughput_lines(states: list[RunState], names: list[str], options: LineOpti
 
 
 def bytes_lines(states: list[RunState], names: list[str], options: LineOptions) -> list[Line]:
-    """Model bytes the server sent and received each round, in MB; overlaid runs: each run's
+    """Model bytes the server sent and received each round, in MiB; overlaid runs: each run's
     both ways together."""
     lines = []
     for index, (state, name) in enumerate(zip(states, names)):
         rounds = [r for r in _rounds(state) if r.round > 0]
         if len(states) > 1:
-            both = _points(rounds, lambda r: _mb((r.bytes_sent or 0) + (r.bytes_received or 0)))
+            both = _points(rounds, lambda r: _mib((r.bytes_sent or 0) + (r.bytes_received or 0)))
             lines.append(Line(f"{name}: sent + received", *both, _run_color(index)))
             continue
         lines += [
-            Line("sent", *_points(rounds, lambda r: _mb(r.bytes_sent)), RUN_COLORS[0]),
-            Line("received", *_points(rounds, lambda r: _mb(r.bytes_received)), TRAIN_COLOR),
+            Line("sent", *_points(rounds, lambda r: _mib(r.bytes_sent)), RUN_COLORS[0]),
+            Line("received", *_points(rounds, lambda r: _mib(r.bytes_received)), TRAIN_COLOR),
         ]
     return [line for line in lines if line.xs]
 
@@ -222,7 +221,7 @@ VIEWS = (
     ChartView(
         "bytes",
         "Bytes",
-        "model bytes per round, MB (server side)",
+        "model bytes per round, MiB (server side)",
         "round",
         "bytes per round: waiting for the first round to finish",
         bytes_lines,
@@ -328,8 +327,8 @@ def _client_rates(result: RoundResult) -> dict[int, float]:
     }
 
 
-def _mb(count: int | None) -> float | None:
-    return None if count is None else count / MB
+def _mib(count: int | None) -> float | None:
+    return None if count is None else count / MIB
 
 
 def _run_color(index: int) -> Color:

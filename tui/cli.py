@@ -6,17 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from engine import federation
-from engine.config import describe_strategy, presets as preset_files
-from engine.errors import FedtuiError
-from engine.runs import (
+from engine.core import config_reference
+from engine.core.config import describe_strategy
+from engine.core.config_files import presets as preset_files
+from engine.core.errors import FedtuiError
+from engine.net import federation
+from engine.record.run_folders import (
     export as export_metrics,
     find_run,
     list_runs,
     read_run,
     sample_runs_folder,
 )
-from engine.sweep import export_sweep, is_sweep, read_sweep
+from engine.run.sweep import export_sweep, is_sweep, read_sweep
 from tui import format as fmt, lifecycle
 from tui.join import join_command
 from tui.lifecycle import DEFAULT_RUNS_DIR
@@ -198,6 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = commands.add_parser("presets", help="list the built-in config presets")
     presets.set_defaults(handler=_presets)
+
+    config = commands.add_parser(
+        "config", help="every config key: its default, values, help, and whether it is live"
+    )
+    config.add_argument(
+        "--markdown", action="store_true", help="as a markdown table (the README's reference)"
+    )
+    config.set_defaults(handler=_config)
     return parser
 
 
@@ -313,12 +323,19 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _export_model(args: argparse.Namespace) -> int:
-    from engine.export import export_model  # heavy: torch, transformers and peft
+    from engine.ml.model_export import export_model  # heavy: torch, transformers and peft
 
     out = export_model(find_run(args.run), args.out)
     print(
         f"best model (LoRA merged, if any) with its tokenizer: {out} "
         f"(AutoModelForCausalLM.from_pretrained loads it)"
+    )
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    sys.stdout.write(
+        config_reference.render_markdown() if args.markdown else config_reference.render_text()
     )
     return 0
 

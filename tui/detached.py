@@ -18,13 +18,14 @@ import sys
 import time
 from pathlib import Path
 
-from engine import control, run_lock
-from engine.config import load_config, to_toml
-from engine.controller import RunController
-from engine.errors import FedtuiError
-from engine.federation import ServeSettings
-from engine.follow import FollowedRun
-from engine.runs import EVENTS_FILE
+from engine.core.config_files import load_config, to_toml
+from engine.core.errors import FedtuiError
+from engine.net import control_socket as control
+from engine.net.federation import ServeSettings
+from engine.record import run_lock
+from engine.record.run_folders import EVENTS_FILE
+from engine.run.controller import RunController
+from engine.run.followed_run import FollowedRun
 from tui.headless import run_headless
 
 OUTPUT_FILE = "controller.out"

@@ -1,11 +1,25 @@
-"""Text formatters the widgets share beyond the engine's own (`engine.describe`): times of day,
+"""Text formatters the widgets share beyond the engine's own (`engine.core.units`): times of day,
 dates, a run's line in comparisons; when a run counts as one of many clients."""
 
 from __future__ import annotations
 
 import time
 
-from engine.describe import byte_size, duration, loss
+from engine.core.status import Status
+from engine.core.units import byte_size, duration, loss
+
+# A run's status as every view colours it (a replay's header says "replay").
+STATUS_STYLES = {
+    Status.STARTING: "bold yellow",
+    Status.RUNNING: "bold green",
+    Status.STOPPING: "bold yellow",
+    Status.COMPLETED: "bold cyan",
+    Status.STOPPED: "bold yellow",
+    Status.ABORTED: "bold red",
+    Status.FAILED: "bold red",
+    Status.INTERRUPTED: "bold red",
+    "replay": "bold magenta",
+}
 
 # Past this many clients the chart draws their spread rather than a line each, and the header
 # counts who trained.

@@ -10,15 +10,15 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from engine import events as ev
-from engine.controller import RunController
-from engine.describe import describe
-from engine.follow import FollowedRun
-from engine.run_state import RunState
-from engine.sweep import Sweep
+from engine.core import events as ev
+from engine.core.describe import describe
+from engine.core.status import Status, exit_code
+from engine.record.run_state import RunState
+from engine.run.controller import RunController
+from engine.run.followed_run import FollowedRun
+from engine.run.sweep import Sweep
 from tui.format import run_table_header, run_table_row
 
-EXIT_CODES = {"completed": 0, "stopped": 0, "failed": 1, "aborted": 130}
 # The run's own milestones start a line; what happens within it is indented beneath them.
 MILESTONES = {ev.RUN_STARTED, ev.RUN_RESUMED, ev.ROUND_DONE, ev.RUN_FINISHED}
 DETAILS = {
@@ -104,7 +104,7 @@ def run_headless(controller: RunController, out: TextIO = sys.stdout) -> int:
     if controller.input_error is not None:
         print(f"fedtui: error: {controller.input_error}", file=sys.stderr)
         return 2
-    return EXIT_CODES.get(controller.status, 1)
+    return exit_code(controller.status)
 
 
 def sweep_headless(sweep: Sweep, out: TextIO = sys.stdout) -> int:
@@ -128,7 +128,7 @@ def sweep_headless(sweep: Sweep, out: TextIO = sys.stdout) -> int:
             printers[member].show(event)
     print(f"sweep {sweep.status}: {sweep.sweep_dir}", file=out)
     print_comparison([(name, p.state) for name, p in printers.items()], out)
-    return EXIT_CODES.get(sweep.status, 1)
+    return exit_code(sweep.status)
 
 
 def print_comparison(states: list[tuple[str, RunState]], out: TextIO) -> None:
@@ -144,7 +144,7 @@ def _interrupts_stop_then_abort(run: RunController | Sweep, out: TextIO) -> Iter
     """While the block runs, the first Ctrl+C stops `run` after its round, the second aborts."""
 
     def on_interrupt(signum, frame) -> None:
-        if run.status == "stopping":
+        if run.status == Status.STOPPING:
             print("\n  aborting: ending every process now", file=out, flush=True)
             run.abort()
         else:
@@ -174,7 +174,7 @@ def follow_headless(run: FollowedRun, out: TextIO = sys.stdout) -> int:
         run.close()
         print(f"\n  left run {run.run_id} running (fedtui stop {run.run_dir} ends it)", file=out)
         return 0
-    return EXIT_CODES.get(run.status, 1)
+    return exit_code(run.status)
 
 
 def _print_until_finished(

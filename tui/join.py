@@ -7,9 +7,9 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.errors import FedtuiError
-from engine.federation import parse_address
-from engine.join import ClientHost, JoinSettings
+from engine.core.errors import FedtuiError
+from engine.net.federation import parse_address
+from engine.run.client_host import ClientHost, JoinSettings
 
 
 def join_command(args: argparse.Namespace) -> int:

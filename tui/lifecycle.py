@@ -10,16 +10,20 @@ import signal
 import sys
 from pathlib import Path
 
-from engine import control, run_lock
-from engine.config import RunConfig, load_config
-from engine.controller import RunController
-from engine.errors import FedtuiError
-from engine.federation import ServeSettings, parse_address
-from engine.follow import FollowedRun
-from engine.runs import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
-from engine.sweep import Sweep
+from engine.core import commands
+from engine.core.config import RunConfig
+from engine.core.config_files import load_config
+from engine.core.errors import FedtuiError
+from engine.core.status import LIVE, exit_code
+from engine.net import control_socket as control
+from engine.net.federation import ServeSettings, parse_address
+from engine.record import run_lock
+from engine.record.run_folders import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
+from engine.run.controller import RunController
+from engine.run.followed_run import FollowedRun
+from engine.run.sweep import Sweep
 from tui import detached
-from tui.headless import EXIT_CODES, follow_headless, run_headless, sweep_headless
+from tui.headless import follow_headless, run_headless, sweep_headless
 
 DEFAULT_RUNS_DIR = "runs"
 
@@ -78,7 +82,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir)
     _check_runs_dir(runs_dir)
     sweep = Sweep.plan(args.config, args.overrides, args.grid, runs_dir, parallel=args.parallel)
-    with _StatusLine() as progress:
+    with _CheckProgress() as progress:
         sweep.check_inputs(progress)
     if args.headless:
         return sweep_headless(sweep)
@@ -89,7 +93,7 @@ def sweep_command(args: argparse.Namespace) -> int:
         sweep.abort()
         sweep.wait()
     print(f"sweep {sweep.status}: {sweep.sweep_dir}")
-    return EXIT_CODES.get(sweep.status, 1)
+    return exit_code(sweep.status)
 
 
 def _watch(run: FollowedRun) -> int:
@@ -123,7 +127,7 @@ def _latest_running(runs_dir: Path) -> Path:
     running = [
         listing.path
         for listing in (list_runs(runs_dir) if runs_dir.is_dir() else [])
-        if listing.status in run_lock.LIVE_STATUSES
+        if listing.status in LIVE
     ]
     if not running:
         raise FedtuiError(f"no running run in {runs_dir}; fedtui runs lists them all")
@@ -132,7 +136,7 @@ def _latest_running(runs_dir: Path) -> Path:
 
 def stop_command(args: argparse.Namespace) -> int:
     run_dir = _run_folder(args.run)
-    control.send(run_dir, {"command": "abort"} if args.abort else {"command": "stop"})
+    control.send(run_dir, commands.make(commands.ABORT if args.abort else commands.STOP))
     if not args.wait:
         what = "aborting" if args.abort else "stopping after the current round"
         print(f"run {run_dir.name}: {what}")
@@ -140,7 +144,7 @@ def stop_command(args: argparse.Namespace) -> int:
     run = FollowedRun(run_dir).start()
     status = run.wait()
     print(f"run {status}: {run_dir}")
-    return EXIT_CODES.get(status or "", 1)
+    return exit_code(status)
 
 
 def _run_folder(name: str) -> Path:
@@ -184,7 +188,7 @@ def launcher_command(args: argparse.Namespace) -> int:
 
 def _check_inputs(controller: RunController) -> None:
     """Bad input fails here, before a run folder or a process exists."""
-    with _StatusLine() as progress:
+    with _CheckProgress() as progress:
         controller.check_inputs(progress)
 
 
@@ -198,14 +202,14 @@ def _check_runs_dir(runs_dir: Path) -> None:
         raise FedtuiError(f"--runs-dir {runs_dir} cannot be written: {existing} is read-only")
 
 
-class _StatusLine:
+class _CheckProgress:
     """What a slow check is doing, on a terminal's stderr, erased once it is done; nothing
     elsewhere, so a script reads only the outcome."""
 
     def __init__(self) -> None:
         self.shown = False
 
-    def __enter__(self) -> _StatusLine:
+    def __enter__(self) -> _CheckProgress:
         return self
 
     def __call__(self, message: str) -> None:
@@ -227,4 +231,4 @@ def _report(run: FollowedRun) -> int:
         return 0
     run.wait()
     print(f"run {run.status}: {run.run_dir}")
-    return EXIT_CODES.get(run.status, 1)
+    return exit_code(run.status)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from engine.events import Event
-from engine.run_state import RunState
+from engine.core.events import Event
+from engine.record.run_state import RunState
 
 
 class RunsChanged(Message, bubble=False):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from engine import events as ev
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.record.run_state import RunState
 
 SPEEDS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, math.inf)
 

@@ -1,2 +1,4 @@
-"""The Flower app, split as Flower's examples split it: server_app (its round loop in
-federated_run), client_app, task."""
+"""Flower's programs, as fedtui starts and adapts them: the SuperLink (only its Fleet API open to
+other hosts), the SuperNode (a short idle poll), the warm worker and its relay, Flower's CLI,
+their home folder, and the deployment of one run. Every private name of Flower's that fedtui
+touches is in `internals`."""

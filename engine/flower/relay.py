@@ -1,6 +1,6 @@
 """The `flwr-clientapp` that Flower's SuperExec starts for each message: a relay to the warm worker.
 
-SuperExec starts `flwr-clientapp` by bare name, so the launcher puts a folder holding a tiny
+SuperExec starts `flwr-clientapp` by bare name, so the deployment puts a folder holding a tiny
 script of that name first on the SuperNode's PATH; the script runs Python without `site` and
 imports only this module (standard library only: it starts in tens of milliseconds, where
 Flower's own entry point spends ~3 s importing its SuperNode stack). It hands its arguments to
@@ -27,9 +27,9 @@ from collections.abc import Iterator
 from io import BufferedIOBase
 from typing import Any, NoReturn
 
-from engine.flower.guard import watch_controller
+from engine.system.guard import watch_controller
 
-# Names of the environment variables, kept equal to engine.process_env's (which imports more
+# Names of the environment variables, kept equal to engine.core.process_env's (which imports more
 # than this module may).
 WORKER_SOCKET_ENV = "FEDTUI_WORKER_SOCKET"
 FLOWER_CLIENTAPP_ENV = "FEDTUI_FLOWER_CLIENTAPP"

@@ -24,8 +24,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import psutil
-from flwr.superlink import main as superlink_main
 from flwr.superlink.cli import flower_superlink
+
+from engine.flower import internals
 
 OPEN_TO_OTHER_HOSTS = ("/v1/fleet/", "/health")
 REFUSAL = b"fedtui: only Flower's Fleet API is open to other hosts"
@@ -88,14 +89,14 @@ def _addresses_of_this_host() -> set[ipaddress.IPv4Address | ipaddress.IPv6Addre
 
 
 def main() -> None:
-    create_app = superlink_main.create_app
+    create_app = internals.SUPERLINK_APP.resolve()
 
     def create_app_for_fedtui(*args: Any, **kwargs: Any) -> Any:
         app = create_app(*args, **kwargs)
         app.add_middleware(FleetOnlyForOtherHosts)
         return app
 
-    superlink_main.create_app = create_app_for_fedtui
+    internals.swap(internals.SUPERLINK_APP, create_app_for_fedtui)
     # uvicorn takes a client address from X-Forwarded-For when the peer is trusted: only
     # loopback, its default, never what the environment says (`*` would let anyone be local)
     os.environ.pop("FORWARDED_ALLOW_IPS", None)

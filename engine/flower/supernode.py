@@ -5,8 +5,8 @@ before asking again (`flwr/supernode/start_client_internal.py`), and 0.5 s betwe
 reply to send. A client's next message therefore waits 1.5 s on average after each round, which
 was the largest part of a small model's per-round overhead (BENCHMARKS.md). fedtui starts every
 SuperNode through this module: it runs Flower's own entry point with that module's `time`
-replaced by one whose `sleep` lasts at most POLL_S. Nothing else changes; Flower's files are
-untouched.
+replaced by one whose `sleep` lasts at most POLL_S (engine.flower.internals: SUPERNODE_TIME).
+Nothing else changes; Flower's files are untouched.
 
     python -m engine.flower.supernode [flower-supernode's arguments]
 """
@@ -17,8 +17,9 @@ import sys
 import time
 from typing import Any
 
-from flwr.supernode import start_client_internal
 from flwr.supernode.cli import flower_supernode
+
+from engine.flower import internals
 
 POLL_S = 0.25
 
@@ -35,7 +36,7 @@ class ShortSleeps:
 
 
 def main() -> None:
-    setattr(start_client_internal, "time", ShortSleeps())  # noqa: B010  (a module attribute)
+    internals.swap(internals.SUPERNODE_TIME, ShortSleeps())
     sys.argv[0] = "flower-supernode"
     flower_supernode()
 

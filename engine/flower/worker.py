@@ -2,18 +2,19 @@
 
 Flower 1.42 starts a fresh `flwr-clientapp` process per message, which imports Flower's SuperNode
 stack, torch and transformers, builds the model and loads the partition every round. The
-launcher starts one worker per client beside its SuperNode, with the same environment; the
+deployment starts one worker per client beside its SuperNode, with the same environment; the
 SuperNode's `flwr-clientapp` is fedtui's relay (engine.flower.relay), which hands its arguments
 here. The worker calls Flower's own entry (`flwr_clientapp`, which pulls the message from the
 SuperNode's Runtime API, loads the ClientApp from the FAB, runs it and pushes the reply) on its
-main thread, so imports, the model and the samples cached by engine.flower.client_app, and a
+main thread, so imports, the model and the samples cached by engine.app.client_app, and a
 CUDA context, stay warm from round to round, in one process whose PID NVML sees every round.
 
-Two names in Flower's runtime module are swapped while a message is handled, nothing else:
-`flwr_exit`, which ends its process (and arms a thread that `os._exit`s it 5 s later), runs
-Flower's exit handlers (they push the task's status) and returns the exit code instead; and
-`pull_task_input` also tells the relay which message was pulled, so that if this worker dies
-the relay can reply to it with an error naming the client (`--report-death`).
+Two names in Flower's runtime module are swapped while a message is handled, nothing else
+(engine.flower.internals: CLIENTAPP_EXIT, PULL_TASK_INPUT): `flwr_exit`, which ends its process (and
+arms a thread that `os._exit`s it 5 s later), runs Flower's exit handlers (they push the task's
+status) and returns the exit code instead; and `pull_task_input` also tells the relay which message
+was pulled, so that if this worker dies the relay can reply to it with an error naming the client
+(`--report-death`).
 
     python -m engine.flower.worker --client N       # serve on $FEDTUI_WORKER_SOCKET
 """
@@ -33,8 +34,9 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine.flower.guard import watch_controller
+from engine.flower import internals
 from engine.flower.relay import WORKER_SOCKET_ENV, replies, send
+from engine.system.guard import watch_controller
 
 # Flower's SuperExec passes it; the worker watches its relay's connection instead.
 PARENT_PID_FLAG = "--parent-pid"
@@ -56,7 +58,7 @@ def serve(socket_path: Path, client: int) -> None:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(socket_path))
     listener.listen(4)
-    import engine.flower.client_app  # noqa: F401  torch, transformers, flwr.clientapp: warm
+    import engine.app.client_app  # noqa: F401  torch, transformers, flwr.clientapp: warm
 
     print(f"worker of client {client} (pid {os.getpid()}) ready on {socket_path}", flush=True)
     while True:
@@ -111,9 +113,8 @@ def _flower_runtime_in_process(announce: Callable[[dict[str, Any]], None]) -> It
     from flwr.app.message import remove_content_from_message
     from flwr.common.serde import message_to_proto
     from flwr.supercore.exit.exit_handler import trigger_exit_handlers
-    from flwr.supernode.runtime import run_clientapp as runtime
 
-    pull_task_input = runtime.pull_task_input
+    pull_task_input = internals.PULL_TASK_INPUT.resolve()
 
     def pull_and_announce(client: Any) -> Any:
         message, context, run, fab = pull_task_input(client)
@@ -133,13 +134,13 @@ def _flower_runtime_in_process(announce: Callable[[dict[str, Any]], None]) -> It
         trigger_exit_handlers(run_before_force_exit=False)
         raise ClientAppFinished(0 if 0 <= code < 100 else 1)  # flwr_exit's process exit code
 
-    flwr_exit = runtime.flwr_exit
-    runtime.pull_task_input = pull_and_announce
-    runtime.flwr_exit = exit_handlers_then_return
-    try:
+    with internals.swapped(
+        {
+            internals.PULL_TASK_INPUT: pull_and_announce,
+            internals.CLIENTAPP_EXIT: exit_handlers_then_return,
+        }
+    ):
         yield
-    finally:
-        runtime.pull_task_input, runtime.flwr_exit = pull_task_input, flwr_exit
 
 
 @contextlib.contextmanager

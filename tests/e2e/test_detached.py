@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from engine import run_lock
-from engine.runs import read_run
+from engine.record import run_lock
+from engine.record.run_folders import read_run
 from tests.e2e.test_faults import processes_of
 from tests.e2e.test_real_runs import SMALL, alive
 from tests.waiting import wait_for
@@ -107,8 +107,8 @@ def test_a_run_started_for_a_tui_ends_with_it_unless_detached(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys; from engine.config import load_config; "
-            "from engine.controller import RunController; from tui import detached; "
+            "import sys; from engine.core.config_files import load_config; "
+            "from engine.run.controller import RunController; from tui import detached; "
             f"c = RunController(load_config(None, {['rounds=3', *SMALL]!r}), 'runs'); "
             "detached.launch(c, [], resume=False, leashed=True); print('up', flush=True); "
             "sys.stdin.read()",

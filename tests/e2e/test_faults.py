@@ -13,9 +13,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import events as ev, flower_home
-from engine.controller import RunController
-from engine.process_env import CONTROLLER_PID_ENV
+from engine.core import events as ev
+from engine.core.process_env import CONTROLLER_PID_ENV
+from engine.flower import home as flower_home
+from engine.run.controller import RunController
 from tests.e2e.test_real_runs import SMALL, alive, finish, of_type, shared_folders, start
 from tests.waiting import wait_for
 

@@ -5,10 +5,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from engine import data, events as ev
-from engine.config import load_config
-from engine.export import export_model
-from engine.flower import task
+from engine.core import events as ev
+from engine.core.config_files import load_config
+from engine.ml import data, task
+from engine.ml.model_export import export_model
 from tests.e2e.test_real_runs import finish, of_type, start
 
 pytestmark = pytest.mark.e2e

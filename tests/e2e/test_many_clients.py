@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from engine import events as ev
-from engine.controller import RunController
-from engine.flower.sampling import sample_clients
-from engine.runs import export, open_run
+from engine.app.server.sampling import sample_clients
+from engine.core import events as ev
+from engine.record.run_folders import export, open_run
+from engine.run.controller import RunController
 from tests.e2e.test_faults import kill_fedtui_at, processes_of
 from tests.e2e.test_real_runs import finish, of_type, start
 

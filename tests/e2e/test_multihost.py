@@ -15,10 +15,11 @@ import sys
 
 import pytest
 
-from engine import events as ev, federation
+from engine.core import events as ev
+from engine.flower.home import free_port
 from engine.flower.superlink import REFUSAL
-from engine.flower_home import free_port
-from engine.runs import EVENTS_FILE
+from engine.net import federation
+from engine.record.run_folders import EVENTS_FILE
 from tests.e2e.test_faults import processes_of
 from tests.waiting import wait_for
 

@@ -8,12 +8,12 @@ import psutil
 import pytest
 import torch
 
-from engine import events as ev
-from engine.config import load_config
-from engine.controller import RunController
-from engine.flower.shared_weights import PREFIX, SHM_ROOT
-from engine.process_env import EVENTS_KEY_ENV
-from engine.runs import open_run
+from engine.app.shared_weights import PREFIX, SHM_ROOT
+from engine.core import events as ev
+from engine.core.config_files import load_config
+from engine.core.process_env import EVENTS_KEY_ENV
+from engine.record.run_folders import open_run
+from engine.run.controller import RunController
 from tests.channel_checks import assert_key_not_in
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ SMALL = ["samples_per_client=64", "eval_samples=32"]
 
 
 def shared_folders(run_dir):
-    """What is left in /dev/shm of the run's weight files (engine.flower.shared_weights)."""
+    """What is left in /dev/shm of the run's weight files (engine.app.shared_weights)."""
     return list(SHM_ROOT.glob(f"{PREFIX}{run_dir.name}-*"))
 
 
@@ -157,8 +157,7 @@ def test_abort_ends_every_process_mid_round(tmp_path):
 def test_early_stopping_ends_an_overfitting_run_and_its_best_model_reloads(tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from engine import data
-    from engine.flower import task
+    from engine.ml import data, task
 
     controller, _ = start(
         tmp_path,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from engine.runs import SWEEP_FILE
+from engine.record.run_folders import SWEEP_FILE
 from tests.e2e.test_faults import processes_of
 
 pytestmark = pytest.mark.e2e

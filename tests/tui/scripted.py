@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
-from engine import events as ev
-from engine.config import RunConfig
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.core.status import FINAL
 
 
 class ScriptedRun:
@@ -197,7 +198,7 @@ class ScriptedRun:
 
 class ScriptedSweep:
     """A live sweep whose members' events the test writes: SweepMonitorScreen cannot tell it
-    from engine.sweep.Sweep."""
+    from engine.run.sweep.Sweep."""
 
     def __init__(self, names: list[str], sweep_dir: Path) -> None:
         self.sweep_id = sweep_dir.name
@@ -220,7 +221,7 @@ class ScriptedSweep:
 
     @property
     def finished(self) -> bool:
-        return self.status in ev.FINAL_STATUSES
+        return self.status in FINAL
 
     def request_stop(self, source: str = "user") -> None:
         self.stop_requested, self.status = True, "stopping"

@@ -5,14 +5,12 @@ import math
 
 import pytest
 
-from engine import events as ev
-from engine.client_state import MEMORY_OVER_TIME_POINTS, merged_pairs
-from engine.config import RunConfig
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.record.client_state import MEMORY_OVER_TIME_POINTS, merged_pairs
+from engine.record.run_state import RunState
 from tests.factories import simple_run_events
 from tui.chart_views import (
-    GIB,
-    MB,
     LineOptions,
     bytes_lines,
     loss_lines,
@@ -21,6 +19,8 @@ from tui.chart_views import (
     throughput_lines,
 )
 
+GIB = 2**30  # binary units, as every view writes bytes
+MIB = 2**20
 ALL = LineOptions()
 
 
@@ -92,8 +92,8 @@ def test_a_record_without_token_counts_estimates_them_from_full_length_samples_a
 def test_bytes_per_round_are_megabytes_each_way_from_round_1():
     state = state_of(simple_run_events())
     lines = by_label(bytes_lines([state], ["r"], ALL))
-    assert lines["sent"] == ([1.0, 2.0], [100 / MB, 200 / MB])
-    assert lines["received"] == ([1.0, 2.0], [90 / MB, 180 / MB])
+    assert lines["sent"] == ([1.0, 2.0], [100 / MIB, 200 / MIB])
+    assert lines["received"] == ([1.0, 2.0], [90 / MIB, 180 / MIB])
 
 
 def test_overlaid_runs_give_one_line_each_in_every_view():
@@ -108,7 +108,7 @@ def test_overlaid_runs_give_one_line_each_in_every_view():
         "b: all clients",
     ]
     sent = by_label(bytes_lines([state_of(simple_run_events())] * 2, names, ALL))
-    assert sent["a: sent + received"][1] == [190 / MB, 380 / MB]
+    assert sent["a: sent + received"][1] == [190 / MIB, 380 / MIB]
 
 
 def gpu_sample(rss_gib):

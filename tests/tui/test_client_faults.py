@@ -4,8 +4,8 @@ import dataclasses
 
 from rich.style import Style
 
-from engine import events as ev
-from engine.config import RunConfig
+from engine.core import events as ev
+from engine.core.config import RunConfig
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import live_app, replay_app

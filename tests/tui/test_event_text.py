@@ -1,9 +1,9 @@
-"""The headless printer and the TUI's event log tell events in `engine.describe`'s words."""
+"""The headless printer and the TUI's event log tell events in `engine.core.describe`'s words."""
 
 import io
 
-from engine import events as ev
-from engine.describe import describe
+from engine.core import events as ev
+from engine.core.describe import describe
 from tests.factories import simple_run_events
 from tui.headless import HeadlessPrinter
 from tui.widgets.event_log import log_line

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from engine.config import RunConfig
+from engine.core.config import RunConfig
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import live_app

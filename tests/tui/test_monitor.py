@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from engine import events as ev
-from engine.config import EarlyStopping, RunConfig
-from engine.runs import read_run_events, sample_runs_folder
+from engine.core import events as ev
+from engine.core.config import EarlyStopping, RunConfig
+from engine.record.run_folders import read_run_events, sample_runs_folder
 from tests.factories import simple_run_events
 from tests.tui.screens import answer, shown
 from tests.tui.scripted import ScriptedRun

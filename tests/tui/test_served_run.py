@@ -1,7 +1,7 @@
 """A served run (`fedtui serve`) as the monitor shows it: who is missing, who joined from where,
 and the remote clients at work though they send no steps."""
 
-from engine import events as ev
+from engine.core import events as ev
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until
 from tui.app import live_app

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import events as ev
-from engine.config import RunConfig
+from engine.core import events as ev
+from engine.core.config import RunConfig
 from tests.factories import simple_run_events, write_run
 from tests.tui.scripted import ScriptedRun
 from tests.waiting import until

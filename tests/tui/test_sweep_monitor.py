@@ -3,8 +3,8 @@ sweep; a recorded sweep replays all its members."""
 
 from textual.widgets import DataTable
 
-from engine import events as ev
-from engine.runs import read_run_events
+from engine.core import events as ev
+from engine.record.run_folders import read_run_events
 from tests.factories import simple_run_events, write_run
 from tests.tui.screens import answer
 from tests.tui.scripted import ScriptedSweep

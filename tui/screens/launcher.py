@@ -12,16 +12,18 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
-from engine import run_lock
-from engine.config import RunConfig, load_config
-from engine.describe import loss
-from engine.errors import FedtuiError
-from engine.follow import FollowedRun
-from engine.runs import list_runs, read_run_events
-from engine.sweep import is_sweep
+from engine.core.config import RunConfig
+from engine.core.config_files import load_config
+from engine.core.errors import FedtuiError
+from engine.core.status import LIVE, Status
+from engine.core.units import loss
+from engine.record.run_folders import list_runs, read_run_events
+from engine.run.followed_run import FollowedRun
+from engine.run.sweep import is_sweep
 from tui import format as fmt
 from tui.screens.help import HelpScreen
-from tui.screens.monitor import LiveRun, MonitorScreen
+from tui.screens.live_actions import LiveRun
+from tui.screens.monitor import MonitorScreen
 
 RUN_COLUMNS = ("run", "strategy", "mu", "rounds", "best eval loss", "status", "date")
 MARK = "● "
@@ -96,7 +98,7 @@ class LauncherScreen(Screen):
                 key = str(listing.path)
                 self.shown_names[key] = prefix + listing.path.name
                 table.add_row(*self._row(listing), key=key)
-                if listing.status in run_lock.LIVE_STATUSES:
+                if listing.status in LIVE:
                     self.running.add(key)
 
     def _label(self, key: str) -> Text:
@@ -109,7 +111,15 @@ class LauncherScreen(Screen):
         state = listing.state
         name = self._label(str(listing.path))
         if state is None:
-            return [name, Text(listing.problem or "unreadable", style="red"), "", "", "", "", ""]
+            return [
+                name,
+                Text(listing.problem or Status.UNREADABLE, style="red"),
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
         config = state.config
         mu = f"{config.get('proximal_mu', 0):g}" if config.get("strategy") == "fedprox" else "-"
         return [
@@ -150,7 +160,7 @@ class LauncherScreen(Screen):
             return
         self._starting = True
         error.update(Text(f"checking {source} (model, data, devices)...", style="dim"))
-        # start_run checks the config against the machine first (engine.preflight), which can
+        # start_run checks the config against the machine first (engine.ml.preflight), which can
         # take a while (tokenizing a dataset): off the UI thread
         self.run_worker(lambda: self._start_checked(config), thread=True)
 

@@ -11,21 +11,20 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import BindingType
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from engine import events as ev
-from engine.errors import FedtuiError
-from engine.run_state import RunState
-from engine.runs import is_sample_run
+from engine.core import events as ev
+from engine.record.run_folders import is_sample_run
+from engine.record.run_state import RunState
 from tui.messages import NewEvents, ReplayPosition, RunsChanged
 from tui.replay import ReplayPlayer
-from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.live_actions import LiveRun, LiveRunActions
 from tui.screens.monitor_keys import (
     CHART_OPTION_NAMES,
     LIVE_BINDINGS,
@@ -46,28 +45,7 @@ TICK_S = 0.1
 LOG_TAIL_ON_SEEK = 500
 
 
-class LiveRun(Protocol):
-    """What the monitor needs of a run: `engine.follow.FollowedRun` is one. `detached`: the
-    run goes on when the monitor closes; until then, closing it aborts the run."""
-
-    run_id: str
-    detached: bool
-
-    @property
-    def finished(self) -> bool: ...
-
-    def subscribe(self, subscriber: Callable[[ev.Event], None]) -> None: ...
-    def start(self) -> object: ...
-    def request_stop(self) -> None: ...
-    def set_early_stopping(
-        self, enabled: bool | None = None, patience: int | None = None
-    ) -> None: ...
-    def abort(self) -> None: ...
-    def detach(self) -> None: ...
-    def wait(self, timeout: float | None = None) -> str | None: ...
-
-
-class MonitorScreen(Screen):
+class MonitorScreen(LiveRunActions, Screen):
     BINDINGS: ClassVar[list[BindingType]] = [*LIVE_BINDINGS, *REPLAY_BINDINGS, *VIEW_BINDINGS]
 
     def __init__(
@@ -93,13 +71,6 @@ class MonitorScreen(Screen):
         self._clock = clock if live is not None else None
         self._quit_when_finished = False
         self._last_tick = time.monotonic()
-
-    @property
-    def _live_run(self) -> LiveRun:
-        """The live run, for live-only actions (`check_action` offers them on a live monitor)."""
-        if self.live is None:
-            raise RuntimeError("a live-only action on a replay")
-        return self.live
 
     @property
     def states(self) -> list[RunState]:
@@ -152,8 +123,8 @@ class MonitorScreen(Screen):
     # -- data in ----------------------------------------------------------------------------
 
     def _follow_live(self) -> None:
-        self._live_run.subscribe(self._inbox.append)
-        self._live_run.start()
+        self.live_run.subscribe(self._inbox.append)
+        self.live_run.start()
 
     def _drain_inbox(self) -> None:
         arrived = []
@@ -213,94 +184,6 @@ class MonitorScreen(Screen):
             return self.live is not None
         if action in REPLAY_ONLY:
             return bool(self.players)
-        return True
-
-    def action_stop(self) -> None:
-        if self.live_state.finished or self.live_state.status == "stopping":
-            self.notify("the run is already ending")
-            return
-
-        def decided(answer: str | None) -> None:
-            if answer == "stop" and self._ask(self._live_run.request_stop):
-                self.notify("stopping after the current round")
-
-        self.app.push_screen(
-            ConfirmScreen(
-                "Stop the run after the current round? Rounds so far stay recorded.",
-                [("stop", "Stop after this round"), ("cancel", "Keep running")],
-            ),
-            decided,
-        )
-
-    def action_abort(self) -> None:
-        if self.live_state.finished:
-            self.notify("the run has already ended")
-            return
-
-        def decided(answer: str | None) -> None:
-            if answer == "abort" and self._ask(self._live_run.abort):
-                self.notify("aborting: ending every process now", severity="warning")
-
-        self.app.push_screen(
-            ConfirmScreen(
-                "Abort now? The current round is lost; every Flower process is ended.",
-                [("abort", "Abort now"), ("cancel", "Keep running")],
-            ),
-            decided,
-        )
-
-    def action_toggle_early_stopping(self) -> None:
-        enabled = not self.live_state.early_stopping.get("enabled", False)
-        if self._ask(lambda: self._live_run.set_early_stopping(enabled=enabled)):
-            self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
-
-    def action_patience(self, change: int) -> None:
-        patience = max(1, self.live_state.early_stopping.get("patience", 1) + change)
-        if self._ask(lambda: self._live_run.set_early_stopping(patience=patience)):
-            self.notify(f"asked the server for patience {patience}")
-
-    def action_detach(self) -> None:
-        if self.live_state.finished:
-            self.notify("the run has already ended")
-        elif self._ask(self._live_run.detach):
-            self.app.exit()
-
-    def action_quit_monitor(self) -> None:
-        if self.live is None or self.live_state.finished:
-            self.app.exit()
-            return
-
-        def decided(answer: str | None) -> None:
-            if answer == "detach":
-                self.action_detach()
-            elif answer == "stop" and self._ask(self._live_run.request_stop):
-                self._quit_when_finished = True
-                self.notify("stopping after the current round; fedtui quits when it ends")
-            elif answer == "abort" and self._ask(self._live_run.abort):
-                self.app.exit()
-
-        self.app.push_screen(
-            ConfirmScreen(
-                "The run is live. Detached, it goes on without this screen "
-                "(fedtui attach comes back to it); stopped or aborted, it ends.",
-                [
-                    ("detach", "Detach"),
-                    ("stop", "Stop after round"),
-                    ("abort", "Abort now"),
-                    ("watch", "Keep watching"),
-                ],
-            ),
-            decided,
-        )
-
-    def _ask(self, request: Callable[[], None]) -> bool:
-        """Send a request to the run's controller; False (and why, on screen) if it refused or
-        cannot be reached."""
-        try:
-            request()
-        except (FedtuiError, OSError) as err:
-            self.notify(str(err), severity="error")
-            return False
         return True
 
     def action_toggle_chart(self, option: str) -> None:

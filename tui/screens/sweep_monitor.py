@@ -8,10 +8,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from engine import events as ev
-from engine.errors import FedtuiError
-from engine.run_state import RunState
-from engine.sweep import Sweep
+from engine.core import events as ev
+from engine.core.errors import FedtuiError
+from engine.record.run_state import RunState
+from engine.run.sweep import Sweep
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.monitor import MonitorScreen
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.describe import byte_size, loss
-from engine.run_state import ClientState, RunState
+from engine.core.units import byte_size, loss
+from engine.record.run_state import ClientState, RunState
 from tui.messages import RunsChanged
 
 BAR_WIDTH = 10
-STATE_STYLES = {  # the states `engine.run_state` names
+STATE_STYLES = {  # the states `engine.record.run_state` names
     "training": "bold green",
     "waiting": "dim",
     "idle": "dim italic",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.config import describe_strategy
-from engine.run_state import RunState
+from engine.core.config import describe_strategy
+from engine.record.run_state import RunState
 from tui import format as fmt
 from tui.chart_views import RUN_COLORS
 from tui.messages import RunsChanged

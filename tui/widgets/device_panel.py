@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from engine import events as ev
-from engine.describe import byte_size
-from engine.run_state import RunState
+from engine.core import events as ev
+from engine.core.units import byte_size
+from engine.record.run_state import RunState
 from tui.messages import RunsChanged
 
 

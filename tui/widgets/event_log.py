@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import RichLog
 
-from engine import events as ev
-from engine.describe import describe
+from engine.core import events as ev
+from engine.core.describe import describe
 from tui import format as fmt
 from tui.messages import NewEvents
 
@@ -25,12 +25,6 @@ STYLES = {
     ev.EARLY_STOP: "bold yellow",
     ev.ERROR: "bold white on red",
     ev.WARNING: "bold black on yellow",
-}
-FINISHED_STYLES = {
-    "completed": "bold green",
-    "stopped": "bold yellow",
-    "aborted": "bold red",
-    "failed": "bold red",
 }
 
 
@@ -54,7 +48,7 @@ def log_line(event: ev.Event) -> Text | None:
     if kind in QUIET or (process_event and event["role"] not in SHOWN_ROLES):
         return None
     style = (
-        FINISHED_STYLES.get(event["status"], "bold")
+        fmt.STATUS_STYLES.get(event["status"], "bold")
         if kind == ev.RUN_FINISHED
         else STYLES.get(kind, "")
     )

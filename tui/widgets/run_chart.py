@@ -11,7 +11,7 @@ from rich.text import Text
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
-from engine.run_state import RunState
+from engine.record.run_state import RunState
 from tui.chart_views import VIEWS, VIEWS_BY_KEY, ChartView, Color, Line, LineOptions
 from tui.charts import debiased_ema, downsample, log_ticks
 from tui.messages import RunsChanged

@@ -8,23 +8,14 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.config import describe_strategy
-from engine.describe import byte_size, duration, parameter_count, partition_spread
-from engine.run_state import DOWN, RunState
+from engine.core.config import describe_strategy
+from engine.core.describe import partition_spread
+from engine.core.units import byte_size, duration, parameter_count
+from engine.record.run_state import DOWN, RunState
+from tui import format as fmt
 from tui.format import many_clients
 from tui.messages import RunsChanged
 from tui.widgets.clients_table import STATE_STYLES
-
-STATUS_STYLES = {
-    "starting": "bold yellow",
-    "running": "bold green",
-    "stopping": "bold yellow",
-    "completed": "bold cyan",
-    "stopped": "bold yellow",
-    "aborted": "bold red",
-    "failed": "bold red",
-    "replay": "bold magenta",
-}
 
 
 class RunHeader(Static):
@@ -55,7 +46,8 @@ class RunHeader(Static):
         elapsed = self._elapsed(state)
         line = Text()
         line.append(
-            f" {state.status.upper()} ", style=f"reverse {STATUS_STYLES.get(state.status, 'bold')}"
+            f" {state.status.upper()} ",
+            style=f"reverse {fmt.STATUS_STYLES.get(state.status, 'bold')}",
         )
         line.append(f"  {name}", style="bold")
         line.append(f"  {describe_strategy(config)}" if config else "")

@@ -1,0 +1,349 @@
+"""The ServerApp's run: rounds of federated training with central evaluation, stop checks and
+events.
+
+The strategy (Flower's FedProx, FedAvg or FedAvgM) decides what the clients are sent, to the
+clients drawn for the round (engine.app.server.sampling: all of them, or `clients_per_round`
+drawn with the seed); `FederatedRun` owns the round loop around it, because Flower's
+`Strategy.start()` has no hook to stop between rounds, because replies are pulled and folded in
+one at a time as they arrive (engine.app.server.replies), and because a client that crashes must
+cost its reply, not the round (engine.app.server.roster): the round counts when `min_clients`
+replied. `aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for
+comparison. With `client_eval`, the new global model is also evaluated on each client's own
+held-out samples (engine.app.server.client_eval). How the global model travels to the clients is
+engine.app.server.model_delivery's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+from flwr.serverapp import Grid
+
+from engine.app import transfer
+from engine.app.server.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
+from engine.app.server.client_eval import evaluate_on_clients
+from engine.app.server.joined_clients import clients_joined, identify, say_goodbye
+from engine.app.server.model_delivery import ModelDelivery
+from engine.app.server.model_store import load_last, save_round
+from engine.app.server.replies import (
+    CLIENT_RECONNECT_WAIT_S,
+    RoundReplies,
+    clients_for_round,
+    wait_for_clients,
+)
+from engine.app.server.roster import LiveGrid, Roster
+from engine.app.server.sampling import discover_clients, round_nodes
+from engine.app.server.strategy import build_strategy
+from engine.core import commands, events as ev
+from engine.core.config import RunConfig
+from engine.core.status import Status
+from engine.ml import data, model as models, task
+from engine.ml.early_stopping import EarlyStoppingTracker
+from engine.net.channel import EventPublisher
+
+
+class FederatedRun:
+    def __init__(
+        self,
+        config: RunConfig,
+        grid: Grid,
+        publisher: EventPublisher | None,
+        run_dir: Path | None = None,
+        resume: dict | None = None,
+        join_timeout_s: float | None = None,
+    ) -> None:
+        """`join_timeout_s`: the clients join from other hosts (`fedtui serve`), within it."""
+        self.config = config
+        self.join_timeout_s = join_timeout_s
+        self.roster = Roster(config.num_clients)
+        self.grid = LiveGrid(grid, self.roster)
+        self.publisher = publisher
+        self.run_dir = run_dir
+        self.resume = resume
+        self.strategy = build_strategy(config)
+        self.device = models.resolve_device(config)
+        self.precision = models.resolve_precision(config, self.device)
+        self.model = models.load_model(config).to(self.device)
+        self.weights = models.trainable_weights(self.model)  # the global model, updated in place
+        self.momentum = (
+            ServerMomentum(config.server_learning_rate, config.server_momentum)
+            if config.strategy == "fedavgm"
+            else None
+        )
+        self.tokenizer = data.load_tokenizer(config)
+        self.eval_samples = data.load_eval_samples(config)
+        self.stop_requested = False
+        resumed = resume or {}
+        self.early_stopping = EarlyStoppingTracker(
+            config.early_stopping,
+            config.rounds,
+            best_round=resumed.get("best_round"),
+            best_eval_loss=resumed.get("best_eval_loss"),
+            rounds_without_improvement=resumed.get("rounds_without_improvement") or 0,
+        )
+        self.train_loss: float | None = None  # of the round being finished
+        self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
+        self.bytes_sent = self.bytes_received = 0
+        # In Flower's messages until run() has opened the shared folder, if there is one.
+        self.delivery = ModelDelivery(self.model, config.transfer_dtype)
+
+    def run(self) -> None:
+        self._publish_model_info()
+        local = self.config.backend == "deployment" and self.join_timeout_s is None
+        self.delivery = ModelDelivery.open(
+            self.config,
+            self.run_dir.name if self.run_dir else "run",
+            self.model,
+            local,
+            self._publish,
+        )
+        with self.delivery:
+            self._run_rounds()
+
+    def _run_rounds(self) -> None:
+        if self.config.backend == "simulation":  # virtual nodes: only they know their client
+            discover_clients(self.grid, self.roster, timeout_s=self.config.round_timeout)
+        if self.join_timeout_s is not None:
+            why_not = clients_joined(
+                self.grid,
+                self.roster,
+                timeout_s=self.join_timeout_s,
+                required=self.config.required_replies,
+                publish=self._publish,
+                read_commands=self._read_commands,
+                stop_requested=lambda: self.stop_requested,
+            )
+            if why_not:
+                self._round_failed(0, why_not)
+                self._finish_run(
+                    Status.FAILED, completed=self.resume["round"] if self.resume else 0
+                )
+                return
+        if self.resume is None:
+            if self.config.client_eval:  # round 0 evaluates on every client: let them come
+                wait_for_clients(
+                    self.grid,
+                    self.roster,
+                    ceiling_s=CLIENT_RECONNECT_WAIT_S,
+                    read_commands=self._read_commands,
+                )
+            self._finish_round(0, started=time.monotonic())
+            first_round = 1
+        else:
+            if self.run_dir is None:
+                raise RuntimeError("cannot resume: no run folder to resume from")
+            load_last(self.run_dir / "checkpoints", self.resume["round"], self.model)
+            first_round = self.resume["round"] + 1
+        status, completed = Status.COMPLETED, first_round - 1
+        for server_round in range(first_round, self.config.rounds + 1):
+            self._read_commands()
+            if self.stop_requested:
+                status = Status.STOPPED
+                break
+            started = time.monotonic()
+            if not self._train(server_round):
+                status = Status.FAILED
+                break
+            completed = server_round
+            if self._finish_round(server_round, started):
+                status = Status.STOPPED
+                break
+        self._finish_run(status, completed)
+
+    def _finish_run(self, status: str, completed: int) -> None:
+        if self.join_timeout_s is not None:  # each `fedtui join` exits with the run
+            say_goodbye(self.grid, self.roster, status)
+        self._publish(
+            ev.RUN_FINISHED,
+            status=status,
+            rounds_completed=completed,
+            best_round=self.early_stopping.best_round,
+            best_eval_loss=self.early_stopping.best_eval_loss,
+        )
+
+    def _publish_model_info(self) -> None:
+        trainable, total = models.parameter_counts(self.model)
+        lora = self.config.lora
+        self._publish(
+            ev.MODEL_INFO,
+            model=self.config.model,
+            total_params=total,
+            trainable_params=trainable,
+            precision=self.precision,
+            transfer_dtype=self.config.transfer_dtype,
+            device=str(self.device),
+            lora_r=lora.r if lora.enabled else None,
+            gradient_checkpointing=self.config.gradient_checkpointing,
+        )
+
+    def _train(self, server_round: int) -> bool:
+        """One round of training; the model then holds the new global weights. False when fewer
+        than `min_clients` clients are there or returned a model: the run fails."""
+        required = self.config.required_replies
+        if self.join_timeout_s is not None:  # a client host that joined (again) since
+            identify(self.grid, self.roster, self._publish)
+        live = clients_for_round(
+            self.grid,
+            self.roster,
+            required=required,
+            round_timeout=self.config.round_timeout,
+            read_commands=self._read_commands,
+        )
+        if live < required:
+            return self._round_failed(
+                server_round,
+                f"round {server_round}: {live} client(s) connected, min_clients needs {required}"
+                f" (gone: {', '.join(map(str, sorted(self.roster.gone))) or 'none'})",
+            )
+        sampled = round_nodes(
+            self.grid,
+            self.roster,
+            self.config.clients_per_round,
+            self.config.seed,
+            server_round,
+            self._read_commands,
+        )
+        self.round_nodes = [node for _, node in sampled]
+        arrays, train_config, model_bytes = self.delivery.outgoing(server_round, "train")
+        with self.grid.only(node for _, node in sampled):
+            messages = list(
+                self.strategy.configure_train(server_round, arrays, train_config, self.grid)
+            )
+        del arrays  # the messages hold it until they are pushed
+        self._publish(
+            ev.ROUND_STARTED,
+            round=server_round,
+            clients=len(messages),
+            sampled=sorted(client for client, _ in sampled if client is not None),
+            start_model_sha256=transfer.fingerprint(self.weights),
+        )
+        self.bytes_sent = model_bytes * len(messages)
+        round_replies = RoundReplies(
+            self.grid,
+            self.roster,
+            publish=self._publish,
+            read_commands=self._read_commands,
+            timeout=self.config.round_timeout,
+        )
+        replies = round_replies.collect(server_round, messages)
+        try:
+            if self.config.aggregation == "flower":
+                result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
+            else:
+                result = fold_replies(replies, self.weights, self.momentum)
+        finally:
+            self.delivery.round_over()
+        shortfall = round_replies.shortfall(server_round, required)
+        if result is None or shortfall:
+            return self._round_failed(
+                server_round, shortfall or f"round {server_round}: no client returned a model"
+            )
+        self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
+        return True
+
+    def _round_failed(self, server_round: int, message: str) -> bool:
+        self._publish(ev.ERROR, source="serverapp", round=server_round, message=message)
+        return False
+
+    def _finish_round(self, server_round: int, started: float) -> bool:
+        """Central evaluation and the round's record; True when early stopping ends the run."""
+        eval_started = time.monotonic()
+        eval_loss = task.evaluate(
+            self.model,
+            self.eval_samples,
+            batch_size=self.config.eval_batch_size,
+            device=self.device,
+            precision=self.precision,
+        )
+        eval_seconds = time.monotonic() - eval_started
+        if self.config.client_eval:
+            arrays, model_config, _ = self.delivery.outgoing(server_round, "evaluate")
+            try:
+                evaluate_on_clients(
+                    self.grid,
+                    self.roster,
+                    self.grid.get_node_ids() if self.round_nodes is None else self.round_nodes,
+                    (arrays, model_config),
+                    server_round=server_round,
+                    timeout=self.config.round_timeout,
+                    publish=self._publish,
+                )
+            finally:
+                self.delivery.round_over()
+        improved = self.early_stopping.record(server_round, eval_loss)
+        self._save_checkpoints(server_round, eval_loss, improved)
+        self._publish(
+            ev.ROUND_DONE,
+            round=server_round,
+            eval_loss=eval_loss,
+            train_loss=self.train_loss,
+            seconds=time.monotonic() - started,
+            eval_seconds=eval_seconds,
+            bytes_sent=self.bytes_sent,
+            bytes_received=self.bytes_received,
+            model_sha256=transfer.fingerprint(self.weights),
+            best_round=self.early_stopping.best_round,
+            rounds_without_improvement=self.early_stopping.rounds_without_improvement,
+        )
+        return self._early_stop(server_round)
+
+    def _early_stop(self, server_round: int) -> bool:
+        self._read_commands()  # a live change made during the round applies to this decision
+        early_stopping = self.early_stopping
+        if not early_stopping.should_stop(server_round):
+            return False
+        self._publish(
+            ev.EARLY_STOP,
+            round=server_round,
+            best_round=early_stopping.best_round,
+            best_eval_loss=early_stopping.best_eval_loss,
+            patience=early_stopping.policy.patience,
+            reason=early_stopping.reason(),
+        )
+        return True
+
+    def _save_checkpoints(self, server_round: int, eval_loss: float, improved: bool) -> None:
+        if self.run_dir is None:
+            return
+        info = {"eval_loss": eval_loss, "model": self.config.model}
+        save_round(
+            self.run_dir / "checkpoints",
+            server_round,
+            self.model,
+            self.tokenizer,
+            self.weights,
+            info,
+            best=improved,
+        )
+        if improved:
+            self._publish(
+                ev.CHECKPOINT_SAVED,
+                round=server_round,
+                kind="best",
+                eval_loss=eval_loss,
+                path="checkpoints/best",
+            )
+
+    def _read_commands(self) -> None:
+        if self.publisher is None:
+            return
+        for command in self.publisher.commands():
+            if self.roster.apply(command):
+                continue
+            if command["command"] == commands.STOP:
+                self.stop_requested = True
+            elif command["command"] == commands.EARLY_STOPPING:
+                self.early_stopping.change(
+                    enabled=command.get("enabled"), patience=command.get("patience")
+                )
+                self._publish(
+                    ev.EARLY_STOPPING_CHANGED, **dataclasses.asdict(self.early_stopping.policy)
+                )
+
+    def _publish(self, type_: str, **fields) -> None:
+        logging.getLogger("fedtui").info("%s %s", type_, fields)
+        if self.publisher:
+            self.publisher.publish(type_, **fields)

@@ -1,0 +1,78 @@
+"""How the ServerApp's global model reaches the clients: inside Flower's messages, or, for
+clients the controller started on this machine, as a file in /dev/shm that the messages name
+(engine.app.shared_weights). A local run that asks for shared memory says in a `notice`
+event which it got.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from engine.app import shared_weights, transfer
+from engine.core import events as ev
+from engine.core.config import RunConfig
+from engine.ml.model import trainable_weights
+
+
+class ModelDelivery:
+    def __init__(self, model: torch.nn.Module, transfer_dtype: str) -> None:
+        """Through Flower's messages; `open` may choose shared memory. `model`: the global
+        model, whose trainable weights are what is sent."""
+        self.model = model
+        self.weights = trainable_weights(model)
+        self.transfer_dtype = transfer_dtype
+        self.shared: shared_weights.SharedFolder | None = None
+
+    @classmethod
+    def open(
+        cls,
+        config: RunConfig,
+        run_name: str,
+        model: torch.nn.Module,
+        local: bool,
+        publish: Callable[..., None],
+    ) -> ModelDelivery:
+        """`local`: the clients run on this machine, started by the controller."""
+        delivery = cls(model, config.transfer_dtype)
+        if config.shared_memory_weights and local:
+            folder = shared_weights.SharedFolder.create(
+                run_name,
+                shared_weights.model_bytes(delivery.weights, config.transfer_dtype)
+                * (config.sampled_per_round + 1),
+            )
+            if isinstance(folder, str):
+                publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
+            else:
+                publish(ev.NOTICE, message=f"weights go through shared memory: {folder.path}")
+                delivery.shared = folder
+        return delivery
+
+    def outgoing(self, server_round: int, purpose: str) -> tuple[ArrayRecord, ConfigRecord, int]:
+        """What the messages that have clients `purpose` ("train", "evaluate") carry of the
+        global model (its arrays, or the path of the shared file it was written to), and its
+        size in bytes."""
+        if self.shared is None:
+            arrays = transfer.to_arrays(self.model, self.transfer_dtype)
+            return arrays, ConfigRecord(), arrays.count_bytes()
+        path = self.shared.global_file(server_round, purpose)
+        size = shared_weights.write(path, self.weights, self.transfer_dtype)
+        return ArrayRecord(), shared_weights.naming(path), size
+
+    def round_over(self) -> None:
+        """The messages' files, and the clients' replies, are no longer needed."""
+        if self.shared is not None:
+            self.shared.clear()
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.remove()
+
+    def __enter__(self) -> ModelDelivery:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,92 @@
+"""Weights in and out of Flower's ArrayRecords, without copies beyond the one Flower needs.
+
+An `Array` holds its tensor as `np.save` bytes. Reading goes through `tensor_view`, a read-only
+tensor over those bytes (no `np.load` copy), so a client copies each received array straight
+into its model and a server folds each reply into its running mean, releasing the bytes as it
+goes. Writing casts one tensor at a time (fp16 transfer halves the bytes), so no second copy
+of the whole model exists while a record is built. Weights that came through shared memory
+(engine.app.shared_weights) are read the same way, from their file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import Array, ArrayRecord
+
+from engine.app import shared_weights
+from engine.core.config import TRANSFER_DTYPES
+from engine.ml.model import check_names, trainable_weights
+
+_HEADER_BYTES = 4096  # np.save pads its header to 64 bytes; a few hundred at most in practice
+
+
+def to_arrays(model: torch.nn.Module, transfer_dtype: str) -> ArrayRecord:
+    """The model's trainable weights as an ArrayRecord in `transfer_dtype`."""
+    dtype = np.dtype(TRANSFER_DTYPES[transfer_dtype])
+    record = ArrayRecord()
+    for name, param in trainable_weights(model).items():
+        record[name] = Array(param.detach().cpu().numpy().astype(dtype, copy=False))
+    return record
+
+
+def tensor_view(array: Array) -> torch.Tensor:
+    """A read-only CPU tensor over an Array's bytes: nothing is copied."""
+    header = io.BytesIO(array.data[:_HEADER_BYTES])
+    version = np.lib.format.read_magic(header)
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran_order, dtype = read_header(header)
+    if fortran_order:
+        raise ValueError("Fortran-ordered arrays are not supported")
+    flat = np.frombuffer(array.data, dtype=dtype, count=int(np.prod(shape)), offset=header.tell())
+    with warnings.catch_warnings():  # the view is never written to
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(flat).reshape(shape)
+
+
+def drain(arrays: ArrayRecord) -> Iterator[tuple[str, torch.Tensor]]:
+    """(name, view) for each array, removing it from the record once the caller is done with
+    it, so the record's bytes are freed array by array."""
+    for name in list(arrays):
+        yield name, tensor_view(arrays[name])
+        del arrays[name]
+
+
+def weights_in(source: ArrayRecord | Path) -> tuple[list[str], Iterator[tuple[str, torch.Tensor]]]:
+    """The names in a record (drained as it is read) or a shared weights file, and (name,
+    tensor) for each in turn."""
+    if isinstance(source, Path):
+        return shared_weights.read(source)
+    return list(source), drain(source)
+
+
+@torch.no_grad()
+def load_arrays(model: torch.nn.Module, source: ArrayRecord | Path) -> None:
+    """Copy a record (emptying it) or a shared weights file into the model's trainable
+    weights."""
+    targets = trainable_weights(model)
+    names, tensors = weights_in(source)
+    check_names(targets, names)
+    for name, tensor in tensors:
+        targets[name].copy_(tensor)
+
+
+def fingerprint(weights: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a model's trainable weights as the server holds them (fp32), read from the
+    tensors themselves, to tell one global model from another in the record."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        digest.update(name.encode())
+        tensor = weights[name].detach()
+        digest.update(tensor.cpu().contiguous().numpy().data.cast("B"))  # a view, no copy
+    return digest.hexdigest()

@@ -1,0 +1,273 @@
+"""Data for a run: documents, tokenizer, and the cached samples of every client and the eval set.
+
+`prepare(config)` does the work once per distinct setup and caches the result (tokenizer and
+samples) under the cache folder, so the controller pays for it before Flower starts and every
+client or server process only loads a file. A process on another host that lacks the cache
+builds the same result, because everything is a function of the config and its seed.
+
+Documents come from the embedded corpus (the running Python's standard-library sources, real
+Python code like codeparrot's), a local file (.jsonl, .json, .parquet, .csv, .txt), a folder
+written by `datasets.Dataset.save_to_disk`, or a Hugging Face Hub dataset name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tokenizers import ByteLevelBPETokenizer
+
+from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
+from engine.core.errors import ConfigError
+from engine.ml.hub import check_hub_name
+from engine.ml.samples import Documents, Samples, partition_summary, split
+
+CACHE_FORMAT = 2  # 2: each client's sample sources
+EMBEDDED_VOCAB_SIZE = 4096
+EMBEDDED_MAX_POSITIONS = 512  # the embedded model's longest sequence (engine.ml.model.TINY_OPT)
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as OPT numbers them
+PAD_ID, EOS_ID = 1, 2
+_SKIPPED_STDLIB_PARTS = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "encodings",
+    "__pycache__",
+}
+_FILE_LOADERS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".txt": "text",
+}
+DATASET_FILE_SUFFIXES = tuple(_FILE_LOADERS)
+
+Progress = Callable[[str], None]
+
+
+def cache_dir() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fedtui"
+    path = Path(os.environ.get("FEDTUI_CACHE_DIR", default))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prepared_path(config: RunConfig) -> Path:
+    """Where `prepare` caches the config's samples (the file exists once they are prepared)."""
+    return cache_dir() / f"samples-{_samples_key(config)}.npz"
+
+
+def prepare(
+    config: RunConfig,
+    progress: Progress = lambda message: None,
+    documents: Documents | None = None,
+) -> Path:
+    """Build (or find cached) tokenized samples for every client and the eval set; `documents`:
+    the config's, when the caller has loaded them already."""
+    path = prepared_path(config)
+    if path.exists():
+        return path
+    tokenizer = load_tokenizer(config, progress)
+    if documents is None:
+        progress(f"loading dataset {config.dataset}")
+        documents = load_documents(config)
+    progress(f"tokenizing and partitioning {len(documents.texts)} documents")
+    eval_set, clients = split(config, documents, tokenizer)
+    arrays = {"eval_ids": eval_set.ids, "eval_mask": eval_set.mask}
+    for index, samples in enumerate(clients):
+        arrays[f"client{index}_ids"], arrays[f"client{index}_mask"] = samples.ids, samples.mask
+        if samples.sources is not None:
+            arrays[f"client{index}_sources"] = samples.sources
+    _atomic_write(path, lambda tmp: np.savez(tmp, allow_pickle=False, **arrays))
+    return path
+
+
+def load_client_samples(config: RunConfig, client: int) -> Samples:
+    return _load_split(config, f"client{client}")
+
+
+def load_eval_samples(config: RunConfig) -> Samples:
+    return _load_split(config, "eval")
+
+
+def load_partition_summary(config: RunConfig) -> list[dict]:
+    """How the clients' samples are spread over sources (engine.ml.samples.partition_summary)."""
+    clients = [_load_split(config, f"client{k}") for k in range(config.num_clients)]
+    return partition_summary(clients)
+
+
+def _load_split(config: RunConfig, name: str) -> Samples:
+    with np.load(prepare(config)) as arrays:
+        sources = arrays.get(f"{name}_sources")
+        return Samples(arrays[f"{name}_ids"], arrays[f"{name}_mask"], sources)
+
+
+def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None):
+    """The model's tokenizer; for the embedded model, a byte-level BPE trained on the embedded
+    corpus and cached."""
+    # heavy: kept out of the controller and CLI processes, which import this module
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    if config.model != EMBEDDED_MODEL:
+        if not Path(config.model).is_dir():
+            check_hub_name(config.model, "model")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(config.model)
+        except (OSError, ValueError) as err:
+            raise ConfigError(
+                f"cannot load the tokenizer of model {config.model!r}: {first_line(err)}"
+            ) from None
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+    path = cache_dir() / f"tokenizer-{_corpus_key()}-{EMBEDDED_VOCAB_SIZE}.json"
+    if not path.exists():
+        progress("training the byte-level BPE tokenizer on the embedded corpus")
+        _atomic_write(path, lambda tmp: _train_tokenizer(tmp))
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(path),
+        bos_token="<s>",
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+    )
+
+
+def _train_tokenizer(destination: Path) -> None:
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(
+        _stdlib_documents().texts,
+        vocab_size=EMBEDDED_VOCAB_SIZE,
+        min_frequency=2,
+        special_tokens=list(SPECIAL_TOKENS),
+        show_progress=False,
+    )
+    tokenizer.save(str(destination))
+
+
+def load_documents(config: RunConfig) -> Documents:
+    if config.dataset == EMBEDDED_DATASET:
+        return _stdlib_documents()
+    table = _load_table(config.dataset)
+    if config.text_column not in table.column_names:
+        raise ConfigError(
+            f"dataset {config.dataset!r} has no column {config.text_column!r} "
+            f"(columns: {', '.join(table.column_names)}); set text_column"
+        )
+    texts = [str(text) for text in table[config.text_column]]
+    if config.partition == "by-source":
+        if config.source_column not in table.column_names:
+            raise ConfigError(
+                f"partition=by-source needs a source column, but dataset "
+                f"{config.dataset!r} has no column {config.source_column!r}; "
+                f"set source_column"
+            )
+        sources = [str(source) for source in table[config.source_column]]
+    else:
+        sources = [""] * len(texts)
+    return Documents(texts, sources)
+
+
+def _load_table(name: str):
+    import datasets  # heavy: kept out of the controller and CLI processes
+
+    datasets.disable_progress_bars()
+    path = Path(name).expanduser()
+    try:
+        if path.is_dir():
+            loaded = datasets.load_from_disk(str(path))
+            return loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
+        if path.suffix in _FILE_LOADERS:
+            if not path.is_file():
+                raise ConfigError(f"dataset file not found: {name}")
+            return datasets.load_dataset(
+                _FILE_LOADERS[path.suffix], data_files=str(path), split="train"
+            )
+        if path.exists() or name.startswith((".", "/", "~")):
+            raise ConfigError(
+                f"dataset {name!r}: use a .jsonl, .json, .parquet, .csv or .txt "
+                f"file or a save_to_disk folder"
+            )
+        check_hub_name(name, "dataset")
+        return datasets.load_dataset(name, split="train")
+    except ConfigError:
+        raise
+    except Exception as err:  # datasets raises many kinds; each means "cannot load this"
+        raise ConfigError(f"cannot load dataset {name!r}: {first_line(err)}") from None
+
+
+def _stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def _stdlib_files() -> list[Path]:
+    root = _stdlib_root()
+    return sorted(
+        path
+        for path in root.rglob("*.py")
+        if not _SKIPPED_STDLIB_PARTS.intersection(path.relative_to(root).parts)
+    )
+
+
+def _stdlib_documents() -> Documents:
+    root = _stdlib_root()
+    texts, sources = [], []
+    for path in _stdlib_files():
+        texts.append(path.read_text(encoding="utf-8", errors="replace"))
+        sources.append(path.relative_to(root).parts[0].removesuffix(".py"))
+    return Documents(texts, sources)
+
+
+def _corpus_key() -> str:
+    listing = [(str(path), path.stat().st_size) for path in _stdlib_files()]
+    return _digest(listing)[:12]
+
+
+def _samples_key(config: RunConfig) -> str:
+    relevant = {
+        name: getattr(config, name)
+        for name in (
+            "model",
+            "dataset",
+            "text_column",
+            "source_column",
+            "num_clients",
+            "samples_per_client",
+            "eval_samples",
+            "partition",
+            "dirichlet_alpha",
+            "seq_len",
+            "seed",
+        )
+    }
+    if EMBEDDED_MODEL in (config.model, config.dataset):
+        relevant["corpus"] = _corpus_key()
+    return _digest([CACHE_FORMAT, relevant])[:16]
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def first_line(err: BaseException) -> str:
+    """An error's message in one line, for a one-line refusal."""
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

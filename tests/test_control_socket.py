@@ -1,0 +1,117 @@
+"""The control socket: requests reach the run, anything else is refused and changes nothing."""
+
+import json
+import os
+import socket
+import stat
+
+import pytest
+
+from engine.core.errors import FedtuiError
+from engine.net import control_socket as control
+from engine.net.control_socket import ControlServer, NotRunning, send, steer
+
+
+class RecordingRun:
+    def __init__(self):
+        self.calls = []
+
+    def request_stop(self, source="user"):
+        self.calls.append(("stop", source))
+
+    def abort(self):
+        self.calls.append(("abort",))
+
+    def set_early_stopping(self, enabled=None, patience=None):
+        self.calls.append(("early_stopping", enabled, patience))
+
+    def detach(self):
+        self.calls.append(("detach",))
+
+
+@pytest.fixture
+def served(tmp_path):
+    run = RecordingRun()
+    server = ControlServer(tmp_path, lambda request: steer(run, request))
+    yield tmp_path, run
+    server.close()
+
+
+def raw_exchange(run_dir, payload: bytes) -> dict:
+    with socket.socket(socket.AF_UNIX) as connection:
+        connection.connect(str(run_dir / control.CONTROL_SOCKET))
+        connection.sendall(payload)
+        return json.loads(connection.makefile("rb").readline())
+
+
+def test_each_command_reaches_the_run(served):
+    run_dir, run = served
+    send(run_dir, {"command": "stop"})
+    send(run_dir, {"command": "early_stopping", "enabled": True, "patience": 4})
+    send(run_dir, {"command": "detach"})
+    send(run_dir, {"command": "abort"})
+    assert run.calls == [
+        ("stop", "fedtui stop"),
+        ("early_stopping", True, 4),
+        ("detach",),
+        ("abort",),
+    ]
+
+
+def test_only_the_owner_may_connect(served):
+    run_dir, _ = served
+    mode = os.stat(run_dir / control.CONTROL_SOCKET).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("payload", "why"),
+    [
+        (b"not json\n", "not JSON"),
+        (b"[1, 2]\n", "a JSON object"),
+        (b'{"command": "reboot"}\n', "unknown command"),
+        (b'{"command": "early_stopping", "patience": "many"}\n', "whole number"),
+        (b'{"command": "early_stopping", "enabled": 1}\n', "true or false"),
+        (b'{"command": "stop"' + b" " * control.MAX_REQUEST_BYTES + b"}\n", "over"),
+    ],
+)
+def test_a_bad_request_is_refused_saying_why_and_changes_nothing(served, payload, why):
+    run_dir, run = served
+    reply = raw_exchange(run_dir, payload)
+    assert reply["ok"] is False and why in reply["error"]
+    assert run.calls == []
+    send(run_dir, {"command": "stop"})  # and the socket still serves
+    assert run.calls == [("stop", "fedtui stop")]
+
+
+def test_a_refusal_reaches_the_sender_as_one_line(served):
+    run_dir, _ = served
+    with pytest.raises(FedtuiError, match="unknown command 'reboot'"):
+        send(run_dir, {"command": "reboot"})
+
+
+def test_a_run_folder_deeper_than_a_socket_path_allows_is_served(tmp_path):
+    deep = tmp_path / ("d" * 100) / ("e" * 100)
+    deep.mkdir(parents=True)
+    run = RecordingRun()
+    server = ControlServer(deep, lambda request: steer(run, request))
+    try:
+        send(deep, {"command": "abort"})
+    finally:
+        server.close()
+    assert run.calls == [("abort",)]
+
+
+def test_no_controller_is_not_running(tmp_path):
+    with pytest.raises(NotRunning, match="not running"):
+        send(tmp_path, {"command": "stop"})
+    # the socket file of a controller that was killed: nobody listens on it
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(str(tmp_path / control.CONTROL_SOCKET))
+    with pytest.raises(NotRunning, match="its controller is gone"):
+        send(tmp_path, {"command": "stop"})
+
+
+def test_a_closed_server_removes_its_socket(tmp_path):
+    ControlServer(tmp_path, lambda request: None).close()
+    assert not (tmp_path / control.CONTROL_SOCKET).exists()
