@@ -25,15 +25,14 @@ def write(tmp):
 
 folder = Path(sys.argv[1])
 for round_ in range(1, 1000):
-    checkpoints.save(folder, "best", round_, write, {{"eval_loss": 1.0 / round_}})
+    checkpoints.save_best(folder, round_, write, {{"eval_loss": 1.0 / round_}})
 """
 
 
 def test_the_link_points_at_the_newest_complete_checkpoint(tmp_path):
     for round_ in (1, 2):
-        checkpoints.save(
+        checkpoints.save_best(
             tmp_path,
-            "best",
             round_,
             lambda tmp, round_=round_: (tmp / "weights.bin").write_bytes(b"w" * round_),
             {"eval_loss": 3.0 - round_},
@@ -48,14 +47,14 @@ def test_the_link_points_at_the_newest_complete_checkpoint(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_in_place(tmp_path):
-    checkpoints.save(tmp_path, "best", 1, lambda tmp: (tmp / "w").write_text("one"), {})
+    checkpoints.save_best(tmp_path, 1, lambda tmp: (tmp / "w").write_text("one"), {})
 
     def broken(tmp):
         (tmp / "w").write_text("half")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        checkpoints.save(tmp_path, "best", 2, broken, {})
+        checkpoints.save_best(tmp_path, 2, broken, {})
     assert checkpoints.read_info(tmp_path / "best")["round"] == 1
     assert (tmp_path / "best" / "w").read_text() == "one"
 
@@ -76,3 +75,35 @@ def test_killing_the_writer_never_leaves_a_partial_checkpoint_behind_the_link(tm
         return
     assert (tmp_path / "best" / "weights.bin").stat().st_size == CHUNK * CHUNKS
     assert os.path.realpath(tmp_path / "best").endswith(f"best-round-{info['round']:04d}")
+
+
+def write_weights(round_):
+    return lambda tmp: (tmp / checkpoints.WEIGHTS_FILE).write_bytes(b"w" * round_)
+
+
+def test_every_round_is_kept_and_last_points_at_the_newest(tmp_path):
+    for round_ in (0, 1, 2):
+        checkpoints.save_round(tmp_path, round_, write_weights(round_), {"eval_loss": 1.0})
+
+    assert list(checkpoints.saved_rounds(tmp_path)) == [0, 1, 2]
+    assert checkpoints.read_info(tmp_path / "last")["round"] == 2
+    assert (tmp_path / "last" / checkpoints.WEIGHTS_FILE).read_bytes() == b"ww"
+
+
+def test_best_last_keeps_only_the_rounds_it_names(tmp_path):
+    for round_ in (0, 1, 2, 3):
+        checkpoints.save_round(tmp_path, round_, write_weights(round_), {})
+        checkpoints.keep_rounds(tmp_path, [round_, 1])  # round 1 the best
+
+    assert list(checkpoints.saved_rounds(tmp_path)) == [1, 3]
+    assert checkpoints.read_info(tmp_path / "last")["round"] == 3
+
+
+def test_a_run_recorded_before_round_folders_offers_its_last_round(tmp_path):
+    old = tmp_path / "last-round-0004"  # as fedtui wrote `last` before
+    old.mkdir()
+    (old / checkpoints.INFO_FILE).write_text('{"kind": "last", "round": 4}')
+    (tmp_path / "last").symlink_to(old.name)
+
+    assert checkpoints.saved_rounds(tmp_path) == {4: old}
+    assert checkpoints.saved_rounds(tmp_path / "missing") == {}

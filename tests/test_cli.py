@@ -248,7 +248,7 @@ def test_runs_lists_a_damaged_run_after_one_warning(tmp_path, capsys):
 def test_resume_refuses_what_cannot_be_resumed(tmp_path, capsys):
     completed = write_run(tmp_path / "done", simple_run_events())
     (completed / "config.toml").write_text("rounds = 2\n")
-    checkpoints.save(completed / "checkpoints", "last", 2, lambda tmp: None, {})
+    checkpoints.save_round(completed / "checkpoints", 2, lambda tmp: None, {})
     stopped = write_run(tmp_path / "stopped", simple_run_events(status="stopped"))
     (stopped / "config.toml").write_text("rounds = 4\n")
     cases = [

@@ -22,8 +22,15 @@ class RecordingRun:
     def abort(self):
         self.calls.append(("abort",))
 
-    def set_early_stopping(self, enabled=None, patience=None):
-        self.calls.append(("early_stopping", enabled, patience))
+    def change_config(self, changes, source="user"):
+        self.calls.append(("set", changes, source))
+        return {"changes": [{"key": key, "round": 3} for key in changes], "unanswered": []}
+
+    def hold(self, source="user"):
+        self.calls.append(("hold", source))
+
+    def continue_run(self, source="user"):
+        self.calls.append(("continue", source))
 
     def detach(self):
         self.calls.append(("detach",))
@@ -47,15 +54,21 @@ def raw_exchange(run_dir, payload: bytes) -> dict:
 def test_each_command_reaches_the_run(served):
     run_dir, run = served
     send(run_dir, {"command": "stop"})
-    send(run_dir, {"command": "early_stopping", "enabled": True, "patience": 4})
+    reply = send(run_dir, {"command": "set", "changes": {"local_epochs": 2}, "source": "cli"})
+    send(run_dir, {"command": "hold"})
+    send(run_dir, {"command": "continue", "source": "monitor"})
     send(run_dir, {"command": "detach"})
     send(run_dir, {"command": "abort"})
     assert run.calls == [
         ("stop", "fedtui stop"),
-        ("early_stopping", True, 4),
+        ("set", {"local_epochs": 2}, "cli"),
+        ("hold", "fedtui hold"),
+        ("continue", "monitor"),
         ("detach",),
         ("abort",),
     ]
+    # what a change gets back (the rounds it applies from) comes back in the reply
+    assert reply == {"ok": True, "changes": [{"key": "local_epochs", "round": 3}], "unanswered": []}
 
 
 def test_only_the_owner_may_connect(served):
@@ -70,8 +83,11 @@ def test_only_the_owner_may_connect(served):
         (b"not json\n", "not JSON"),
         (b"[1, 2]\n", "a JSON object"),
         (b'{"command": "reboot"}\n', "unknown command"),
-        (b'{"command": "early_stopping", "patience": "many"}\n', "whole number"),
-        (b'{"command": "early_stopping", "enabled": 1}\n', "true or false"),
+        (b'{"command": "set", "changes": "lr=1"}\n', "changes must be a table"),
+        (b'{"command": "set"}\n', "changes is missing"),
+        (b'{"command": "hold", "source": 7}\n', "source must be a string"),
+        (b'{"command": "stop", "now": true}\n', "unknown field(s) now"),
+        (b'{"command": "client_of_node", "node_id": 1, "client": 0}\n', "not a command for"),
         (b'{"command": "stop"' + b" " * control.MAX_REQUEST_BYTES + b"}\n", "over"),
     ],
 )

@@ -127,6 +127,12 @@ EXAMPLES = {
         dict(round=2, kind="best", eval_loss=6.5, path="checkpoints/best"),
         ["saved the best global model", "round 2", "eval loss 6.5000", "checkpoints/best"],
     ),
+    ev.CONFIG_CHANGED: (
+        dict(round=3, key="learning_rate", old=0.001, new=0.0005, source="fedtui set"),
+        ["learning_rate changed from 0.001 to 0.0005", "from round 3", "fedtui set"],
+    ),
+    ev.HELD: (dict(round=2), ["held after round 2", "until the run continues"]),
+    ev.CONTINUED: (dict(round=2, seconds=95.0), ["continued after 1:35 held", "round 3 starts"]),
     ev.EARLY_STOPPING_CHANGED: (
         dict(enabled=True, patience=3, min_delta=0.01),
         ["early stopping on", "patience 3", "min delta 0.01"],

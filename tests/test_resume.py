@@ -40,7 +40,7 @@ def recorded_run(
     write_run(folder, events)
     (folder / "config.toml").write_text(to_toml(config))
     if last_round is not None:
-        checkpoints.save(folder / "checkpoints", "last", last_round, lambda tmp: None, {})
+        checkpoints.save_round(folder / "checkpoints", last_round, lambda tmp: None, {})
     return folder
 
 

@@ -22,7 +22,7 @@ class FakeRun:
     live = 0
     most_live = 0
 
-    def __init__(self, config, runs_dir, run_id):
+    def __init__(self, config, runs_dir, run_id, fork=None):
         self.config, self.run_id, self.run_dir = config, run_id, runs_dir / run_id
         self.status, self.subscribers = "created", []
         self.done = threading.Event()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from engine.core.units import GIB, MIB
 from engine.record.run_state import RoundResult, RunState
+from tui.chart_marks import minutes_of_round, rounds_of, with_history, x_of_round
 from tui.format import many_clients
 
 RGB = tuple[int, int, int]
@@ -63,6 +64,7 @@ class ChartView:
     waiting: str  # the title while there is nothing to draw
     lines: Lines
     best_value: Callable[[float], float] | None = None  # y of the best round's mark, if marked
+    x_of_round: Callable[[RunState, int], float | None] = x_of_round  # where changes are marked
 
 
 def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -> list[Line]:
@@ -70,14 +72,14 @@ def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -
     eval (with many clients, their spread); overlaid runs: each run's central eval."""
     if len(states) > 1:
         return [
-            Line(f"{name}: central eval", *_points(_rounds(state), _eval), _run_color(index))
+            Line(f"{name}: central eval", *_points(rounds_of(state), _eval), _run_color(index))
             for index, (state, name) in enumerate(zip(states, names))
             if any(r.eval_loss is not None for r in state.rounds.values())
         ]
     if not states:
         return []
     state = states[0]
-    rounds = _rounds(state)
+    rounds = rounds_of(state)
     lines = [
         Line(label, *_points(rounds, value), color)
         for label, value, color in (
@@ -117,7 +119,7 @@ def throughput_lines(states: list[RunState], names: list[str], options: LineOpti
     and all clients' together; overlaid runs: each run's all-clients figure."""
     lines = []
     for index, (state, name) in enumerate(zip(states, names)):
-        rounds = _rounds(state)
+        rounds = rounds_of(state)
         estimated = " (est.)" if state.tokens_estimated else ""
         total = Line(
             f"{name + ': ' if len(states) > 1 else ''}all clients{estimated}",
@@ -146,7 +148,7 @@ def bytes_lines(states: list[RunState], names: list[str], options: LineOptions) 
     both ways together."""
     lines = []
     for index, (state, name) in enumerate(zip(states, names)):
-        rounds = [r for r in _rounds(state) if r.round > 0]
+        rounds = rounds_of(state, first=1)
         if len(states) > 1:
             both = _points(rounds, lambda r: _mib((r.bytes_sent or 0) + (r.bytes_received or 0)))
             lines.append(Line(f"{name}: sent + received", *both, _run_color(index)))
@@ -198,7 +200,7 @@ VIEWS = (
         "loss per round",
         "round",
         "loss per round: waiting for the first central evaluation",
-        loss_lines,
+        with_history(loss_lines),
         best_value=lambda loss: loss,
     ),
     ChartView(
@@ -207,7 +209,7 @@ VIEWS = (
         "perplexity per round (exp of the loss)",
         "round",
         "perplexity per round: waiting for the first central evaluation",
-        perplexity_lines,
+        with_history(perplexity_lines),
         best_value=lambda loss: perplexity(loss),
     ),
     ChartView(
@@ -216,7 +218,7 @@ VIEWS = (
         "training tokens per second, per client",
         "round",
         "tokens per second: waiting for the first client to finish a round",
-        throughput_lines,
+        with_history(throughput_lines),
     ),
     ChartView(
         "bytes",
@@ -224,7 +226,7 @@ VIEWS = (
         "model bytes per round, MiB (server side)",
         "round",
         "bytes per round: waiting for the first round to finish",
-        bytes_lines,
+        with_history(bytes_lines),
     ),
     ChartView(
         "memory",
@@ -233,6 +235,7 @@ VIEWS = (
         "minutes",
         "memory per client: waiting for the first sample",
         memory_lines,
+        x_of_round=minutes_of_round,
     ),
 )
 VIEWS_BY_KEY = {view.key: view for view in VIEWS}
@@ -291,10 +294,6 @@ def _binned(
         latest[span] = x
     spans = sorted(values)
     return [latest[span] for span in spans], [values[span] for span in spans]
-
-
-def _rounds(state: RunState) -> list[RoundResult]:
-    return sorted(state.rounds.values(), key=lambda r: r.round)
 
 
 def _points(

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from engine.core import config_reference
-from engine.core.config import describe_strategy
-from engine.core.config_files import presets as preset_files
 from engine.core.errors import FedtuiError
 from engine.net import federation
-from engine.record.run_folders import (
-    export as export_metrics,
-    find_run,
-    list_runs,
-    read_run,
-    sample_runs_folder,
-)
-from engine.run.sweep import export_sweep, is_sweep, read_sweep
-from tui import format as fmt, lifecycle
+from tui import lifecycle, live_commands, recorded
 from tui.join import join_command
 from tui.lifecycle import DEFAULT_RUNS_DIR
 
@@ -52,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped run from its last global model (--set rounds=N to go further)",
     )
     run.add_argument(
+        "--from",
+        dest="fork",
+        metavar="RUN[@ROUND]",
+        help="a new run whose round 0 is RUN's global model after ROUND (default: its best), "
+        "with RUN's config, CONFIG's keys and --set on top",
+    )
+    run.add_argument(
         "--headless",
         action="store_true",
         help="no TUI: plain progress lines (Ctrl+C: stop after this round; twice: abort)",
@@ -75,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a config key and its values; repeatable (the members: every combination)",
     )
     _add_overrides(sweep, "override one config key for every member; repeatable")
+    sweep.add_argument(
+        "--from",
+        dest="fork",
+        metavar="RUN[@ROUND]",
+        help="every member a fork of RUN after ROUND: rounds 1..ROUND are not paid again",
+    )
     sweep.add_argument(
         "--parallel", type=int, default=1, metavar="N", help="members running at once (1)"
     )
@@ -166,7 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("run", metavar="RUN", help="a run folder")
     stop.add_argument("--abort", action="store_true", help="end every process now instead")
     stop.add_argument("--wait", action="store_true", help="return once the run has ended")
-    stop.set_defaults(handler=lifecycle.stop_command)
+    stop.set_defaults(handler=live_commands.stop_command)
+
+    change = commands.add_parser(
+        "set", help="change a running run's config from its next round (learning_rate=5e-4 ...)"
+    )
+    change.add_argument("run", metavar="RUN", help="a run folder")
+    change.add_argument(
+        "changes", nargs="+", metavar="KEY=VALUE", help="keys that may change live (fedtui config)"
+    )
+    change.set_defaults(handler=live_commands.set_command)
+
+    hold = commands.add_parser(
+        "hold", help="hold a running run after its current round (every process stays up)"
+    )
+    hold.add_argument("run", metavar="RUN", help="a run folder")
+    hold.set_defaults(handler=live_commands.hold_command)
+
+    go_on = commands.add_parser("continue", help="go on with a held run")
+    go_on.add_argument("run", metavar="RUN", help="a run folder")
+    go_on.set_defaults(handler=live_commands.continue_command)
 
     runs = commands.add_parser("runs", help="list runs with status, rounds, best eval loss")
     runs.add_argument(
@@ -175,19 +195,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"a folder of runs (default: the sample runs, and ./{DEFAULT_RUNS_DIR})",
     )
-    runs.set_defaults(handler=_runs)
+    runs.set_defaults(handler=recorded.runs_command)
 
     export = commands.add_parser("export", help="per-round metrics of a run")
     export.add_argument("run", metavar="RUN", help="a run folder, or a sample run's name")
     export.add_argument("--format", choices=("csv", "json"), default="csv")
-    export.set_defaults(handler=_export)
+    export.set_defaults(handler=recorded.export_command)
 
     export_model = commands.add_parser(
         "export-model", help="write a run's best global model as a save_pretrained folder"
     )
     export_model.add_argument("run", metavar="RUN", help="a run folder")
     export_model.add_argument("out", metavar="OUT", help="a new (or empty) folder to write")
-    export_model.set_defaults(handler=_export_model)
+    export_model.set_defaults(handler=recorded.export_model_command)
 
     replay = commands.add_parser("replay", help="replay saved runs (several: overlaid)")
     replay.add_argument(
@@ -196,10 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="run folders, or sample runs' names (fedtui runs lists them)",
     )
-    replay.set_defaults(handler=_replay)
+    replay.set_defaults(handler=recorded.replay_command)
 
     presets = commands.add_parser("presets", help="list the built-in config presets")
-    presets.set_defaults(handler=_presets)
+    presets.set_defaults(handler=recorded.presets_command)
 
     config = commands.add_parser(
         "config", help="every config key: its default, values, help, and whether it is live"
@@ -207,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument(
         "--markdown", action="store_true", help="as a markdown table (the README's reference)"
     )
-    config.set_defaults(handler=_config)
+    config.set_defaults(handler=recorded.config_command)
     return parser
 
 
@@ -235,115 +255,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the machine's, not the input's: a full disk, a lost folder
         print(f"fedtui: error: {err}", file=sys.stderr)
         return 1
-
-
-def _warn(message: str | None) -> None:
-    if message:
-        print(f"fedtui: warning: {message}", file=sys.stderr)
-
-
-def _replay(args: argparse.Namespace) -> int:
-    from tui.app import replay_app  # heavy: Textual loads only for a TUI
-
-    folders = [member for run in args.runs for member in _runs_of(find_run(run))]
-    runs = [read_run(folder) for folder in folders]
-    for run in runs:
-        _warn(run.warning)
-    replay_app([(run.path.resolve().name, run.events) for run in runs], folder=folders[0]).run()
-    return 0
-
-
-def _runs_of(folder: Path) -> list[Path]:
-    """A run folder, or a sweep folder's member runs."""
-    return read_sweep(folder).member_folders(folder) if is_sweep(folder) else [folder]
-
-
-def _runs(args: argparse.Namespace) -> int:
-    if args.folder is not None:
-        folder = Path(args.folder)
-        if is_sweep(folder):
-            _print_sweep(folder)
-            return 0
-        _print_folder(folder)
-        return 0
-    print("sample runs (fedtui replay NAME):")
-    _print_folder(sample_runs_folder())
-    if Path(DEFAULT_RUNS_DIR).is_dir():
-        print(f"\nruns in ./{DEFAULT_RUNS_DIR}:")
-        _print_folder(Path(DEFAULT_RUNS_DIR))
-    return 0
-
-
-def _print_folder(folder: Path) -> None:
-    """The runs in `folder`, then its sweeps with their members."""
-    listings = list_runs(folder)
-    sweeps = sorted(path for path in folder.iterdir() if is_sweep(path))
-    if listings or not sweeps:
-        _print_runs(listings, folder)
-    for sweep in sweeps:
-        _print_sweep(sweep)
-
-
-def _print_sweep(folder: Path) -> None:
-    record = read_sweep(folder)
-    grid = " ".join(f"{key}={','.join(values)}" for key, values in record.grid)
-    print(f"\nsweep {folder.name} ({record.status}, {len(record.members)} members, {grid}):")
-    _print_runs(list_runs(folder), folder)
-
-
-def _print_runs(listings, folder) -> None:
-    if not listings:
-        print(f"no runs in {folder}")
-        return
-    for listing in listings:
-        _warn(listing.warning)
-    print(f"{fmt.run_table_header(40)}  STRATEGY")
-    for listing in listings:
-        state = listing.state
-        if state is None:
-            print(f"{listing.path.name:<40} {'unreadable':<10} {listing.problem}")
-            continue
-        row = fmt.run_table_row(listing.path.name, listing.status, state, 40)
-        print(f"{row}  {describe_strategy(state.config)}")
-
-
-def _export(args: argparse.Namespace) -> int:
-    folder = find_run(args.run)
-    if is_sweep(folder):
-        members = [read_run(member) for member in _runs_of(folder)]
-        for member in members:
-            _warn(member.warning)
-        rows = [(member.path.name, member.state) for member in members]
-        sys.stdout.write(export_sweep(read_sweep(folder), rows, args.format))
-        return 0
-    run = read_run(folder)
-    _warn(run.warning)
-    sys.stdout.write(export_metrics(run.state, args.format))
-    return 0
-
-
-def _export_model(args: argparse.Namespace) -> int:
-    from engine.ml.model_export import export_model  # heavy: torch, transformers and peft
-
-    out = export_model(find_run(args.run), args.out)
-    print(
-        f"best model (LoRA merged, if any) with its tokenizer: {out} "
-        f"(AutoModelForCausalLM.from_pretrained loads it)"
-    )
-    return 0
-
-
-def _config(args: argparse.Namespace) -> int:
-    sys.stdout.write(
-        config_reference.render_markdown() if args.markdown else config_reference.render_text()
-    )
-    return 0
-
-
-def _presets(args: argparse.Namespace) -> int:
-    for name, path in sorted(preset_files().items()):
-        print(f"{name:<32} {path}")
-    return 0
 
 
 if __name__ == "__main__":

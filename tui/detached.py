@@ -26,6 +26,7 @@ from engine.record import run_lock
 from engine.record.run_folders import EVENTS_FILE
 from engine.run.controller import RunController
 from engine.run.followed_run import FollowedRun
+from engine.run.fork import ForkOrigin
 from tui.headless import run_headless
 
 OUTPUT_FILE = "controller.out"
@@ -49,6 +50,8 @@ def launch(
     command += ["--leash", str(os.getpid())] if leashed else []
     if controller.serve is not None:
         command += ["--serve", json.dumps(controller.serve.to_json())]
+    if controller.fork is not None and not resume:
+        command += ["--fork", json.dumps(controller.fork.to_json())]
     with open(logs / OUTPUT_FILE, "a", encoding="utf-8") as output:
         process = subprocess.Popen(
             command,
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--leash", type=int, help="abort the run when this PID ends")
     parser.add_argument("--serve", type=json.loads, help="fedtui serve's settings (JSON)")
+    parser.add_argument("--fork", type=json.loads, help="the run a fork starts from (JSON)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the terminal that started it may close
     serve = ServeSettings.from_json(args.serve) if args.serve else None
@@ -106,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_id=args.run_dir.name,
                 leash_pid=args.leash,
                 serve=serve,
+                fork=ForkOrigin.from_json(args.fork) if args.fork else None,
             )
     except FedtuiError as err:
         print(f"fedtui: error: {err}", flush=True)

@@ -69,3 +69,14 @@ def run_table_row(name: str, status: str, state, name_width: int) -> str:
         f"{summary['best_eval']:>10} {summary['best_round']:>3} "
         f"{summary['final_eval']:>10} {summary['wall']:>8} {summary['exchanged']:>10}"
     )
+
+
+def family_name(name: str, depth: int) -> str:
+    """A run's name in a listing of families: a fork indented under its parent."""
+    return f"{'  ' * (depth - 1)}↳ {name}" if depth else name
+
+
+def forked_text(state) -> str:
+    """ ", forked from <run> @ round 2", for a fork."""
+    parent = state.forked_from
+    return f", forked from {parent['run']} @ round {parent['round']}" if parent else ""

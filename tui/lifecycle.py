@@ -10,29 +10,36 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.core import commands
 from engine.core.config import RunConfig
 from engine.core.config_files import load_config
 from engine.core.errors import FedtuiError
 from engine.core.status import LIVE, exit_code
-from engine.net import control_socket as control
 from engine.net.federation import ServeSettings, parse_address
 from engine.record import run_lock
-from engine.record.run_folders import EVENTS_FILE, find_run, list_runs, read_run, sample_runs_folder
+from engine.record.run_folders import list_runs, read_run, sample_runs_folder
 from engine.run.controller import RunController
 from engine.run.followed_run import FollowedRun
+from engine.run.fork import fork_point
 from engine.run.sweep import Sweep
 from tui import detached
 from tui.headless import follow_headless, run_headless, sweep_headless
+from tui.live_commands import run_folder
 
 DEFAULT_RUNS_DIR = "runs"
 
 
 def run_command(args: argparse.Namespace) -> int:
     if args.resume:
+        if args.fork:
+            raise FedtuiError("--resume goes on with a run, --from starts a new one: choose one")
         if args.config:
             raise FedtuiError("--resume takes its config from the run folder; drop CONFIG")
         controller = RunController.resume(args.resume, args.overrides)
+    elif args.fork:
+        config, origin = fork_point(args.fork, args.config, args.overrides)
+        runs_dir = Path(args.runs_dir)
+        _check_runs_dir(runs_dir)
+        controller = RunController(config, runs_dir, fork=origin)
     else:
         config = load_config(args.config, args.overrides)
         runs_dir = Path(args.runs_dir)
@@ -81,7 +88,9 @@ def serve_command(args: argparse.Namespace) -> int:
 def sweep_command(args: argparse.Namespace) -> int:
     runs_dir = Path(args.runs_dir)
     _check_runs_dir(runs_dir)
-    sweep = Sweep.plan(args.config, args.overrides, args.grid, runs_dir, parallel=args.parallel)
+    sweep = Sweep.plan(
+        args.config, args.overrides, args.grid, runs_dir, parallel=args.parallel, fork=args.fork
+    )
     with _CheckProgress() as progress:
         sweep.check_inputs(progress)
     if args.headless:
@@ -111,7 +120,7 @@ def _watch(run: FollowedRun) -> int:
 
 
 def attach_command(args: argparse.Namespace) -> int:
-    run_dir = _run_folder(args.run) if args.run else _latest_running(Path(DEFAULT_RUNS_DIR))
+    run_dir = run_folder(args.run) if args.run else _latest_running(Path(DEFAULT_RUNS_DIR))
     if run_lock.live_controller(run_dir) is None:
         status = run_lock.status(run_dir, read_run(run_dir).state.status)
         raise FedtuiError(
@@ -132,26 +141,6 @@ def _latest_running(runs_dir: Path) -> Path:
     if not running:
         raise FedtuiError(f"no running run in {runs_dir}; fedtui runs lists them all")
     return running[-1]
-
-
-def stop_command(args: argparse.Namespace) -> int:
-    run_dir = _run_folder(args.run)
-    control.send(run_dir, commands.make(commands.ABORT if args.abort else commands.STOP))
-    if not args.wait:
-        what = "aborting" if args.abort else "stopping after the current round"
-        print(f"run {run_dir.name}: {what}")
-        return 0
-    run = FollowedRun(run_dir).start()
-    status = run.wait()
-    print(f"run {status}: {run_dir}")
-    return exit_code(status)
-
-
-def _run_folder(name: str) -> Path:
-    run_dir = find_run(name)
-    if not (run_dir / EVENTS_FILE).is_file():
-        raise FedtuiError(f"not a run folder: {run_dir}")
-    return run_dir
 
 
 def _print_way_back(run: FollowedRun, where: str) -> None:

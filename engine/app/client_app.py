@@ -46,6 +46,10 @@ def train(msg: Message, context: Context) -> Message:
     round_config = msg.content.config_records["config"]
     server_round = int(number(round_config, "server-round"))
     mu = float(number(round_config, "proximal-mu", default=0.0))
+    # what may change between rounds comes with the round (engine.app.server.between_rounds)
+    epochs = int(number(round_config, "local-epochs", default=config.local_epochs))
+    learning_rate = float(number(round_config, "learning-rate", default=config.learning_rate))
+    evaluated = bool(round_config.get("client-eval", config.client_eval))
     torch.set_num_threads(threads_per_client(config))
     device = models.resolve_device(config)
 
@@ -69,7 +73,7 @@ def train(msg: Message, context: Context) -> Message:
             )
 
     model, samples = warm_state(config, client)
-    samples, _ = samples.held_out(config.client_eval)
+    samples, _ = samples.held_out(evaluated)
     global_file = shared_weights.named_file(round_config)
     # a record's bytes are freed as they are copied in
     transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
@@ -81,9 +85,9 @@ def train(msg: Message, context: Context) -> Message:
     result = task.train(
         model,
         samples,
-        epochs=config.local_epochs,
+        epochs=epochs,
         batch_size=config.train_batch_size,
-        learning_rate=config.learning_rate,
+        learning_rate=learning_rate,
         mu=mu,
         device=device,
         seed=task.local_seed(config.seed, client, server_round),

@@ -34,6 +34,7 @@ def main(grid: Grid, context: Context) -> None:
             run_dir,
             process_env.resume_state(),
             join_timeout_s=process_env.join_timeout(),
+            start=process_env.start_point(),
         ).run()
     except Exception as err:
         if publisher:

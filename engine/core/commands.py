@@ -8,7 +8,9 @@ from another process: nothing in it is trusted before it is checked).
 |----------------|-------------------------------------|---------------------------------------|
 | stop           | viewer -> controller -> ServerApp   | [source]                              |
 | abort          | viewer -> controller                |                                       |
-| early_stopping | viewer -> controller -> ServerApp   | [enabled], [patience]                 |
+| set            | viewer -> controller -> ServerApp   | changes ({key: value}), [source]      |
+| hold           | viewer -> controller -> ServerApp   | [source]                              |
+| continue       | viewer -> controller -> ServerApp   | [source]                              |
 | detach         | viewer -> controller                |                                       |
 | client_of_node | controller -> ServerApp             | node_id, client                       |
 | client_crashed | controller -> ServerApp             | client, reason, node_dead,            |
@@ -21,7 +23,9 @@ from typing import Any
 
 STOP = "stop"
 ABORT = "abort"
-EARLY_STOPPING = "early_stopping"
+SET = "set"
+HOLD = "hold"
+CONTINUE = "continue"
 DETACH = "detach"
 CLIENT_OF_NODE = "client_of_node"
 CLIENT_CRASHED = "client_crashed"
@@ -32,7 +36,9 @@ Command = dict[str, Any]
 FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     STOP: {"source": (str, False)},
     ABORT: {},
-    EARLY_STOPPING: {"enabled": (bool, False), "patience": (int, False)},
+    SET: {"changes": (dict, True), "source": (str, False)},
+    HOLD: {"source": (str, False)},
+    CONTINUE: {"source": (str, False)},
     DETACH: {},
     CLIENT_OF_NODE: {"node_id": (int, True), "client": (int, True)},
     CLIENT_CRASHED: {
@@ -44,7 +50,7 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
     },
 }
 
-_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false"}
+_TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "a table"}
 
 
 def make(name: str, **fields: Any) -> Command:

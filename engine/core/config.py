@@ -25,6 +25,7 @@ TRANSFER_DTYPES = {"fp32": "float32", "fp16": "float16"}
 DEVICES = "auto, cpu, cuda or cuda:N"
 AGGREGATIONS = ("streaming", "flower")
 BACKENDS = ("deployment", "simulation")
+KEEP_CHECKPOINTS = ("all", "best-last")
 
 
 def key(
@@ -193,6 +194,13 @@ class RunConfig:
         "streaming: fold each reply in as it arrives; flower: "
         "Flower's strategy.aggregate_train over all replies",
         choices=AGGREGATIONS,
+    )
+    keep_checkpoints: str = key(
+        "all",
+        "which rounds' global models stay in checkpoints/: all (any round can be forked; each "
+        "costs the trainable weights: KB to MB with LoRA, 1.3 GB for OPT-350M fully fine-tuned) "
+        "or best-last (the best and the last round's)",
+        choices=KEEP_CHECKPOINTS,
     )
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     lora: Lora = field(default_factory=Lora)

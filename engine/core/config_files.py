@@ -32,8 +32,31 @@ def load_config(
         values = _read_toml(_locate(str(source)))
     for item in overrides:
         key, value = parse_override(item)
-        _assign_dotted(values, key, value)
+        assign_dotted(values, key, value)
     return config_from_dict(values)
+
+
+def changes_from(
+    source: str | Path | None, overrides: list[str] | tuple[str, ...]
+) -> dict[str, Any]:
+    """The keys `source` (a TOML path or a preset name) and then each `--set` give, as dotted
+    keys with their values, unchecked: changes to lay over another config (a fork's)."""
+    values: dict[str, Any] = _read_toml(_locate(str(source))) if source is not None else {}
+    changes = dict(_dotted(values))
+    for item in overrides:
+        key, value = parse_override(item)
+        changes[key] = value
+    return changes
+
+
+def _dotted(values: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            items += _dotted(value, f"{prefix}{key}.")
+        else:
+            items.append((prefix + key, value))
+    return items
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -96,7 +119,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {err}") from None
 
 
-def _assign_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+def assign_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     *tables, leaf = key.split(".")
     target = values
     for table in tables:
@@ -104,3 +127,11 @@ def _assign_dotted(values: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(target, dict):
             raise ConfigError(f"--set {key}: {table!r} is not a table")
     target[leaf] = value
+
+
+def get_dotted(values: dict[str, Any], key: str) -> Any:
+    """The value of a dotted key in a config table (None where it has none)."""
+    *tables, leaf = key.split(".")
+    for table in tables:
+        values = values.get(table) or {}
+    return values.get(leaf)

@@ -36,6 +36,9 @@ def _run_started(event: ev.Event) -> str:
     )
     if event.get("imported_from"):
         sentence += f" (imported from {event['imported_from']})"
+    if event.get("forked_from"):
+        parent = event["forked_from"]
+        sentence += f", forked from {parent['run']} after its round {parent['round']}"
     return sentence
 
 
@@ -152,6 +155,26 @@ def _early_stopping_changed(event: ev.Event) -> str:
     )
 
 
+def _config_changed(event: ev.Event) -> str:
+    source = f" ({event['source']})" if event.get("source") else ""
+    return (
+        f"{event['key']} changed from {setting(event['old'])} to {setting(event['new'])}, "
+        f"from round {event['round']} on{source}"
+    )
+
+
+def setting(value: object) -> str:
+    """A config value as the user types it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _continued(event: ev.Event) -> str:
+    held = f" after {duration(event['seconds'])} held" if event.get("seconds") is not None else ""
+    return f"continued{held}: round {event['round'] + 1} starts"
+
+
 def _gpu_sample(event: ev.Event) -> str:
     devices = [
         f"GPU {d['index']} {byte_size(d.get('memory_used'))} of "
@@ -246,6 +269,11 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.ROUND_DONE: _round_done,
     ev.CHECKPOINT_SAVED: _checkpoint_saved,
     ev.EARLY_STOPPING_CHANGED: _early_stopping_changed,
+    ev.CONFIG_CHANGED: _config_changed,
+    ev.HELD: lambda event: (
+        f"held after round {event['round']}: nothing trains until the run continues"
+    ),
+    ev.CONTINUED: _continued,
     ev.GPU_SAMPLE: _gpu_sample,
     ev.WARNING: lambda event: f"warning: {event['message']}",
     ev.STOP_REQUESTED: _stop_requested,

@@ -10,7 +10,9 @@ its own (run and process lifecycle). Live views and replays fold the same events
 | type              | fields (besides v, t, type)                                               |
 |-------------------|---------------------------------------------------------------------------|
 | run_started       | run_id, config (resolved, as a table), version, [imported_from] (a run    |
-|                   | rebuilt from a report's tables: it has only what the report gives)        |
+|                   | rebuilt from a report's tables: it has only what the report gives),       |
+|                   | [forked_from] ({run, path, round}: a fork starts from that run's global   |
+|                   | model after that round, which is its own round 0)                         |
 | notice            | message (a phase of the run: preparing data, starting Flower, ...)        |
 | model_info        | model, total_params, trainable_params, precision (compute dtype in use),  |
 |                   | transfer_dtype, device, lora_r (None: full fine-tuning),                  |
@@ -34,7 +36,12 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | model_sha256 (of the global model after the round), best_round,           |
 |                   | rounds_without_improvement                                                |
 | checkpoint_saved  | round, kind ("best" or "last"), eval_loss, path (relative to the run)     |
-| early_stopping_changed | enabled, patience, min_delta (the ServerApp applied a live change)   |
+| config_changed    | round (the first round it applies to), key (dotted), old, new, source     |
+|                   | ("fedtui set", "monitor"): a live change, acknowledged by the ServerApp   |
+| held              | round (held after it), source: nothing trains until `continued`           |
+| continued         | round (the run was held after it), seconds (held), source                 |
+| early_stopping_changed | enabled, patience, min_delta (how records before config_changed     |
+|                   | told a live change of early stopping)                                     |
 | gpu_sample        | devices (per GPU: index, name, memory_total, memory_used, utilization,   |
 |                   | lost), clients ({"0": {rss_bytes, vram_bytes, device, source}}: source is |
 |                   | "nvml", or None when NVML saw none of the client's processes),            |
@@ -86,6 +93,9 @@ CLIENT_ROUND_DONE = "client_round_done"
 ROUND_DONE = "round_done"
 CHECKPOINT_SAVED = "checkpoint_saved"
 EARLY_STOPPING_CHANGED = "early_stopping_changed"
+CONFIG_CHANGED = "config_changed"
+HELD = "held"
+CONTINUED = "continued"
 GPU_SAMPLE = "gpu_sample"
 WARNING = "warning"
 STOP_REQUESTED = "stop_requested"
@@ -112,6 +122,9 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     ROUND_DONE: ("round", "eval_loss"),
     CHECKPOINT_SAVED: ("round", "kind", "path"),
     EARLY_STOPPING_CHANGED: ("enabled", "patience"),
+    CONFIG_CHANGED: ("round", "key", "old", "new"),
+    HELD: ("round",),
+    CONTINUED: ("round",),
     GPU_SAMPLE: ("devices", "clients"),
     WARNING: ("message",),
     STOP_REQUESTED: (),
@@ -250,6 +263,8 @@ _READ_TYPES: dict[str, tuple[type, ...]] = {
     "round": (int,),
     "client": (int,),
     "from_round": (int,),
+    "key": (str,),
+    "forked_from": (dict,),
     "best_round": (int,),
     "step": _NUMBER,
     "steps_total": _NUMBER,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 RUN_DIR_ENV = "FEDTUI_RUN_DIR"
 # JSON: where a resumed run goes on from (engine.run.resume.ResumeState); unset for a new run.
 RESUME_ENV = "FEDTUI_RESUME"
+# JSON: the checkpoint a fork starts from ({path, round}: its parent's round), its round 0.
+START_ENV = "FEDTUI_START"
 # `fedtui serve`: the clients join from other hosts, and the run waits this many seconds (a
 # number) for all of them before round 0; unset for a run whose clients the controller starts.
 JOIN_TIMEOUT_ENV = "FEDTUI_JOIN_TIMEOUT"
@@ -39,13 +41,18 @@ CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
 
 
 def for_server_app(
-    run_dir: Path, resume: Mapping[str, Any] | None, join_timeout_s: float | None = None
+    run_dir: Path,
+    resume: Mapping[str, Any] | None,
+    join_timeout_s: float | None = None,
+    start: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The variables the ServerApp reads back with `run_dir()`, `resume_state()` and
-    `join_timeout()`."""
+    """The variables the ServerApp reads back with `run_dir()`, `resume_state()`,
+    `start_point()` and `join_timeout()`."""
     environment = {RUN_DIR_ENV: str(run_dir.resolve())}
     if resume is not None:
         environment[RESUME_ENV] = json.dumps(resume)
+    if start is not None:
+        environment[START_ENV] = json.dumps(start)
     if join_timeout_s is not None:
         environment[JOIN_TIMEOUT_ENV] = str(join_timeout_s)
     return environment
@@ -60,6 +67,11 @@ def run_dir() -> Path | None:
 def resume_state() -> dict[str, Any] | None:
     """Where the run goes on from, or None for a run that starts at round 0."""
     return json.loads(os.environ.get(RESUME_ENV) or "null")
+
+
+def start_point() -> dict[str, Any] | None:
+    """The checkpoint a fork's round 0 is, or None for a run that starts from the model."""
+    return json.loads(os.environ.get(START_ENV) or "null")
 
 
 def join_timeout() -> float | None:

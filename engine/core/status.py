@@ -1,6 +1,6 @@
 """A run's status, as the record, the views and the exit code name it: one type for them all.
 
-    created -> starting -> running -> stopping -> completed | stopped | aborted | failed
+    created -> starting -> running (<-> held) -> stopping -> completed | stopped | aborted | failed
 
 `starting` is how a record without events past its first reads; `interrupted` is what a record
 without an end reads as once its controller is gone (killed, or the machine went down): it can
@@ -18,6 +18,7 @@ class Status(StrEnum):
     STARTING = "starting"
     RUNNING = "running"
     STOPPING = "stopping"
+    HELD = "held"  # after a round, until it continues
     COMPLETED = "completed"
     STOPPED = "stopped"
     ABORTED = "aborted"
@@ -29,7 +30,7 @@ class Status(StrEnum):
 # How a run ended, as its `run_finished` event says.
 FINAL = frozenset({Status.COMPLETED, Status.STOPPED, Status.ABORTED, Status.FAILED})
 # What a run whose controller is alive reads as.
-LIVE = frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING})
+LIVE = frozenset({Status.STARTING, Status.RUNNING, Status.STOPPING, Status.HELD})
 # What may go on with `--resume` (a completed run only with more rounds).
 RESUMABLE = FINAL | {Status.INTERRUPTED}
 # A run that ended without losing what it was asked to do: its clients' processes were done.

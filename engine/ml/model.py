@@ -152,6 +152,23 @@ def parameter_counts(model: torch.nn.Module) -> tuple[int, int]:
     return sum(param.numel() for param in trainable_weights(model).values()), total
 
 
+def model_info(
+    model: torch.nn.Module, config: RunConfig, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """What a run's model is, as the `model_info` event records it."""
+    trainable, total = parameter_counts(model)
+    return {
+        "model": config.model,
+        "total_params": total,
+        "trainable_params": trainable,
+        "precision": precision,
+        "transfer_dtype": config.transfer_dtype,
+        "device": str(device),
+        "lora_r": config.lora.r if config.lora.enabled else None,
+        "gradient_checkpointing": config.gradient_checkpointing,
+    }
+
+
 @torch.no_grad()
 def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
     """Copy `weights` (named as `trainable_weights` names them, any float dtype) into the model."""

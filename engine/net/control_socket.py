@@ -30,7 +30,7 @@ CONTROL_SOCKET = "control.sock"
 MAX_REQUEST_BYTES = 64 << 10
 REQUEST_TIMEOUT_S = 5.0
 
-Handler = Callable[[dict[str, Any]], None]
+Handler = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 log = logging.getLogger(__name__)
 
@@ -40,26 +40,32 @@ class Steerable(Protocol):
 
     def request_stop(self, source: str = ...) -> None: ...
     def abort(self) -> None: ...
-    def set_early_stopping(
-        self, enabled: bool | None = None, patience: int | None = None
-    ) -> None: ...
+    def change_config(self, changes: dict[str, Any], source: str = ...) -> dict[str, Any]: ...
+    def hold(self, source: str = ...) -> None: ...
+    def continue_run(self, source: str = ...) -> None: ...
     def detach(self) -> None: ...
 
 
-def steer(run: Steerable, request: dict[str, Any]) -> None:
-    """Carry out one request; ValueError for one that is not a viewer's command."""
+def steer(run: Steerable, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Carry out one request; what the reply carries besides `ok` (a change's acknowledgements).
+    ValueError for a request that is not a viewer's command."""
     command = commands.check(request)
-    name = command["command"]
+    name, source = command["command"], command.get("source", "fedtui " + command["command"])
     if name == commands.STOP:
-        run.request_stop(source=command.get("source", "fedtui stop"))
+        run.request_stop(source=source)
     elif name == commands.ABORT:
         run.abort()
-    elif name == commands.EARLY_STOPPING:
-        run.set_early_stopping(enabled=command.get("enabled"), patience=command.get("patience"))
+    elif name == commands.SET:
+        return run.change_config(command["changes"], source=source)
+    elif name == commands.HOLD:
+        run.hold(source=source)
+    elif name == commands.CONTINUE:
+        run.continue_run(source=source)
     elif name == commands.DETACH:
         run.detach()
     else:
         raise ValueError(f"{name!r} is not a command for a run's controller")
+    return None
 
 
 class NotRunning(FedtuiError):
@@ -105,8 +111,7 @@ class ControlServer:
             connection.settimeout(REQUEST_TIMEOUT_S)
             try:
                 request = _read_request(connection)
-                self._handle(request)
-                reply: dict[str, Any] = {"ok": True}
+                reply: dict[str, Any] = {"ok": True, **(self._handle(request) or {})}
             except (ValueError, FedtuiError) as err:
                 reply = {"ok": False, "error": str(err)}
             except OSError:
@@ -118,8 +123,8 @@ class ControlServer:
                 connection.sendall(json.dumps(reply).encode() + b"\n")
 
 
-def send(run_dir: Path, request: dict[str, Any], timeout_s: float = 10.0) -> None:
-    """Send `request` to the controller of `run_dir`; NotRunning when none listens,
+def send(run_dir: Path, request: dict[str, Any], timeout_s: float = 10.0) -> dict[str, Any]:
+    """Send `request` to the controller of `run_dir`; its reply. NotRunning when none listens,
     FedtuiError with the controller's reason when it refuses."""
     if not (run_dir / CONTROL_SOCKET).exists():
         raise NotRunning(f"run {run_dir.name} is not running (no controller to ask)")
@@ -142,6 +147,7 @@ def send(run_dir: Path, request: dict[str, Any], timeout_s: float = 10.0) -> Non
     reply = json.loads(answer)
     if not reply.get("ok"):
         raise FedtuiError(f"run {run_dir.name}: {reply.get('error')}")
+    return reply
 
 
 def _read_request(connection: socket.socket) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from engine.core.config import RunConfig
+from engine.core.config_files import get_dotted
 from engine.core.errors import RunFolderError
 from engine.core.events import Event, scan_events
 from engine.core.status import Status
@@ -115,6 +116,16 @@ def read_run(path: str | Path) -> RecordedRun:
     return RecordedRun(folder, events, state, sorted(damaged))
 
 
+def read_parent(state: RunState) -> RunState | None:
+    """A fork's parent's record, where its folder still is; None otherwise."""
+    if not state.forked_from:
+        return None
+    try:
+        return read_run(state.forked_from["path"]).state
+    except RunFolderError:
+        return None
+
+
 def read_run_events(path: str | Path) -> list[Event]:
     return read_run(path).events
 
@@ -157,8 +168,57 @@ def list_runs(folder: str | Path) -> list[RunListing]:
     return listings
 
 
+def in_families(listings: list[RunListing]) -> list[tuple[RunListing, int]]:
+    """The listings with each fork right after its parent, with its depth (a fork 1, a fork of
+    a fork 2); a run whose parent is not among them stands on its own."""
+    here = {listing.path.resolve() for listing in listings}
+    forks: dict[Path, list[RunListing]] = {}
+    roots = []
+    for listing in listings:
+        parent = _parent_path(listing)
+        if parent is not None and parent in here:
+            forks.setdefault(parent, []).append(listing)
+        else:
+            roots.append(listing)
+    ordered: list[tuple[RunListing, int]] = []
+
+    def add(listing: RunListing, depth: int) -> None:
+        ordered.append((listing, depth))
+        for fork in forks.get(listing.path.resolve(), []):
+            add(fork, depth + 1)
+
+    for root in roots:
+        add(root, 0)
+    return ordered
+
+
+def family(run_dir: Path) -> list[Path]:
+    """A run and, after it, its forks (and theirs) in the same folder: what replay overlays."""
+    listings = list_runs(run_dir.parent) if run_dir.parent.is_dir() else []
+    ordered = in_families(listings)
+    target = run_dir.resolve()
+    start = next((i for i, (run, _) in enumerate(ordered) if run.path.resolve() == target), None)
+    if start is None:
+        return [run_dir]
+    depth = ordered[start][1]
+    members = [ordered[start][0].path]
+    for listing, deeper in ordered[start + 1 :]:
+        if deeper <= depth:
+            break
+        members.append(listing.path)
+    return members
+
+
+def _parent_path(listing: RunListing) -> Path | None:
+    forked_from = listing.state.forked_from if listing.state is not None else None
+    return Path(forked_from["path"]).resolve() if forked_from else None
+
+
 def export_rows(state: RunState) -> list[dict]:
+    """One row per round; a key changed while the run was live is a column too, each round with
+    the value it ran with."""
     rows = []
+    changed = state.config_history.changed_keys()
     for number in sorted(state.rounds):
         result = state.rounds[number]
         replies = None if state.imported_from else len(result.client_train_loss)
@@ -178,6 +238,7 @@ def export_rows(state: RunState) -> list[dict]:
                     client_eval_column(client): value
                     for client, value in sorted(result.client_eval_loss.items())
                 },
+                **_values(state.config_history.for_round(number), changed),
             }
         )
     return rows
@@ -206,7 +267,8 @@ def export(state: RunState, fmt: str) -> str:
             + "\n"
         )
     evaluated = sorted({c for r in state.rounds.values() for c in r.client_eval_loss})
-    return csv_text(rows, EXPORT_COLUMNS + tuple(map(client_eval_column, evaluated)))
+    columns = EXPORT_COLUMNS + tuple(map(client_eval_column, evaluated))
+    return csv_text(rows, columns + tuple(state.config_history.changed_keys()))
 
 
 def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
@@ -217,6 +279,10 @@ def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
     for row in rows:
         writer.writerow({key: "" if value is None else value for key, value in row.items()})
     return buffer.getvalue()
+
+
+def _values(config: dict, keys: list[str]) -> dict:
+    return {key: get_dotted(config, key) for key in keys}
 
 
 def _per(total: int | None, clients: int | None) -> int | None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.core import events as ev
+from engine.core.config_files import assign_dotted
 from engine.core.describe import crash_cause
 from engine.core.status import ENDED_WELL, FINAL, Status
-from engine.record.client_state import DOWN, UP, ClientState
+from engine.record.client_state import UP, ClientState
+from engine.record.config_history import ConfigChange, ConfigHistory
 
 
 @dataclass
@@ -29,6 +32,7 @@ class RoundResult:
     client_tokens: dict[int, int] = field(default_factory=dict)
     client_seconds: dict[int, float] = field(default_factory=dict)  # local training time
     client_eval_loss: dict[int, float | None] = field(default_factory=dict)  # client_eval
+    started_at: float | None = None
 
 
 @dataclass
@@ -58,6 +62,10 @@ class RunState:
     last_crashed_client: int | None = None
     tokens_estimated: bool = False  # token counts taken as full seq_len samples (older records)
     served: bool = False  # its clients joined from other hosts (`fedtui serve`)
+    config_history: ConfigHistory = field(default_factory=ConfigHistory)
+    held_after: int | None = None  # the round a held run stopped after
+    forked_from: dict[str, Any] | None = None  # {run, path, round}: a fork's parent
+    parent: RunState | None = None  # the parent's record, where a viewer read it (no event)
 
     @classmethod
     def from_events(cls, events: Iterable[ev.Event]) -> RunState:
@@ -100,11 +108,18 @@ class RunState:
     def _client(self, number: int) -> ClientState:
         return self.clients.setdefault(number, ClientState(number))
 
+    @property
+    def latest_change(self) -> ConfigChange | None:
+        changes = self.config_history.changes
+        return changes[-1] if changes else None
+
     def _on_run_started(self, event: ev.Event) -> None:
         self.run_id = event["run_id"]
         self.imported_from = event.get("imported_from")
+        self.forked_from = event.get("forked_from")
         self.started_at = event.get("t")
         self._take_config(event["config"])
+        self.config_history.started(event["config"], 0)
 
     def _on_run_resumed(self, event: ev.Event) -> None:
         self.finished_at = None
@@ -113,10 +128,12 @@ class RunState:
         for client in self.clients.values():  # every process starts afresh
             client.state = "waiting"
         self._take_config(event["config"])
+        self.config_history.started(event["config"], event["from_round"] + 1)
 
     def _take_config(self, config: dict[str, Any]) -> None:
-        self.config = config
+        self.config = copy.deepcopy(config)  # live changes update it: the config from now on
         self.status = Status.RUNNING
+        self.held_after = None
         self.early_stopping = dict(config.get("early_stopping") or {})
         if self.imported_from is None:
             for client in range(config.get("num_clients", 0)):
@@ -138,49 +155,16 @@ class RunState:
         self.current_round = event["round"]
         result = self._round(event["round"])
         result.clients_sent, result.sampled = event.get("clients"), event.get("sampled")
+        result.started_at = event.get("t")
         sampled = set(result.sampled or ()) if self.config.get("clients_per_round") else None
         for client in self.clients.values():
-            if client.state not in ("failed", *DOWN):
-                chosen = sampled is None or client.client in sampled
-                # a client on another host sends no steps: it trains from when it is sent the model
-                client.state = ("training" if client.address else "waiting") if chosen else "idle"
-                client.round = event["round"]
-                client.step = client.steps_total = 0
-                client.loss = client.steps_per_second = None
-                client.round_started_at = None
-                client.vram_peak_round = None
+            client.round_started(event["round"], sampled is None or client.client in sampled)
 
     def _on_client_progress(self, event: ev.Event) -> None:
-        client = self._client(event["client"])
-        if client.down_at(event["round"]):
-            return
-        now = event.get("t")
-        if client.round != event["round"] or client.round_started_at is None:
-            client.round = event["round"]
-            client.round_started_at = now
-        client.state = "training"
-        client.step = event["step"]
-        client.steps_total = event["steps_total"]
-        client.loss = event.get("loss")
-        if event.get("vram_bytes") is not None and client.vram_source != "nvml":
-            client.record_vram(event["vram_bytes"], "torch")
-        if (
-            now is not None
-            and client.round_started_at is not None
-            and now > client.round_started_at
-        ):
-            client.steps_per_second = client.step / (now - client.round_started_at)
+        self._client(event["client"]).progress(event)
 
     def _on_client_round_done(self, event: ev.Event) -> None:
-        client = self._client(event["client"])
-        if not client.down_at(event["round"]):
-            client.state = "waiting"
-        client.round = event["round"]
-        client.step = client.steps_total = event.get("steps", client.steps_total)
-        client.last_train_loss = event["train_loss"]
-        if client.address and event.get("peak_rss_bytes"):  # no sampler sees another host
-            client.rss_bytes = event["peak_rss_bytes"]
-            client.record_memory(event.get("t"), event.get("peak_vram_bytes") or client.rss_bytes)
+        self._client(event["client"]).round_done(event)
         result = self._round(event["round"])
         result.client_train_loss[event["client"]] = event["train_loss"]
         result.client_examples[event["client"]] = event["examples"]
@@ -226,30 +210,30 @@ class RunState:
             min_delta=event.get("min_delta", 0.0),
         )
 
+    def _on_config_changed(self, event: ev.Event) -> None:
+        change = ConfigChange(
+            event["round"], event["key"], event["old"], event["new"], event.get("source")
+        )
+        self.config_history.changed(change)
+        assign_dotted(self.config, change.key, change.new)
+        if change.key.startswith("early_stopping."):  # what the header says from now on
+            self.early_stopping[change.key.partition(".")[2]] = change.new
+
+    def _on_held(self, event: ev.Event) -> None:
+        if not self.finished:
+            self.status, self.held_after = Status.HELD, event["round"]
+
+    def _on_continued(self, event: ev.Event) -> None:
+        if self.status == Status.HELD:
+            self.status = Status.RUNNING
+        self.held_after = None
+
     def _on_gpu_sample(self, event: ev.Event) -> None:
         self.devices = event["devices"]
         self.gpu_unavailable = event.get("unavailable")
         totals = {d["index"]: d.get("memory_total") for d in self.devices}
         for key, sample in event["clients"].items():
-            client = self._client(int(key))
-            client.rss_bytes = sample.get("rss_bytes")
-            if sample.get("source") == "nvml":
-                client.device = sample.get("device")
-                client.record_vram(sample["vram_bytes"], "nvml")
-            elif client.vram_source == "nvml":  # no ClientApp on the GPU right now
-                client.vram_bytes = 0
-            total = totals.get(client.device)
-            client.device_fraction = (
-                client.vram_bytes / total if total and client.vram_bytes is not None else None
-            )
-            if (
-                client.device_fraction is not None
-                and client.device_fraction < ev.MEMORY_REARM_FRACTION
-            ):
-                client.memory_warning = False
-            shown = client.vram_bytes if client.vram_source else client.rss_bytes
-            if shown is not None:
-                client.record_memory(event.get("t"), shown)
+            self._client(int(key)).memory_sample(sample, totals, event.get("t"))
 
     def _on_warning(self, event: ev.Event) -> None:
         self.errors.append(event["message"])
@@ -266,6 +250,7 @@ class RunState:
 
     def _on_run_finished(self, event: ev.Event) -> None:
         self.status = event["status"]
+        self.held_after = None
         self.finished_at = event.get("t")
         if event.get("best_round") is not None:
             self.best_round, self.best_eval_loss = event["best_round"], event["best_eval_loss"]
@@ -284,16 +269,8 @@ class RunState:
                 client.state = "failed"
 
     def _on_client_crashed(self, event: ev.Event) -> None:
-        client = self._client(event["client"])
-        self.last_crashed_client = client.client
-        client.state = "restarting" if event["restarting"] else "crashed"
-        client.crashes += 1
-        client.last_crash = crash_cause(event)
-        client.crash_round = event.get("round")
-        client.step = client.steps_total = 0
-        client.loss = client.steps_per_second = None
-        if client.vram_source is not None:  # its GPU memory went with the process
-            client.vram_bytes, client.device_fraction = 0, None
+        self.last_crashed_client = event["client"]
+        self._client(event["client"]).crashed(event, crash_cause(event))
 
     def _on_client_restarted(self, event: ev.Event) -> None:
         self._client(event["client"]).state = "waiting"
@@ -317,6 +294,9 @@ _HANDLERS = {
     ev.RUN_RESUMED: RunState._on_run_resumed,
     ev.CHECKPOINT_SAVED: RunState._on_checkpoint_saved,
     ev.EARLY_STOPPING_CHANGED: RunState._on_early_stopping_changed,
+    ev.CONFIG_CHANGED: RunState._on_config_changed,
+    ev.HELD: RunState._on_held,
+    ev.CONTINUED: RunState._on_continued,
     ev.NOTICE: RunState._on_notice,
     ev.MODEL_INFO: RunState._on_model_info,
     ev.PARTITION_SUMMARY: RunState._on_partition_summary,

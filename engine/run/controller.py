@@ -4,15 +4,17 @@
     controller.subscribe(print)          # each event, as written to events.jsonl
     controller.start()
     controller.request_stop()            # end after the current round: status "stopped"
-    controller.set_early_stopping(patience=3)  # the ServerApp applies it and says so
+    controller.change_config({"local_epochs": 2})   # from the next round: config_changed events
+    controller.hold(); controller.continue_run()    # nothing trains in between
     controller.abort()                   # end every process now: status "aborted"
     controller.wait()                    # -> final status
 
     RunController.resume("runs/<id>").start()   # a stopped run goes on from its last model
 
 Other processes steer it through `runs/<id>/control.sock` (engine.net.control_socket): stop, abort,
-early stopping, and `detach`, which cuts its leash: a controller started for a TUI in another
-process (`leash_pid`) aborts when that process dies without detaching first.
+config changes, hold and continue (engine.run.steering), and `detach`, which cuts its leash: a
+controller started for a TUI in another process (`leash_pid`) aborts when that process dies
+without detaching first.
 
 It relays the apps' events into the record (`EventRecorder`, engine.record.recorder, the single
 writer of `runs/<id>/events.jsonl`). Its supervisor thread has `RunSupervisor`
@@ -37,7 +39,7 @@ from typing import Any
 from engine.core import commands, events as ev
 from engine.core.config import RunConfig
 from engine.core.config_files import to_toml
-from engine.core.errors import ConfigError, FedtuiError
+from engine.core.errors import FedtuiError
 from engine.core.status import Status
 from engine.flower.deployment import ServerGone
 from engine.ml import preflight
@@ -48,7 +50,9 @@ from engine.net.federation import ServerFiles, ServeSettings
 from engine.record import run_lock
 from engine.record.recorder import EventRecorder, Subscriber
 from engine.record.run_folders import EVENTS_FILE, new_run_id
+from engine.run.fork import ForkOrigin
 from engine.run.resume import ResumeState, resume_point
+from engine.run.steering import Acknowledged, RunSteering
 from engine.run.supervisor import RunSupervisor
 from engine.system.leash import Leash
 from engine.system.processes import ProcessTable, TrackedProcess
@@ -70,10 +74,13 @@ class RunController:
         run_id: str | None = None,
         leash_pid: int | None = None,
         serve: ServeSettings | None = None,
+        fork: ForkOrigin | None = None,
     ) -> None:
-        """`serve`: the clients are on other hosts and join through `fedtui join`."""
+        """`serve`: the clients are on other hosts and join through `fedtui join`; `fork`: the
+        run's round 0 is another run's global model (engine.run.fork)."""
         self.config = config
         self.serve = serve
+        self.fork = fork
         self._server_files: ServerFiles | None = None
         self.run_id = run_id or new_run_id(config, Path(runs_dir))
         self.run_dir = Path(runs_dir) / self.run_id
@@ -85,7 +92,7 @@ class RunController:
         self._finished = threading.Event()
         self._server_outcome: ev.Event | None = None
         self._hub: EventHub | None = None
-        self._processes = ProcessTable(self._on_process_started, self._on_process_exited)
+        self._processes = ProcessTable(self._record_process, self._record_process)
         self._thread = threading.Thread(target=self._supervise, name="run-supervisor", daemon=True)
         self._started_at = 0.0
         self._resume: ResumeState | None = None
@@ -93,6 +100,9 @@ class RunController:
         self._inputs_checked = False
         self._control: ControlServer | None = None
         self._leash = Leash(leash_pid) if leash_pid is not None else None
+        self._steering = RunSteering(
+            config, self.run_dir, self._send_to_server, lambda: self.finished
+        )
 
     @classmethod
     def resume(
@@ -154,24 +164,13 @@ class RunController:
         self._started_at = time.time()
         self._hub = EventHub(self._on_app_event, self._on_app_hello)
         self._control = ControlServer(self.run_dir, lambda request: steer(self, request))
-        if self._resume is None:
-            self._emit(
-                ev.make(
-                    ev.RUN_STARTED,
-                    run_id=self.run_id,
-                    config=self.config.to_dict(),
-                    version=_version(),
-                )
-            )
+        fields = {"config": self.config.to_dict(), "version": _version()}
+        if self._resume is not None:
+            self._emit(ev.make(ev.RUN_RESUMED, from_round=self._resume["round"], **fields))
         else:
-            self._emit(
-                ev.make(
-                    ev.RUN_RESUMED,
-                    from_round=self._resume["round"],
-                    config=self.config.to_dict(),
-                    version=_version(),
-                )
-            )
+            if self.fork is not None:
+                fields["forked_from"] = self.fork.recorded()
+            self._emit(ev.make(ev.RUN_STARTED, run_id=self.run_id, **fields))
         _running.add(self)
         self._thread.start()
         return self
@@ -185,15 +184,18 @@ class RunController:
         self._emit(ev.make(ev.STOP_REQUESTED, source=source))
         self._send_to_server(commands.make(commands.STOP))
 
-    def set_early_stopping(self, enabled: bool | None = None, patience: int | None = None) -> None:
-        """Change automatic early stopping of the live run; the ServerApp applies it before its
-        next decision and records an `early_stopping_changed` event."""
-        if patience is not None and patience < 1:
-            raise ConfigError(f"patience must be >= 1, got {patience}")
-        if not self._finished.is_set():
-            self._send_to_server(
-                commands.make(commands.EARLY_STOPPING, enabled=enabled, patience=patience)
-            )
+    def change_config(self, changes: dict[str, Any], source: str = "user") -> Acknowledged:
+        """Change live keys from the next round on (engine.run.steering): the `config_changed`
+        events that say from which round; ConfigError, changing nothing, for a refused one. It
+        waits for the ServerApp's answer, which is recorded: never call it from a subscriber."""
+        return self._steering.change(changes, source)
+
+    def hold(self, source: str = "user") -> None:
+        """Hold the run after its current round; `continue_run` goes on."""
+        self._steering.hold(source)
+
+    def continue_run(self, source: str = "user") -> None:
+        self._steering.continue_run(source)
 
     def abort(self) -> None:
         """End every process now; rounds already recorded stay recorded."""
@@ -230,6 +232,7 @@ class RunController:
             self._processes,
             app_environment=self._require_hub().environment(),
             resume=self._resume,
+            start=self.fork.start() if self.fork and self._resume is None else None,
             serve=self.serve,
             server_files=self._server_files,
             emit=self._emit,
@@ -297,6 +300,7 @@ class RunController:
         elif event["type"] == ev.ROUND_DONE:
             self._round_in_progress = None
         self._emit(event)
+        self._steering.on_server_event(event)
 
     def _on_app_hello(self, hello: dict[str, Any]) -> None:
         """Tell the ServerApp which client a node is, so even a client that crashes before its
@@ -308,21 +312,8 @@ class RunController:
                 )
             )
 
-    def _on_process_started(self, process: TrackedProcess) -> None:
-        self._emit(
-            ev.make(ev.PROCESS_STARTED, role=process.role, pid=process.pid, client=process.client)
-        )
-
-    def _on_process_exited(self, process: TrackedProcess) -> None:
-        self._emit(
-            ev.make(
-                ev.PROCESS_EXITED,
-                role=process.role,
-                pid=process.pid,
-                client=process.client,
-                returncode=process.returncode,
-            )
-        )
+    def _record_process(self, process: TrackedProcess) -> None:
+        self._emit(process.event())
 
     def _notice(self, message: str) -> None:
         self._emit(ev.make(ev.NOTICE, message=message))

@@ -5,6 +5,7 @@ control socket to steer it.
     run.subscribe(print)      # every recorded event, from the first, then each new one
     run.start()
     run.request_stop()        # through runs/<id>/control.sock (engine.net.control_socket)
+    run.change_config({"learning_rate": 5e-4})   # from the next round; hold(), continue_run()
     run.detach()              # a leashed run goes on without this process
     run.wait()                # -> final status
 
@@ -17,12 +18,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from engine.core import commands, events as ev
 from engine.core.status import Status
 from engine.net import control_socket as control
 from engine.record import run_lock
 from engine.record.run_folders import EVENTS_FILE
+from engine.run.steering import ACKNOWLEDGE_TIMEOUT_S, Acknowledged
 
 POLL_S = 0.1
 
@@ -70,8 +73,21 @@ class FollowedRun:
     def abort(self) -> None:
         self._ask(commands.make(commands.ABORT))
 
-    def set_early_stopping(self, enabled: bool | None = None, patience: int | None = None) -> None:
-        self._ask(commands.make(commands.EARLY_STOPPING, enabled=enabled, patience=patience))
+    def change_config(self, changes: dict[str, Any], source: str = "viewer") -> Acknowledged:
+        """Change live keys from the next round on: the ServerApp's `config_changed` events,
+        and the keys it has not answered for yet (engine.run.steering)."""
+        reply = control.send(
+            self.run_dir,
+            commands.make(commands.SET, changes=changes, source=source),
+            timeout_s=ACKNOWLEDGE_TIMEOUT_S + 10,
+        )
+        return {"changes": reply["changes"], "unanswered": reply["unanswered"]}
+
+    def hold(self, source: str = "viewer") -> None:
+        self._ask(commands.make(commands.HOLD, source=source))
+
+    def continue_run(self, source: str = "viewer") -> None:
+        self._ask(commands.make(commands.CONTINUE, source=source))
 
     def detach(self) -> None:
         if not self.detached and not self.finished:

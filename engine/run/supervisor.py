@@ -47,6 +47,7 @@ class RunSupervisor:
         *,
         app_environment: dict[str, str],
         resume: ResumeState | None,
+        start: dict[str, Any] | None,
         serve: ServeSettings | None,
         server_files: ServerFiles | None,
         emit: Callable[[ev.Event], None],
@@ -63,7 +64,9 @@ class RunSupervisor:
         self._server_files = server_files
         self._processes = processes
         self._app_environment = {
-            **process_env.for_server_app(run_dir, resume, serve.join_timeout_s if serve else None),
+            **process_env.for_server_app(
+                run_dir, resume, serve.join_timeout_s if serve else None, start
+            ),
             **app_environment,
         }
         self._emit = emit

@@ -31,6 +31,7 @@ from engine.core.status import Status
 from engine.record.run_folders import EVENTS_FILE, SWEEP_FILE, csv_text, new_run_id
 from engine.record.run_state import RunState
 from engine.run.controller import RunController
+from engine.run.fork import ForkOrigin, fork_point
 
 # A member event is delivered as (member name, event).
 MemberSubscriber = Callable[[str, ev.Event], None]
@@ -42,6 +43,7 @@ class Member:
     overrides: list[str]  # the grid's values, as --set items
     config: RunConfig
     status: str = Status.PENDING  # then the member run's own status
+    fork: ForkOrigin | None = None  # `--from`: where the member's round 0 comes from
 
 
 def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
@@ -64,20 +66,28 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def plan_members(
-    source: str | None, overrides: list[str], grid: list[tuple[str, list[str]]]
+    source: str | None,
+    overrides: list[str],
+    grid: list[tuple[str, list[str]]],
+    fork: str | None = None,
 ) -> list[Member]:
     """One member per combination of the grid's values, each config resolved (and refused in
-    one line, naming the member, when a value is bad)."""
+    one line, naming the member, when a value is bad); with `fork` (RUN[@ROUND]), each member a
+    fork of that run."""
     keys = [key for key, _ in grid]
     members = []
     for values in itertools.product(*(values for _, values in grid)):
         settings = [f"{key}={value}" for key, value in zip(keys, values)]
         name = ",".join(settings).replace("/", "-")
+        items = [*overrides, *settings, f"name={name}"]
         try:
-            config = load_config(source, [*overrides, *settings, f"name={name}"])
+            if fork is None:
+                members.append(Member(name, settings, load_config(source, items)))
+            else:
+                config, origin = fork_point(fork, source, items)
+                members.append(Member(name, settings, config, fork=origin))
         except ConfigError as err:
             raise ConfigError(f"sweep member {name}: {err}") from None
-        members.append(Member(name, settings, config))
     return members
 
 
@@ -119,12 +129,13 @@ class Sweep:
         runs_dir: str | Path,
         parallel: int = 1,
         sweep_id: str | None = None,
+        fork: str | None = None,
     ) -> Sweep:
         for item in overrides:
             parse_override(item)
         grid = parse_grid(grid_items)
-        members = plan_members(source, overrides, grid)
-        base = {"config": source, "overrides": overrides}
+        members = plan_members(source, overrides, grid, fork)
+        base = {"config": source, "overrides": overrides, "from": fork}
         return cls(members, runs_dir, grid=grid, base=base, parallel=parallel, sweep_id=sweep_id)
 
     def subscribe(self, subscriber: MemberSubscriber) -> None:
@@ -219,7 +230,9 @@ class Sweep:
     def _controller(self, member: Member) -> RunController:
         controller = self.controllers.get(member.name)
         if controller is None:
-            controller = RunController(member.config, self.sweep_dir, run_id=member.name)
+            controller = RunController(
+                member.config, self.sweep_dir, run_id=member.name, fork=member.fork
+            )
             self.controllers[member.name] = controller
         return controller
 

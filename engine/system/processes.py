@@ -21,6 +21,8 @@ from pathlib import Path
 
 import psutil
 
+from engine.core import events as ev
+
 ROLE_BY_PROGRAM = {
     "flower-superexec": "superexec",
     "flwr-serverapp": "serverapp",
@@ -42,6 +44,18 @@ class TrackedProcess:
     popen: subprocess.Popen[bytes] | None = None
     alive: bool = True
     returncode: int | None = None
+
+    def event(self) -> ev.Event:
+        """What the record says of it: `process_started` while it lives, then `process_exited`."""
+        if self.alive:
+            return ev.make(ev.PROCESS_STARTED, role=self.role, pid=self.pid, client=self.client)
+        return ev.make(
+            ev.PROCESS_EXITED,
+            role=self.role,
+            pid=self.pid,
+            client=self.client,
+            returncode=self.returncode,
+        )
 
 
 Listener = Callable[[TrackedProcess], None]

@@ -120,16 +120,23 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
 
 def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
     def stop_during_round_1(controller, event):
-        if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 1:
-            controller.set_early_stopping(patience=3)
+        if event["type"] == ev.CLIENT_PROGRESS and event["round"] == 1 and not asked:
+            asked.append(True)
+            # a change waits for the ServerApp's answer, which is recorded: not on this thread
+            change = {"early_stopping.patience": 3}
+            threading.Thread(target=controller.change_config, args=(change,)).start()
             controller.request_stop()
+
+    asked: list[bool] = []
 
     controller, _ = start(tmp_path, ["rounds=3", *SMALL], stop_during_round_1)
     status, events = finish(controller)
 
     assert status == "stopped"
-    changed = of_type(events, ev.EARLY_STOPPING_CHANGED)
-    assert changed and changed[0]["patience"] == 3  # the ServerApp received and applied it
+    changed = of_type(events, ev.CONFIG_CHANGED)  # the ServerApp received it, from round 2
+    assert [(c["key"], c["new"], c["round"]) for c in changed] == [
+        ("early_stopping.patience", 3, 2)
+    ]
     assert [e["round"] for e in of_type(events, ev.ROUND_DONE)] == [0, 1]
     assert [e["round"] for e in of_type(events, ev.ROUND_STARTED)] == [1]
     assert len(of_type(events, ev.STOP_REQUESTED)) == 1

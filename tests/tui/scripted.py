@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 from engine.core import events as ev
 from engine.core.config import RunConfig
+from engine.core.live_config import change_between_rounds
 from engine.core.status import FINAL
 
 
@@ -22,7 +23,8 @@ class ScriptedRun:
         self.run_id = run_id
         self.subscribers = []
         self.started = self.stop_requested = self.aborted = self.detached = False
-        self.early_stopping_requests = []
+        self.round_begun = 0  # the last round that started: a change applies from the next
+        self.holding = False
         self.finished = False
         self.status = "created"
         self.clock = t0
@@ -30,13 +32,16 @@ class ScriptedRun:
     def subscribe(self, subscriber) -> None:
         self.subscribers.append(subscriber)
 
-    def emit(self, type_: str, seconds_later: float = 1.0, **fields) -> None:
+    def emit(self, type_: str, seconds_later: float = 1.0, **fields) -> dict:
         self.clock += seconds_later
         event = ev.stamp(ev.make(type_, **fields), now=self.clock)
         if type_ == ev.RUN_FINISHED:
             self.finished, self.status = True, fields["status"]
+        if type_ == ev.ROUND_STARTED:
+            self.round_begun = fields["round"]
         for subscriber in self.subscribers:
             subscriber(event)
+        return event
 
     def start(self):
         self.started, self.status = True, "running"
@@ -58,8 +63,28 @@ class ScriptedRun:
         self.stop_requested = True
         self.emit(ev.STOP_REQUESTED, source=source)
 
-    def set_early_stopping(self, enabled=None, patience=None) -> None:
-        self.early_stopping_requests.append({"enabled": enabled, "patience": patience})
+    def change_config(self, changes: dict, source: str = "user") -> dict:
+        """As the controller and the ServerApp do: checked as --set checks it, then one
+        `config_changed` per key, from the round after the one begun."""
+        self.config, changed = change_between_rounds(self.config, changes)
+        events = [
+            self.emit(
+                ev.CONFIG_CHANGED,
+                round=self.round_begun + 1,
+                key=change.key,
+                old=change.old,
+                new=change.new,
+                source=source,
+            )
+            for change in changed
+        ]
+        return {"changes": events, "unanswered": []}
+
+    def hold(self, source: str = "user") -> None:
+        self.holding = True
+
+    def continue_run(self, source: str = "user") -> None:
+        self.holding = False
 
     def abort(self) -> None:
         self.aborted = True

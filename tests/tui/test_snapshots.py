@@ -111,3 +111,29 @@ def test_finished_replay_of_two_runs(snap_compare):
         terminal_size=SIZE,
         run_before=monitor_settled,
     )
+
+
+def test_replay_of_a_run_changed_twice_while_it_ran(snap_compare):
+    """The seed's story: eval loss turns up, local epochs go down from round 3, then mu up from
+    round 5; each change is marked where it applied."""
+    config = dataclasses.replace(RunConfig(), name="steered", rounds=6, local_epochs=3)
+    events = [dict(type_=ev.RUN_STARTED, run_id="steered", config=config.to_dict())]
+    losses = [(8.3, None), (7.2, 7.4), (6.9, 7.0), (7.0, 6.7), (6.8, 6.8), (6.6, 6.7), (6.5, 6.6)]
+    changes = {
+        3: [("local_epochs", 3, 1), ("learning_rate", 0.001, 0.0005)],
+        5: [("proximal_mu", 0.1, 1.0)],
+    }
+    for number, (eval_loss, train_loss) in enumerate(losses):
+        for key, old, new in changes.get(number, []):
+            events.append(dict(type_=ev.CONFIG_CHANGED, round=number, key=key, old=old, new=new))
+        if number:
+            events.append(dict(type_=ev.ROUND_STARTED, round=number, clients=2))
+        events.append(
+            dict(type_=ev.ROUND_DONE, round=number, eval_loss=eval_loss, train_loss=train_loss)
+        )
+    events.append(dict(type_=ev.RUN_FINISHED, status="completed", best_round=6, best_eval_loss=6.5))
+    stamped = [ev.stamp(ev.make(**e), now=1000.0 + 10 * i) for i, e in enumerate(events)]
+
+    assert snap_compare(
+        replay_app([("steered", stamped)]), terminal_size=SIZE, run_before=monitor_settled
+    )

@@ -9,7 +9,7 @@ from tests.factories import simple_run_events, write_run
 from tests.tui.screens import answer
 from tests.tui.scripted import ScriptedSweep
 from tests.waiting import until
-from tui import cli
+from tui import recorded as recorded_commands
 from tui.app import launcher_app, replay_app, sweep_app
 from tui.screens.launcher import LauncherScreen
 from tui.screens.monitor import MonitorScreen
@@ -88,7 +88,7 @@ def write_sweep(sweep_dir):
 async def test_a_recorded_sweep_replays_every_member(tmp_path):
     sweep_dir = tmp_path / "sweep"
     write_sweep(sweep_dir)
-    folders = cli._runs_of(sweep_dir)
+    folders = recorded_commands._runs_of(sweep_dir)
     recorded = [(folder.name, read_run_events(folder)) for folder in folders]
     async with replay_app(recorded).run_test(size=SIZE) as pilot:
         chart = pilot.app.screen.query_one(RunChart)

@@ -17,7 +17,7 @@ from engine.core.config_files import load_config
 from engine.core.errors import FedtuiError
 from engine.core.status import LIVE, Status
 from engine.core.units import loss
-from engine.record.run_folders import list_runs, read_run_events
+from engine.record.run_folders import family, in_families, list_runs, read_run_events
 from engine.run.followed_run import FollowedRun
 from engine.run.sweep import is_sweep
 from tui import format as fmt
@@ -91,12 +91,16 @@ class LauncherScreen(Screen):
             if not folder.is_dir():
                 continue
             sweeps = sorted(path for path in folder.iterdir() if is_sweep(path))
-            for listing, prefix in [
-                *((listing, "") for listing in reversed(list_runs(folder))),
-                *((listing, f"{sweep.name}/") for sweep in sweeps for listing in list_runs(sweep)),
+            for (listing, depth), prefix in [
+                *((run, "") for run in in_families(list(reversed(list_runs(folder))))),
+                *(
+                    (run, f"{sweep.name}/")
+                    for sweep in sweeps
+                    for run in in_families(list_runs(sweep))
+                ),
             ]:
                 key = str(listing.path)
-                self.shown_names[key] = prefix + listing.path.name
+                self.shown_names[key] = fmt.family_name(prefix + listing.path.name, depth)
                 table.add_row(*self._row(listing), key=key)
                 if listing.status in LIVE:
                     self.running.add(key)
@@ -187,8 +191,8 @@ class LauncherScreen(Screen):
         key = event.row_key.value  # every row's key is its run folder
         if key in self.running:
             self.app.push_screen(MonitorScreen(live=FollowedRun(Path(key)), clock=self.clock))
-        elif key is not None:
-            self._replay([key])
+        elif key is not None:  # a run with its forks: a family, overlaid
+            self._replay([str(path) for path in family(Path(key))])
 
     def action_mark(self) -> None:
         table = self.query_one("#saved-runs", DataTable)
@@ -211,11 +215,15 @@ class LauncherScreen(Screen):
 
     def _replay(self, paths: list[str]) -> None:
         try:
-            recorded = [(self.shown_names[p], read_run_events(p)) for p in paths]
+            recorded = [(self._plain_name(p), read_run_events(p)) for p in paths]
         except FedtuiError as err:
             self.notify(str(err), severity="error")
             return
         self.app.push_screen(MonitorScreen(recorded=recorded, folder=Path(paths[0])))
+
+    def _plain_name(self, path: str) -> str:
+        """A run's name without its place in a family."""
+        return self.shown_names.get(path, Path(path).name).lstrip().removeprefix("↳ ")
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self))

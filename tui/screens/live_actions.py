@@ -1,15 +1,21 @@
-"""What the monitor does to a live run: stop, abort, early stopping, detach, quit. Each request
-goes to the run's controller (through its control socket) and a refusal is shown, never raised.
+"""What the monitor does to a live run: stop, abort, change its config from the next round (the
+form, the early-stopping keys), hold and continue, detach, quit. Each request goes to the run's
+controller (through its control socket) and a refusal is shown, never raised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from textual import work
 
 from engine.core import events as ev
+from engine.core.describe import setting
 from engine.core.errors import FedtuiError
 from engine.core.status import Status
+from engine.run.steering import Acknowledged
+from tui.screens.config_form import ConfigFormScreen
 from tui.screens.confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -31,9 +37,9 @@ class LiveRun(Protocol):
     def subscribe(self, subscriber: Callable[[ev.Event], None]) -> None: ...
     def start(self) -> object: ...
     def request_stop(self) -> None: ...
-    def set_early_stopping(
-        self, enabled: bool | None = None, patience: int | None = None
-    ) -> None: ...
+    def change_config(self, changes: dict[str, Any], source: str = ...) -> Acknowledged: ...
+    def hold(self, source: str = ...) -> None: ...
+    def continue_run(self, source: str = ...) -> None: ...
     def abort(self) -> None: ...
     def detach(self) -> None: ...
     def wait(self, timeout: float | None = None) -> str | None: ...
@@ -48,6 +54,7 @@ class LiveRunActions:
     app: App
     notify: Callable[..., None]
     _quit_when_finished: bool
+    _hold_asked: bool  # a hold was asked for, and the run has not held yet
 
     @property
     def live_run(self) -> LiveRun:
@@ -92,13 +99,60 @@ class LiveRunActions:
 
     def action_toggle_early_stopping(self) -> None:
         enabled = not self.live_state.early_stopping.get("enabled", False)
-        if self._ask(lambda: self.live_run.set_early_stopping(enabled=enabled)):
-            self.notify(f"asked the server to turn early stopping {'on' if enabled else 'off'}")
+        self._change({"early_stopping.enabled": enabled})
 
     def action_patience(self, change: int) -> None:
         patience = max(1, self.live_state.early_stopping.get("patience", 1) + change)
-        if self._ask(lambda: self.live_run.set_early_stopping(patience=patience)):
-            self.notify(f"asked the server for patience {patience}")
+        self._change({"early_stopping.patience": patience})
+
+    def action_change_config(self) -> None:
+        if self.live_state.finished:
+            self.notify("the run has already ended")
+            return
+        form = ConfigFormScreen(
+            self.live_state.config,
+            lambda changes: self.live_run.change_config(changes, source="monitor"),
+        )
+        self.app.push_screen(form, self._changed)
+
+    def action_hold(self) -> None:
+        """Hold after the current round, or go on with a held run."""
+        if self.live_state.finished:
+            self.notify("the run has already ended")
+        elif self.live_state.status == Status.HELD or self._hold_asked:
+            if self._ask(lambda: self.live_run.continue_run(source="monitor")):
+                self._hold_asked = False
+                self.notify("going on with the next round")
+        elif self._ask(lambda: self.live_run.hold(source="monitor")):
+            self._hold_asked = True
+            self.notify(f"holding after round {self.live_state.current_round} (h goes on)")
+
+    @work(thread=True, group="change")
+    def _change(self, changes: dict[str, Any]) -> None:
+        """A change from a key, sent off the UI thread: the ServerApp's answer can take a
+        while (it reads commands between its steps)."""
+        try:
+            acknowledged = self.live_run.change_config(changes, source="monitor")
+        except (FedtuiError, OSError) as err:
+            self.app.call_from_thread(self.notify, str(err), severity="error")
+            return
+        self.app.call_from_thread(self._changed, acknowledged)
+
+    def _changed(self, acknowledged: Acknowledged | None) -> None:
+        if acknowledged is None:  # the form was left
+            return
+        for event in acknowledged["changes"]:
+            self.notify(
+                f"{event['key']}: {setting(event['old'])} -> {setting(event['new'])} "
+                f"from round {event['round']}"
+            )
+        if acknowledged["unanswered"]:
+            self.notify(
+                f"sent {', '.join(acknowledged['unanswered'])}: the run has not said yet from "
+                f"which round (the event log will)"
+            )
+        elif not acknowledged["changes"]:
+            self.notify("nothing changes: every value is already so")
 
     def action_detach(self) -> None:
         if self.live_state.finished:

@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from engine.core import events as ev
-from engine.record.run_folders import is_sample_run
+from engine.record.run_folders import is_sample_run, read_parent
 from engine.record.run_state import RunState
 from tui.messages import NewEvents, ReplayPosition, RunsChanged
 from tui.replay import ReplayPlayer
@@ -70,6 +70,8 @@ class MonitorScreen(LiveRunActions, Screen):
         self._inbox: deque[ev.Event] = deque()
         self._clock = clock if live is not None else None
         self._quit_when_finished = False
+        self._hold_asked = False
+        self._parents: dict[str, RunState | None] = {}  # forks' parents, read once each
         self._last_tick = time.monotonic()
 
     @property
@@ -134,6 +136,8 @@ class MonitorScreen(LiveRunActions, Screen):
             return
         for event in arrived:
             self.live_state.apply(event)
+            if event["type"] in (ev.HELD, ev.CONTINUED):  # the hold asked for is over
+                self._hold_asked = False
         self._publish(arrived)
         if self._quit_when_finished and self.live_state.finished:
             self.app.exit()
@@ -155,6 +159,12 @@ class MonitorScreen(LiveRunActions, Screen):
         self._post_position()
 
     def _publish(self, events: list[ev.Event], reset: bool = False) -> None:
+        for state in self.states:  # a fork is drawn after its parent's rounds
+            if state.forked_from and state.parent is None:
+                path = state.forked_from["path"]
+                if path not in self._parents:
+                    self._parents[path] = read_parent(state)
+                state.parent = self._parents[path]
         message_args = (self.states, self.names)
         for widget_id in ("header", "devices", "chart", "clients", "comparison"):
             for widget in self.query(f"#{widget_id}"):

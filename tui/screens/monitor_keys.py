@@ -35,6 +35,18 @@ LIVE_BINDINGS = [
         tooltip="Early stopping waits one round less",
     ),
     Binding(
+        "f",
+        "change_config",
+        "Change config",
+        tooltip="Change the live run from its next round: learning rate, epochs, mu, rounds...",
+    ),
+    Binding(
+        "h",
+        "hold",
+        "Hold/continue",
+        tooltip="Hold the run after its current round (processes stay up); again: go on",
+    ),
+    Binding(
         "d",
         "detach",
         "Detach",

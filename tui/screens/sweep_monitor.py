@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from engine.core import events as ev
 from engine.core.errors import FedtuiError
 from engine.record.run_state import RunState
+from engine.run.steering import Acknowledged
 from engine.run.sweep import Sweep
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.monitor import MonitorScreen
 
-# The live run's keys a sweep does not offer: early stopping belongs to each member's config,
-# and a sweep's members end with the TUI.
-NOT_FOR_SWEEPS = {"toggle_early_stopping", "patience", "detach"}
+# The live run's keys a sweep does not offer: config changes and holds are each member's own
+# (fedtui set / hold on a member's folder), and a sweep's members end with the TUI.
+NOT_FOR_SWEEPS = {"toggle_early_stopping", "patience", "change_config", "hold", "detach"}
 
 
 class SweepControl:
@@ -45,8 +47,14 @@ class SweepControl:
     def abort(self) -> None:
         self.sweep.abort()
 
-    def set_early_stopping(self, enabled: bool | None = None, patience: int | None = None) -> None:
-        raise FedtuiError("early stopping is each sweep member's own (--set early_stopping...)")
+    def change_config(self, changes: dict[str, Any], source: str = "monitor") -> Acknowledged:
+        raise FedtuiError("each member's config is its own: fedtui set on a member's folder")
+
+    def hold(self, source: str = "monitor") -> None:
+        raise FedtuiError("each member holds on its own: fedtui hold on a member's folder")
+
+    def continue_run(self, source: str = "monitor") -> None:
+        self.hold(source)
 
     def detach(self) -> None:
         raise FedtuiError("a sweep cannot be detached: its members end with this screen")

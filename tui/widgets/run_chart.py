@@ -1,6 +1,7 @@
 """The run chart: one of the views of `tui.chart_views` (loss, perplexity, tokens/s, bytes,
-memory), with its legend above the plot, log-Y and smoothing on any view, and the best round
-marked where the view is per round of eval loss. Redraws at most twice a second, however often
+memory), with its legend above the plot, log-Y and smoothing on any view, the best round marked
+where the view is per round of eval loss, and the rounds from which live changes applied marked
+in every view (tui.chart_marks). Redraws at most twice a second, however often
 data arrives."""
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from engine.record.run_state import RunState
-from tui.chart_views import VIEWS, VIEWS_BY_KEY, ChartView, Color, Line, LineOptions
+from tui.chart_marks import Mark, change_marks
+from tui.chart_views import (
+    RUN_COLORS,
+    VIEWS,
+    VIEWS_BY_KEY,
+    ChartView,
+    Color,
+    Line,
+    LineOptions,
+)
 from tui.charts import debiased_ema, downsample, log_ticks
 from tui.messages import RunsChanged
 
@@ -62,9 +72,13 @@ class RunChart(PlotextPlot):
         return not self._stale and self._cached is not None
 
     def legend(self) -> list[str]:
-        labels = [line.label for line in self.lines()]
-        best = self._best()
-        return labels + ([f"best: round {best[0]}"] if best else [])
+        """Every entry of the legend, as it reads."""
+        return [label for _, label, _ in self._legend_entries(self.lines())]
+
+    def marks(self) -> list[Mark]:
+        """The changes marked in the current view."""
+        colors = [RUN_COLORS[index % len(RUN_COLORS)] for index in range(len(self._states))]
+        return change_marks(self._states, self.view.x_of_round, colors)
 
     def _redraw_if_stale(self) -> None:
         if self._stale:
@@ -98,7 +112,12 @@ class RunChart(PlotextPlot):
         best = self._best()
         if best:
             entries.append(("◆", f"best: round {best[0]}", "green"))
+        for mark in self.marks():
+            entries.append(("┆", f"from {self._x_text(mark.x)}: {mark.label}", mark.color))
         return entries
+
+    def _x_text(self, x: float) -> str:
+        return f"round {x:g}" if self.view.x_label == "round" else f"{x:.1f} min"
 
     def lines(self) -> list[Line]:
         """What the current view draws now, line by line."""
@@ -132,6 +151,18 @@ class RunChart(PlotextPlot):
             all_y.extend(ys)
             plt.plot(xs, ys, color=line.color, marker="braille")
         self._mark_best(plt)
+        last_x = max(max(line.xs, default=0) for line in lines)
+        for mark in self.marks():  # lines end at the top of the data, labelled there
+            plt.vline(mark.x, mark.color)
+            if all_y:  # a change for a round still to come stands at the right edge: label leftward
+                rightmost = mark.x >= last_x
+                plt.text(
+                    mark.label,
+                    mark.x,
+                    max(all_y),
+                    color=mark.color,
+                    alignment="right" if rightmost else "left",
+                )
         if self.view.x_label == "round":
             max_round = max(max(line.xs) for line in lines)
             plt.xticks(list(range(0, int(max_round) + 1, max(1, int(max_round) // 10 or 1))))

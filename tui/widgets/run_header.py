@@ -9,9 +9,10 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.core.config import describe_strategy
-from engine.core.describe import partition_spread
+from engine.core.describe import partition_spread, setting
 from engine.core.units import byte_size, duration, parameter_count
-from engine.record.run_state import DOWN, RunState
+from engine.record.client_state import DOWN
+from engine.record.run_state import RunState
 from tui import format as fmt
 from tui.format import many_clients
 from tui.messages import RunsChanged
@@ -90,7 +91,7 @@ class RunHeader(Static):
             detail.append(f"  early stop: {state.early_stop_reason}", style="yellow")
         elif state.notice and not state.finished and not state.rounds:
             detail.append(f"  {state.notice}", style="italic")
-        lines = [line, client_faults_text(state), detail, model_text(state)]
+        lines = [line, steering_text(state), client_faults_text(state), detail, model_text(state)]
         return Text("\n").join(text for text in lines if text)
 
     def _elapsed(self, state: RunState) -> float | None:
@@ -136,6 +137,30 @@ def early_stopping_text(state: RunState) -> Text:
         f"{'' if waited == 1 else 's'} without improvement",
         style="yellow" if waited else "",
     )
+
+
+def steering_text(state: RunState) -> Text:
+    """Where the run was steered: "held after round 2", "changed from round 3: local_epochs
+    1→2", "forked from <run> after its round 2"."""
+    parts = []
+    if state.held_after is not None:
+        parts.append(
+            Text(
+                f"held after round {state.held_after}: nothing trains until it continues",
+                style="bold yellow",
+            )
+        )
+    latest = state.latest_change
+    if latest is not None:
+        changes = [c for c in state.config_history.changes if c.round == latest.round]
+        said = ", ".join(f"{c.key} {setting(c.old)}→{setting(c.new)}" for c in changes)
+        parts.append(Text(f"changed from round {latest.round}: {said}", style="cyan"))
+    if state.forked_from:
+        parent = state.forked_from
+        parts.append(
+            Text(f"forked from {parent['run']} after its round {parent['round']}", style="magenta")
+        )
+    return Text("  ").join([Text(""), *parts]) if parts else Text()
 
 
 def client_faults_text(state: RunState) -> Text:

@@ -55,6 +55,9 @@ class WeightedMean:
             tensor.div_(self.total_weight)
 
 
+VELOCITY = "velocity."  # the prefix of its state's names in a checkpoint
+
+
 class ServerMomentum:
     """FedAvgM's server optimizer (Hsu et al. 2019): SGD with momentum on the pseudo-gradient
     `previous global - mean of the replies`, as Flower's FedAvgM computes it."""
@@ -64,6 +67,18 @@ class ServerMomentum:
         self.momentum = momentum
         self._previous: dict[str, torch.Tensor] = {}
         self._velocity: dict[str, torch.Tensor] = {}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """What it keeps from round to round: each weight's momentum."""
+        return {VELOCITY + name: tensor for name, tensor in self._velocity.items()}
+
+    def restore(self, state: Mapping[str, torch.Tensor], weights: Mapping[str, torch.Tensor]):
+        """Take back a saved `state` (a resumed or forked run), on the devices of `weights`."""
+        self._velocity = {
+            name[len(VELOCITY) :]: tensor.to(weights[name[len(VELOCITY) :]].device)
+            for name, tensor in state.items()
+            if name.startswith(VELOCITY)
+        }
 
     @property
     def active(self) -> bool:

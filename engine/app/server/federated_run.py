@@ -10,12 +10,13 @@ cost its reply, not the round (engine.app.server.roster): the round counts when 
 replied. `aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for
 comparison. With `client_eval`, the new global model is also evaluated on each client's own
 held-out samples (engine.app.server.client_eval). How the global model travels to the clients is
-engine.app.server.model_delivery's.
+engine.app.server.model_delivery's. Stop, hold and live config changes reach it between rounds
+(engine.app.server.between_rounds); every round's global model, and the strategy's state, is saved
+(engine.app.server.model_store), so a run goes on, or a fork starts, from any saved round.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -24,10 +25,11 @@ from flwr.serverapp import Grid
 
 from engine.app import transfer
 from engine.app.server.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
+from engine.app.server.between_rounds import ServerSteering
 from engine.app.server.client_eval import evaluate_on_clients
 from engine.app.server.joined_clients import clients_joined, identify, say_goodbye
 from engine.app.server.model_delivery import ModelDelivery
-from engine.app.server.model_store import load_last, save_round
+from engine.app.server.model_store import ModelStore
 from engine.app.server.replies import (
     CLIENT_RECONNECT_WAIT_S,
     RoundReplies,
@@ -36,8 +38,8 @@ from engine.app.server.replies import (
 )
 from engine.app.server.roster import LiveGrid, Roster
 from engine.app.server.sampling import discover_clients, round_nodes
-from engine.app.server.strategy import build_strategy
-from engine.core import commands, events as ev
+from engine.app.server.strategy import build_strategy, update_strategy
+from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.core.status import Status
 from engine.ml import data, model as models, task
@@ -54,8 +56,11 @@ class FederatedRun:
         run_dir: Path | None = None,
         resume: dict | None = None,
         join_timeout_s: float | None = None,
+        start: dict | None = None,
     ) -> None:
-        """`join_timeout_s`: the clients join from other hosts (`fedtui serve`), within it."""
+        """`resume`: where a run goes on from (engine.run.resume); `start`: the checkpoint a
+        fork's round 0 is (its `path` and `round` in the parent); `join_timeout_s`: the
+        clients join from other hosts (`fedtui serve`), within it."""
         self.config = config
         self.join_timeout_s = join_timeout_s
         self.roster = Roster(config.num_clients)
@@ -63,6 +68,7 @@ class FederatedRun:
         self.publisher = publisher
         self.run_dir = run_dir
         self.resume = resume
+        self.start = start
         self.strategy = build_strategy(config)
         self.device = models.resolve_device(config)
         self.precision = models.resolve_precision(config, self.device)
@@ -73,9 +79,17 @@ class FederatedRun:
             if config.strategy == "fedavgm"
             else None
         )
-        self.tokenizer = data.load_tokenizer(config)
+        self.store = ModelStore(
+            run_dir / "checkpoints" if run_dir else None,
+            self.model,
+            data.load_tokenizer(config),
+            self.strategy,
+            self.momentum,
+        )
         self.eval_samples = data.load_eval_samples(config)
-        self.stop_requested = False
+        self.steering = ServerSteering(
+            config, publisher, self.roster, self._publish, (resume or {}).get("round", 0) + 1
+        )
         resumed = resume or {}
         self.early_stopping = EarlyStoppingTracker(
             config.early_stopping,
@@ -91,7 +105,9 @@ class FederatedRun:
         self.delivery = ModelDelivery(self.model, config.transfer_dtype)
 
     def run(self) -> None:
-        self._publish_model_info()
+        self._publish(
+            ev.MODEL_INFO, **models.model_info(self.model, self.config, self.device, self.precision)
+        )
         local = self.config.backend == "deployment" and self.join_timeout_s is None
         self.delivery = ModelDelivery.open(
             self.config,
@@ -113,8 +129,8 @@ class FederatedRun:
                 timeout_s=self.join_timeout_s,
                 required=self.config.required_replies,
                 publish=self._publish,
-                read_commands=self._read_commands,
-                stop_requested=lambda: self.stop_requested,
+                read_commands=self.steering.read,
+                stop_requested=lambda: self.steering.stop_requested,
             )
             if why_not:
                 self._round_failed(0, why_not)
@@ -123,35 +139,55 @@ class FederatedRun:
                 )
                 return
         if self.resume is None:
+            if self.start is not None:
+                self.store.restore(Path(self.start["path"]), self.start["round"])
             if self.config.client_eval:  # round 0 evaluates on every client: let them come
                 wait_for_clients(
                     self.grid,
                     self.roster,
                     ceiling_s=CLIENT_RECONNECT_WAIT_S,
-                    read_commands=self._read_commands,
+                    read_commands=self.steering.read,
                 )
             self._finish_round(0, started=time.monotonic())
             first_round = 1
         else:
             if self.run_dir is None:
                 raise RuntimeError("cannot resume: no run folder to resume from")
-            load_last(self.run_dir / "checkpoints", self.resume["round"], self.model)
+            self.store.restore(self.run_dir / "checkpoints" / "last", self.resume["round"])
             first_round = self.resume["round"] + 1
-        status, completed = Status.COMPLETED, first_round - 1
-        for server_round in range(first_round, self.config.rounds + 1):
-            self._read_commands()
-            if self.stop_requested:
-                status = Status.STOPPED
+        self._finish_run(*self._train_rounds(first_round))
+
+    def _train_rounds(self, first_round: int) -> tuple[str, int]:
+        """Round after round until the last (`rounds` may change on the way), a stop, early
+        stopping or a failure: the run's status and the rounds it completed."""
+        server_round = first_round
+        while server_round <= self.config.rounds:
+            self.steering.read()
+            self.steering.hold(after_round=server_round - 1)
+            if self.steering.stop_requested:
+                return Status.STOPPED, server_round - 1
+            self._take_config(self.steering.begin_round(server_round))
+            if server_round > self.config.rounds:  # shortened while the run was held
                 break
             started = time.monotonic()
             if not self._train(server_round):
-                status = Status.FAILED
-                break
-            completed = server_round
+                return Status.FAILED, server_round - 1
             if self._finish_round(server_round, started):
-                status = Status.STOPPED
-                break
-        self._finish_run(status, completed)
+                return Status.STOPPED, server_round
+            server_round += 1
+        return Status.COMPLETED, server_round - 1
+
+    def _take_config(self, config: RunConfig) -> None:
+        """The config a round begins with, live changes included, into what uses it."""
+        if config is self.config:
+            return
+        self.config = config
+        update_strategy(self.strategy, config)
+        if self.momentum is not None:
+            self.momentum.learning_rate = config.server_learning_rate
+            self.momentum.momentum = config.server_momentum
+        self.early_stopping.policy = config.early_stopping
+        self.early_stopping.last_round = config.rounds
 
     def _finish_run(self, status: str, completed: int) -> None:
         if self.join_timeout_s is not None:  # each `fedtui join` exits with the run
@@ -162,21 +198,6 @@ class FederatedRun:
             rounds_completed=completed,
             best_round=self.early_stopping.best_round,
             best_eval_loss=self.early_stopping.best_eval_loss,
-        )
-
-    def _publish_model_info(self) -> None:
-        trainable, total = models.parameter_counts(self.model)
-        lora = self.config.lora
-        self._publish(
-            ev.MODEL_INFO,
-            model=self.config.model,
-            total_params=total,
-            trainable_params=trainable,
-            precision=self.precision,
-            transfer_dtype=self.config.transfer_dtype,
-            device=str(self.device),
-            lora_r=lora.r if lora.enabled else None,
-            gradient_checkpointing=self.config.gradient_checkpointing,
         )
 
     def _train(self, server_round: int) -> bool:
@@ -190,7 +211,7 @@ class FederatedRun:
             self.roster,
             required=required,
             round_timeout=self.config.round_timeout,
-            read_commands=self._read_commands,
+            read_commands=self.steering.read,
         )
         if live < required:
             return self._round_failed(
@@ -204,10 +225,14 @@ class FederatedRun:
             self.config.clients_per_round,
             self.config.seed,
             server_round,
-            self._read_commands,
+            self.steering.read,
         )
         self.round_nodes = [node for _, node in sampled]
         arrays, train_config, model_bytes = self.delivery.outgoing(server_round, "train")
+        # what may change between rounds, and is the clients' (engine.app.client_app)
+        train_config["learning-rate"] = self.config.learning_rate
+        train_config["local-epochs"] = self.config.local_epochs
+        train_config["client-eval"] = self.config.client_eval
         with self.grid.only(node for _, node in sampled):
             messages = list(
                 self.strategy.configure_train(server_round, arrays, train_config, self.grid)
@@ -225,7 +250,7 @@ class FederatedRun:
             self.grid,
             self.roster,
             publish=self._publish,
-            read_commands=self._read_commands,
+            read_commands=self.steering.read,
             timeout=self.config.round_timeout,
         )
         replies = round_replies.collect(server_round, messages)
@@ -274,7 +299,17 @@ class FederatedRun:
             finally:
                 self.delivery.round_over()
         improved = self.early_stopping.record(server_round, eval_loss)
-        self._save_checkpoints(server_round, eval_loss, improved)
+        best_round = self.early_stopping.best_round
+        keep = None if self.config.keep_checkpoints == "all" else [server_round, best_round or 0]
+        self.store.save(server_round, eval_loss, improved, keep)
+        if improved and self.run_dir is not None:
+            self._publish(
+                ev.CHECKPOINT_SAVED,
+                round=server_round,
+                kind="best",
+                eval_loss=eval_loss,
+                path="checkpoints/best",
+            )
         self._publish(
             ev.ROUND_DONE,
             round=server_round,
@@ -291,7 +326,6 @@ class FederatedRun:
         return self._early_stop(server_round)
 
     def _early_stop(self, server_round: int) -> bool:
-        self._read_commands()  # a live change made during the round applies to this decision
         early_stopping = self.early_stopping
         if not early_stopping.should_stop(server_round):
             return False
@@ -304,44 +338,6 @@ class FederatedRun:
             reason=early_stopping.reason(),
         )
         return True
-
-    def _save_checkpoints(self, server_round: int, eval_loss: float, improved: bool) -> None:
-        if self.run_dir is None:
-            return
-        info = {"eval_loss": eval_loss, "model": self.config.model}
-        save_round(
-            self.run_dir / "checkpoints",
-            server_round,
-            self.model,
-            self.tokenizer,
-            self.weights,
-            info,
-            best=improved,
-        )
-        if improved:
-            self._publish(
-                ev.CHECKPOINT_SAVED,
-                round=server_round,
-                kind="best",
-                eval_loss=eval_loss,
-                path="checkpoints/best",
-            )
-
-    def _read_commands(self) -> None:
-        if self.publisher is None:
-            return
-        for command in self.publisher.commands():
-            if self.roster.apply(command):
-                continue
-            if command["command"] == commands.STOP:
-                self.stop_requested = True
-            elif command["command"] == commands.EARLY_STOPPING:
-                self.early_stopping.change(
-                    enabled=command.get("enabled"), patience=command.get("patience")
-                )
-                self._publish(
-                    ev.EARLY_STOPPING_CHANGED, **dataclasses.asdict(self.early_stopping.policy)
-                )
 
     def _publish(self, type_: str, **fields) -> None:
         logging.getLogger("fedtui").info("%s %s", type_, fields)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from flwr.app import MetricRecord, RecordDict
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedProx
 
@@ -40,3 +41,33 @@ def build_strategy(config: RunConfig) -> FedAvg:
     # FedAvgM's server step is ServerMomentum's when aggregating as replies arrive; Flower's
     # FedAvgM would also keep the first round's model for an aggregate_train never called.
     return FedAvg(**common)
+
+
+def update_strategy(strategy: FedAvg, config: RunConfig) -> None:
+    """A live change of the config (engine.app.server.between_rounds), into the strategy's own
+    parameters: they decide the next round's messages and its aggregation."""
+    strategy.min_train_nodes = strategy.min_available_nodes = config.required_replies
+    if isinstance(strategy, FedProx):
+        strategy.proximal_mu = config.proximal_mu
+    if isinstance(strategy, FedAvgM):
+        strategy.server_learning_rate = config.server_learning_rate
+        strategy.server_momentum = config.server_momentum
+
+
+FLOWER_MOMENTUM = "flower_momentum."  # Flower's FedAvgM's momentum, in a checkpoint
+
+
+def strategy_state(strategy: FedAvg, names: list[str]) -> dict[str, torch.Tensor]:
+    """What Flower's own FedAvgM keeps between rounds (`aggregation = "flower"`): its momentum,
+    one array per trainable weight in `names`' order."""
+    momentum = getattr(strategy, "momentum_vector", None)
+    if not momentum:
+        return {}
+    return {FLOWER_MOMENTUM + name: torch.from_numpy(array) for name, array in zip(names, momentum)}
+
+
+def restore_strategy_state(
+    strategy: FedAvg, state: dict[str, torch.Tensor], names: list[str]
+) -> None:
+    if isinstance(strategy, FedAvgM) and FLOWER_MOMENTUM + names[0] in state:
+        strategy.momentum_vector = [state[FLOWER_MOMENTUM + name].numpy() for name in names]
