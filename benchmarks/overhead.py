@@ -68,6 +68,7 @@ def plain_loop(config: RunConfig) -> tuple[float, list[float]]:
                 model,
                 samples,
                 epochs=config.local_epochs,
+                local_steps=config.local_steps,
                 batch_size=config.train_batch_size,
                 learning_rate=config.learning_rate,
                 mu=config.proximal_mu if config.strategy == "fedprox" else 0.0,

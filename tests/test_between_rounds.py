@@ -4,7 +4,9 @@ flight; a hold waits between rounds until the run continues or stops."""
 
 import threading
 
-from engine.app.server.between_rounds import ServerSteering
+import pytest
+
+from engine.app.server.between_rounds import ServerSteering, clients_round_config
 from engine.app.server.roster import Roster
 from engine.core import commands, events as ev
 from engine.core.config import RunConfig
@@ -127,3 +129,14 @@ def test_continue_before_the_hold_is_reached_cancels_it():
     holding.start()
     holding.join(timeout=30)  # a hold would wait for a continue that never comes
     assert not holding.is_alive() and published == []
+
+
+def test_each_round_sends_the_clients_its_scheduled_learning_rate_and_local_steps():
+    config = RunConfig(
+        rounds=3, learning_rate=1e-3, min_learning_rate=1e-5, lr_schedule="cosine", local_steps=4
+    )
+
+    sent = [clients_round_config(config, server_round) for server_round in (1, 2, 3)]
+
+    assert [s["learning-rate"] for s in sent] == pytest.approx([1e-3, 5.05e-4, 1e-5])
+    assert {s["local-steps"] for s in sent} == {4}

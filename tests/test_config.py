@@ -1,6 +1,7 @@
 import pytest
 
-from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig, config_from_dict
+from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
+from engine.core.config_checks import config_from_dict
 from engine.core.config_files import load_config, parse_override, presets, to_toml
 from engine.core.errors import ConfigError
 
@@ -98,3 +99,12 @@ def test_resolved_config_round_trips_through_its_toml(name, tmp_path):
     path.write_text(to_toml(config))
     assert load_config(path) == config
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_early_stopping_on_pass_at_1_needs_code_eval():
+    with pytest.raises(ConfigError, match="only code_eval measures"):
+        config_from_dict({"early_stopping": {"metric": "pass@1"}})
+    config = config_from_dict(
+        {"early_stopping": {"metric": "pass@1"}, "code_eval": {"enabled": True}}
+    )
+    assert config.early_stopping.metric == "pass@1"

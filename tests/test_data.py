@@ -1,12 +1,15 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from engine.core.config import RunConfig
 from engine.core.errors import ConfigError
-from engine.ml import data
+from engine.ml import data, prompts
 from engine.ml.model import load_base_model, load_model
+from engine.ml.samples import COMPLETION_CUT, TRUNCATED, WHOLE
+from tests.test_prompts import CONVERSATION, local_tokenizer
 
 SMALL = dict(num_clients=2, samples_per_client=24, eval_samples=8, seq_len=32)
 
@@ -154,3 +157,164 @@ def test_an_unreachable_hub_fails_fast_naming_the_host(monkeypatch):
         r"\(127.0.0.1\) cannot be reached",
     ):
         data.prepare(RunConfig(**{**SMALL, "model": "org/not-cached-model"}))
+
+
+# -- instruction and chat data ------------------------------------------------------------------
+
+INSTRUCTION = dict(data_format="instruction", num_clients=2, samples_per_client=12, eval_samples=6)
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def alpaca_rows(count, long_output=(), long_input=()):
+    """Alpaca rows, each naming its number; rows in `long_output` have an output, rows in
+    `long_input` an input, far longer than 128 tokens."""
+    return [
+        {
+            "instruction": f"Give the number after {n}.",
+            "input": "word " * 300 if n in long_input else ("" if n % 2 else f"Count from {n}."),
+            "output": "word " * 300 if n in long_output else f"It is {n + 1}.",
+        }
+        for n in range(count)
+    ]
+
+
+def prepared(config):
+    """Every prepared sample of `config`: the eval set's and each client's."""
+    return [data.load_eval_samples(config)] + [
+        data.load_client_samples(config, k) for k in range(config.num_clients)
+    ]
+
+
+def test_an_alpaca_file_gives_one_sample_per_row_learning_only_its_completion(tmp_path):
+    rows = alpaca_rows(30)
+    config = RunConfig(
+        dataset=write_jsonl(tmp_path / "alpaca.jsonl", rows), loss_on="completion", seq_len=128,
+        **INSTRUCTION,
+    )  # fmt: skip
+    tokenizer = data.load_tokenizer(config)
+    seen = set()
+    for samples in prepared(config):
+        for ids, mask, learned in zip(samples.ids, samples.mask, samples.labels_mask):
+            real = int(mask.sum())
+            number = int(tokenizer.decode(ids[:real]).split("number after ")[1].split(".")[0])
+            prompt, completion = prompts.render_instruction(config, rows[number])
+            prompt_tokens = len(tokenizer(prompt)["input_ids"])
+            assert mask[:real].all() and not mask[real:].any()  # padding after the sample
+            assert not learned[:prompt_tokens].any()  # exactly the prompt is not learned
+            assert learned[prompt_tokens:real].all()
+            assert not learned[real:].any()  # nor is padding
+            assert tokenizer.decode(ids[prompt_tokens:real]) == completion + "</s>"
+            seen.add(number)
+    assert len(seen) == 6 + 2 * 12  # one sample per row, none twice
+
+
+def test_loss_on_all_learns_the_prompt_too(tmp_path):
+    path = write_jsonl(tmp_path / "alpaca.jsonl", alpaca_rows(30))
+    samples = data.load_client_samples(RunConfig(dataset=path, seq_len=128, **INSTRUCTION), 0)
+    np.testing.assert_array_equal(samples.labels_mask, samples.mask)
+
+
+def test_truncation_is_counted_in_the_partition_summary(tmp_path):
+    rows = alpaca_rows(30, long_output=range(0, 5), long_input=range(5, 8))
+    config = RunConfig(
+        dataset=write_jsonl(tmp_path / "alpaca.jsonl", rows), loss_on="completion", seq_len=128,
+        **INSTRUCTION,
+    )  # fmt: skip
+    summary = data.load_partition_summary(config)
+    eval_set, *clients = prepared(config)
+    for row, samples in zip(summary, clients):
+        cut = samples.truncation
+        counted = ((cut != WHOLE).sum(), (cut == COMPLETION_CUT).sum())
+        assert (row["truncated"], row["completion_cut"]) == counted
+    every = np.concatenate([samples.truncation for samples in [eval_set, *clients]])
+    assert ((every == TRUNCATED).sum(), (every == COMPLETION_CUT).sum()) == (5, 3)
+    for samples in [eval_set, *clients]:
+        assert samples.mask[samples.truncation != WHOLE].all()  # cut at seq_len exactly
+        # a sample whose completion is cut is kept, but nothing of it is learned
+        assert not samples.labels_mask[samples.truncation == COMPLETION_CUT].any()
+
+
+def test_a_chat_file_renders_through_a_local_models_chat_template(tmp_path):
+    local_tokenizer().save_pretrained(tmp_path / "chat-model")
+    chats = [[*CONVERSATION[:2], {"role": "assistant", "content": f"Paris {n}"}] for n in range(20)]
+    config = RunConfig(
+        model=str(tmp_path / "chat-model"),
+        dataset=write_jsonl(tmp_path / "chats.jsonl", [{"messages": m} for m in chats]),
+        data_format="chat", loss_on="completion", seq_len=96,
+        num_clients=2, samples_per_client=8, eval_samples=4,
+    )  # fmt: skip
+    tokenizer = data.load_tokenizer(config)
+    samples = data.load_client_samples(config, 0)
+    for ids, mask, learned in zip(samples.ids, samples.mask, samples.labels_mask):
+        text = tokenizer.decode(ids[mask == 1])
+        prompt = text[: text.index("<|assistant|>\n") + len("<|assistant|>\n")]
+        assert prompt == prompts.render_chat(tokenizer, chats[0])[0]
+        assert int((mask - learned).sum()) == len(tokenizer(prompt)["input_ids"])
+        assert tokenizer.decode(ids[learned == 1]).startswith("Paris ")
+        assert tokenizer.decode(ids[learned == 1]).endswith("\n</s>")
+
+
+@pytest.mark.parametrize("form", ["jsonl", "parquet", "csv", "save_to_disk"])
+def test_instruction_columns_are_read_by_name_from_every_dataset_form(form, tmp_path):
+    from datasets import Dataset
+
+    table = Dataset.from_list(
+        [{"question": f"Q{n}", "context": "", "answer": f"A{n}", "id": n} for n in range(3)]
+    )
+    path = tmp_path / f"rows.{form}"
+    {
+        "jsonl": lambda: table.to_json(path),
+        "parquet": lambda: table.to_parquet(path),
+        "csv": lambda: table.to_csv(path, index=False),
+        "save_to_disk": lambda: table.save_to_disk(path),
+    }[form]()
+    config = RunConfig(
+        dataset=str(path), data_format="instruction",
+        instruction_column="question", input_column="context", output_column="answer",
+    )  # fmt: skip
+    documents = data.load_documents(config)
+    assert len(documents) == 3
+    rendered = prompts.render_instruction(config, documents.examples[1])
+    assert rendered == (prompts.ALPACA_WITHOUT_INPUT.format(instruction="Q1"), "A1")
+
+
+@pytest.mark.parametrize(
+    "overrides, says",
+    [
+        (
+            dict(data_format="instruction"),
+            "has no column 'output' (columns: instruction, input, response); set output_column",
+        ),
+        (dict(data_format="chat"), "has no column 'messages' (columns: instruction, input, "),
+    ],
+)
+def test_a_missing_instruction_or_chat_column_is_refused_in_one_line(overrides, says, tmp_path):
+    path = write_jsonl(
+        tmp_path / "rows.jsonl", [{"instruction": "a", "input": "", "response": "b"}]
+    )
+    with pytest.raises(ConfigError) as raised:
+        data.prepare(RunConfig(dataset=path, **overrides))
+    assert says in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_a_malformed_row_is_refused_naming_it(tmp_path):
+    rows = alpaca_rows(30)
+    rows[3]["output"] = None
+    config = RunConfig(dataset=write_jsonl(tmp_path / "rows.jsonl", rows), **INSTRUCTION)
+    with pytest.raises(ConfigError, match=r"rows.jsonl', row 3: column 'output' is empty$"):
+        data.prepare(config)
+
+
+def test_what_changes_the_samples_changes_the_cache_key():
+    path = data.prepared_path
+    instruction = RunConfig(model="org/model", dataset="rows.jsonl", data_format="instruction")
+    assert path(instruction) != path(replace(instruction, loss_on="completion"))
+    assert path(instruction) != path(replace(instruction, prompt_template="{instruction}"))
+    assert path(instruction) != path(replace(instruction, output_column="response"))
+    assert path(instruction) != path(replace(instruction, data_format="chat"))
+    text = RunConfig(model="org/model", dataset="rows.jsonl")
+    assert path(text) == path(replace(text, prompt_template="{instruction}", input_column="x"))

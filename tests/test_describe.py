@@ -123,6 +123,23 @@ EXAMPLES = {
         ),
         ["round 3 done", "train loss 6.2500", "eval loss 6.8750", "12.3 s"],
     ),
+    ev.CODE_EVAL: (
+        dict(
+            round=2,
+            pass_at={"1": 0.125, "5": 0.4},
+            benchmark="humaneval",
+            problems=40,
+            samples_per_problem=5,
+            passed=16,
+            generation_seconds=31.5,
+            execution_seconds=4.25,
+        ),
+        ["round 2 code eval", "pass@1 0.125", "pass@5 0.400", "40 problems", "31.5 s", "4.2 s"],
+    ),
+    ev.GENERATED: (
+        dict(round=2, samples=[{"prompt": "def f(", "completion": "x):"}] * 3, seconds=0.4),
+        ["round 2", "completed 3 prompts"],
+    ),
     ev.CHECKPOINT_SAVED: (
         dict(round=2, kind="best", eval_loss=6.5, path="checkpoints/best"),
         ["saved the best global model", "round 2", "eval loss 6.5000", "checkpoints/best"],
@@ -252,3 +269,13 @@ def test_parameter_counts_read_as_model_cards_say(count, text):
 )
 def test_byte_sizes_use_binary_units(count, text):
     assert byte_size(count) == text
+
+
+def test_the_data_line_says_how_many_instruction_samples_were_cut():
+    clients = [
+        dict(client=k, samples=24, sources=1, largest_source_share=1.0, truncated=k + 1,
+             completion_cut=k)
+        for k in (0, 1)
+    ]  # fmt: skip
+    sentence = describe(ev.make(ev.PARTITION_SUMMARY, partition="iid", clients=clients))
+    assert sentence.endswith("; 3 cut at seq_len (1 lost their whole completion)")

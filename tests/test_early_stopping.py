@@ -149,3 +149,30 @@ def test_the_reason_names_min_delta_the_count_and_patience():
     assert early_stopping.reason() == (
         "central eval loss has not improved by more than 0.05 for 2 round(s) (patience 2)"
     )
+
+
+def test_on_pass_at_1_a_higher_score_is_the_improvement_and_loss_alone_does_not_count():
+    early_stopping = EarlyStoppingTracker(Policy(enabled=True, patience=2, metric="pass@1"), 10)
+    scored = [(3.0, 0.0), (2.5, 0.125), (2.0, 0.125), (1.5, 0.0)]  # loss falls, pass@1 stalls
+
+    stops = []
+    for server_round, (eval_loss, pass_at_1) in enumerate(scored):
+        early_stopping.record(server_round, eval_loss, pass_at_1)
+        if early_stopping.should_stop(server_round):
+            stops.append(server_round)
+
+    assert stops == [3]
+    assert early_stopping.best_pass_at_1 == 0.125
+    assert early_stopping.best_round == 3  # checkpoints/best still follows the eval loss
+    assert early_stopping.reason().startswith("pass@1 has not improved")
+
+
+def test_on_pass_at_1_rounds_that_did_not_measure_it_are_not_counted():
+    early_stopping = EarlyStoppingTracker(Policy(enabled=True, patience=1, metric="pass@1"), 10)
+    early_stopping.record(0, 3.0, 0.25)
+    for server_round in (1, 2, 3):  # code_eval.every = 4
+        early_stopping.record(server_round, 3.0 + server_round, None)
+
+    assert early_stopping.rounds_without_improvement == 0
+    early_stopping.record(4, 2.0, 0.25)
+    assert early_stopping.should_stop(4)

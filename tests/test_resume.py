@@ -55,6 +55,7 @@ def test_a_stopped_run_goes_on_from_its_last_model_and_early_stopping_state(tmp_
         "best_round": 1,
         "best_eval_loss": 2.5,
         "rounds_without_improvement": 1,
+        "best_pass_at_1": None,
     }
 
 

@@ -1,7 +1,7 @@
 """What the run chart can show: each view turns the runs' states into lines (pure functions, no
 drawing). Loss and perplexity are per round with the best round marked; tokens per second per
-client and bytes per round are per round; memory per client is over the run's time. Several runs
-overlaid give one line per run in every view."""
+client, bytes and code_eval's pass@k are per round; memory per client is over the run's time.
+Several runs overlaid give one line per run in every view."""
 
 from __future__ import annotations
 
@@ -9,62 +9,27 @@ import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from engine.core.units import GIB, MIB
 from engine.record.run_state import RoundResult, RunState
-from tui.chart_marks import minutes_of_round, rounds_of, with_history, x_of_round
+from tui.chart_lines import (
+    CLIENT_COLORS,
+    CLIENT_EVAL_COLOR,
+    RUN_COLORS,
+    SPREAD,
+    SPREAD_COLORS,
+    TRAIN_COLOR,
+    ChartView,
+    Line,
+    LineOptions,
+    points,
+    run_color,
+    spread,
+)
+from tui.chart_marks import minutes_of_round, rounds_of, with_history
 from tui.format import many_clients
 
-RGB = tuple[int, int, int]
-Color = RGB | int | str  # plotext's: RGB, a 256-colour index or a name
-
-# RGB, so that plotext's lines and Rich's legend swatches are the same colour in any theme
-RUN_COLORS: tuple[RGB, ...] = (
-    (0, 200, 220),
-    (255, 150, 0),
-    (120, 200, 60),
-    (220, 80, 200),
-    (230, 210, 60),
-    (80, 130, 255),
-    (230, 70, 70),
-)
-TRAIN_COLOR = (255, 150, 0)
-CLIENT_COLORS = (245, 250, 240, 248, 242, 252)  # greys, so the aggregate lines stand out
-CLIENT_EVAL_COLOR = (110, 160, 170)  # a muted central-eval cyan: the clients' own eval
-SPREAD_COLORS = {"median": 252, "min": 242, "max": 242}
 MEMORY_BINS = 200  # spans of the run's time over which many clients' memory is gathered
-
-
-@dataclass(frozen=True)
-class Line:
-    label: str
-    xs: list[float]
-    ys: list[float]
-    color: Color
-
-
-@dataclass(frozen=True)
-class LineOptions:
-    """The chart's toggles that decide which lines a view draws."""
-
-    show_clients: bool = True  # per-client lines (`c`)
-    client_lines: bool = False  # a line per client even when there are many (`i`)
-
-
-Lines = Callable[[list[RunState], list[str], LineOptions], list[Line]]
-
-
-@dataclass(frozen=True)
-class ChartView:
-    key: str
-    name: str  # what the key and the palette call it
-    title: str
-    x_label: str
-    waiting: str  # the title while there is nothing to draw
-    lines: Lines
-    best_value: Callable[[float], float] | None = None  # y of the best round's mark, if marked
-    x_of_round: Callable[[RunState, int], float | None] = x_of_round  # where changes are marked
 
 
 def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -> list[Line]:
@@ -72,7 +37,7 @@ def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -
     eval (with many clients, their spread); overlaid runs: each run's central eval."""
     if len(states) > 1:
         return [
-            Line(f"{name}: central eval", *_points(rounds_of(state), _eval), _run_color(index))
+            Line(f"{name}: central eval", *points(rounds_of(state), _eval), run_color(index))
             for index, (state, name) in enumerate(zip(states, names))
             if any(r.eval_loss is not None for r in state.rounds.values())
         ]
@@ -81,7 +46,7 @@ def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -
     state = states[0]
     rounds = rounds_of(state)
     lines = [
-        Line(label, *_points(rounds, value), color)
+        Line(label, *points(rounds, value), color)
         for label, value, color in (
             ("central eval", _eval, RUN_COLORS[0]),
             ("train (aggregated)", lambda r: r.train_loss, TRAIN_COLOR),
@@ -93,13 +58,11 @@ def loss_lines(states: list[RunState], names: list[str], options: LineOptions) -
     elif options.show_clients:
         for client in sorted(state.clients):
             grey = CLIENT_COLORS[client % len(CLIENT_COLORS)]
-            lines.append(
-                Line(f"client {client}", *_points(rounds, _of(client, "train_loss")), grey)
-            )
+            lines.append(Line(f"client {client}", *points(rounds, _of(client, "train_loss")), grey))
             lines.append(
                 Line(
                     f"client {client}: own eval",
-                    *_points(rounds, _of(client, "eval_loss")),
+                    *points(rounds, _of(client, "eval_loss")),
                     CLIENT_EVAL_COLOR,
                 )
             )
@@ -123,8 +86,8 @@ def throughput_lines(states: list[RunState], names: list[str], options: LineOpti
         estimated = " (est.)" if state.tokens_estimated else ""
         total = Line(
             f"{name + ': ' if len(states) > 1 else ''}all clients{estimated}",
-            *_points(rounds, lambda r: sum(_client_rates(r).values()) or None),
-            _run_color(index),
+            *points(rounds, lambda r: sum(_client_rates(r).values()) or None),
+            run_color(index),
         )
         lines.append(total)
         if len(states) > 1 or not options.show_clients:
@@ -136,7 +99,7 @@ def throughput_lines(states: list[RunState], names: list[str], options: LineOpti
             lines.append(
                 Line(
                     f"client {client}{estimated}",
-                    *_points(rounds, _rate_of(client)),
+                    *points(rounds, _rate_of(client)),
                     CLIENT_COLORS[client % len(CLIENT_COLORS)],
                 )
             )
@@ -150,12 +113,12 @@ def bytes_lines(states: list[RunState], names: list[str], options: LineOptions) 
     for index, (state, name) in enumerate(zip(states, names)):
         rounds = rounds_of(state, first=1)
         if len(states) > 1:
-            both = _points(rounds, lambda r: _mib((r.bytes_sent or 0) + (r.bytes_received or 0)))
-            lines.append(Line(f"{name}: sent + received", *both, _run_color(index)))
+            both = points(rounds, lambda r: _mib((r.bytes_sent or 0) + (r.bytes_received or 0)))
+            lines.append(Line(f"{name}: sent + received", *both, run_color(index)))
             continue
         lines += [
-            Line("sent", *_points(rounds, lambda r: _mib(r.bytes_sent)), RUN_COLORS[0]),
-            Line("received", *_points(rounds, lambda r: _mib(r.bytes_received)), TRAIN_COLOR),
+            Line("sent", *points(rounds, lambda r: _mib(r.bytes_sent)), RUN_COLORS[0]),
+            Line("received", *points(rounds, lambda r: _mib(r.bytes_received)), TRAIN_COLOR),
         ]
     return [line for line in lines if line.xs]
 
@@ -176,20 +139,34 @@ def memory_lines(states: list[RunState], names: list[str], options: LineOptions)
         if len(states) > 1:
             times, values = _binned(series.values())
             line = Line(
-                f"{name}: largest client", times, [max(v) for v in values], _run_color(index)
+                f"{name}: largest client", times, [max(v) for v in values], run_color(index)
             )
             lines.append(line)
         elif many_clients(state) and not options.client_lines:
             times, values = _binned(series.values())
             lines += [
                 Line(f"clients: {label}", times, [pick(v) for v in values], SPREAD_COLORS[label])
-                for label, pick in _SPREAD
+                for label, pick in SPREAD
             ]
         else:
             lines += [
                 Line(f"client {number}", xs, ys, RUN_COLORS[number % len(RUN_COLORS)])
                 for number, (xs, ys) in series.items()
             ]
+    return [line for line in lines if line.xs]
+
+
+def pass_at_lines(states: list[RunState], names: list[str], options: LineOptions) -> list[Line]:
+    """code_eval's pass@k per round it measured: pass@1, and every larger k it reports;
+    overlaid runs: each run's pass@1."""
+    lines = []
+    for index, (state, name) in enumerate(zip(states, names)):
+        rounds = rounds_of(state)
+        ks = sorted({k for result in rounds for k in result.pass_at})
+        for k in ks[:1] if len(states) > 1 else ks:
+            label = f"{name}: pass@{k}" if len(states) > 1 else f"pass@{k}"
+            color = run_color(index if len(states) > 1 else ks.index(k))
+            lines.append(Line(label, *points(rounds, _pass_at(k)), color))
     return [line for line in lines if line.xs]
 
 
@@ -237,25 +214,20 @@ VIEWS = (
         memory_lines,
         x_of_round=minutes_of_round,
     ),
+    ChartView(
+        "pass_at",
+        "pass@k",
+        "pass@k per round (code_eval: the share of problems solved)",
+        "round",
+        "pass@k per round: waiting for code_eval (code_eval.enabled = true)",
+        with_history(pass_at_lines),
+    ),
 )
 VIEWS_BY_KEY = {view.key: view for view in VIEWS}
 
 
 def perplexity(loss: float) -> float:
     return math.exp(min(loss, 700.0))  # a diverged loss stays a (huge) number, not an overflow
-
-
-def spread(
-    rounds: list[RoundResult], values: Callable[[RoundResult], Iterable[float | None]], who: str
-) -> list[Line]:
-    """The max, median and min of `values` of each round (of the clients that have one)."""
-    per_round = [(r.round, [v for v in values(r) if v is not None]) for r in rounds]
-    per_round = [(number, found) for number, found in per_round if found]
-    xs = [float(number) for number, _ in per_round]
-    return [
-        Line(f"{who}: {label}", xs, [pick(found) for _, found in per_round], SPREAD_COLORS[label])
-        for label, pick in _SPREAD
-    ]
 
 
 def client_eval_median(rounds: list[RoundResult]) -> list[Line]:
@@ -267,13 +239,6 @@ def client_eval_median(rounds: list[RoundResult]) -> list[Line]:
     ]
     xs, ys = [x for x, _ in points], [y for _, y in points]
     return [Line("clients: own eval, median", xs, ys, CLIENT_EVAL_COLOR)] if points else []
-
-
-_SPREAD: tuple[tuple[str, Callable[[list[float]], float]], ...] = (
-    ("max", max),
-    ("median", statistics.median),
-    ("min", min),
-)
 
 
 def _binned(
@@ -296,14 +261,6 @@ def _binned(
     return [latest[span] for span in spans], [values[span] for span in spans]
 
 
-def _points(
-    rounds: list[RoundResult], value: Callable[[RoundResult], float | None]
-) -> tuple[list[float], list[float]]:
-    """(rounds, values) of the rounds that have a value."""
-    pairs = [(float(r.round), y) for r in rounds if (y := value(r)) is not None]
-    return [x for x, _ in pairs], [y for _, y in pairs]
-
-
 def _eval(result: RoundResult) -> float | None:
     return result.eval_loss
 
@@ -312,6 +269,10 @@ def _of(client: int, what: str) -> Callable[[RoundResult], float | None]:
     """A client's train loss or own eval loss in a round."""
     table = "client_train_loss" if what == "train_loss" else "client_eval_loss"
     return lambda result: getattr(result, table).get(client)
+
+
+def _pass_at(k: int) -> Callable[[RoundResult], float | None]:
+    return lambda result: result.pass_at.get(k)
 
 
 def _rate_of(client: int) -> Callable[[RoundResult], float | None]:
@@ -328,7 +289,3 @@ def _client_rates(result: RoundResult) -> dict[int, float]:
 
 def _mib(count: int | None) -> float | None:
     return None if count is None else count / MIB
-
-
-def _run_color(index: int) -> Color:
-    return RUN_COLORS[index % len(RUN_COLORS)]

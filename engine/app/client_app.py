@@ -48,6 +48,7 @@ def train(msg: Message, context: Context) -> Message:
     mu = float(number(round_config, "proximal-mu", default=0.0))
     # what may change between rounds comes with the round (engine.app.server.between_rounds)
     epochs = int(number(round_config, "local-epochs", default=config.local_epochs))
+    local_steps = int(number(round_config, "local-steps", default=config.local_steps))
     learning_rate = float(number(round_config, "learning-rate", default=config.learning_rate))
     evaluated = bool(round_config.get("client-eval", config.client_eval))
     torch.set_num_threads(threads_per_client(config))
@@ -86,6 +87,7 @@ def train(msg: Message, context: Context) -> Message:
         model,
         samples,
         epochs=epochs,
+        local_steps=local_steps,
         batch_size=config.train_batch_size,
         learning_rate=learning_rate,
         mu=mu,

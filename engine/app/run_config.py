@@ -5,7 +5,8 @@ from __future__ import annotations
 import base64
 import json
 
-from engine.core.config import RunConfig, config_from_dict
+from engine.core.config import RunConfig
+from engine.core.config_checks import config_from_dict
 
 RUN_CONFIG_KEY = "fedtui-config"
 

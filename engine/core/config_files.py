@@ -8,12 +8,14 @@ naming the key.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.core.config import RunConfig, config_from_dict
+from engine.core.config import RunConfig
+from engine.core.config_checks import config_from_dict
 from engine.core.errors import ConfigError
 
 
@@ -92,8 +94,7 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return json.dumps(str(value), ensure_ascii=False)  # JSON's string escapes are TOML's too
 
 
 def _locate(source: str) -> Path:

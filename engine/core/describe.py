@@ -74,10 +74,15 @@ def _partition_summary(event: ev.Event) -> str:
     clients = event["clients"]
     samples = sorted({c["samples"] for c in clients})
     counts = f"{samples[0]}" if len(samples) == 1 else f"{samples[0]}-{samples[-1]}"
-    return (
+    sentence = (
         f"data: {event['partition']} partition, {counts} samples a client, "
         f"{partition_spread(clients)}"
     )
+    cut = sum(c.get("truncated") or 0 for c in clients)
+    if cut:
+        lost = sum(c.get("completion_cut") or 0 for c in clients)
+        sentence += f"; {cut} cut at seq_len ({lost} lost their whole completion)"
+    return sentence
 
 
 def _model_info(event: ev.Event) -> str:
@@ -107,8 +112,36 @@ def _process_exited(event: ev.Event) -> str:
 def _round_started(event: ev.Event) -> str:
     clients, sampled = event.get("clients"), event.get("sampled")
     which = f" ({', '.join(map(str, sampled))})" if sampled else ""
-    return f"round {event['round']} started" + (
+    sentence = f"round {event['round']} started" + (
         "" if clients is None else f" with {_plural(clients, 'client')}{which}"
+    )
+    if event.get("learning_rate") is not None:
+        sentence += f", learning rate {event['learning_rate']:.3g}"
+    return sentence
+
+
+def _code_eval(event: ev.Event) -> str:
+    pass_at = event["pass_at"]
+    scores = ", ".join(f"pass@{k} {_share(value)}" for k, value in pass_at.items())
+    problems = event.get("problems")
+    on = "" if problems is None else f" on {_plural(problems, 'problem')}"
+    sentence = f"round {event['round']} code eval: {scores or 'no score'}{on}"
+    if event.get("generation_seconds") is not None:
+        sentence += (
+            f" (writing {event['generation_seconds']:.1f} s, "
+            f"testing {event.get('execution_seconds') or 0:.1f} s)"
+        )
+    return sentence
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _generated(event: ev.Event) -> str:
+    return (
+        f"round {event['round']}: the global model completed "
+        f"{_plural(len(event['samples']), 'prompt')}"
     )
 
 
@@ -268,6 +301,8 @@ SENTENCES: dict[str, Callable[[ev.Event], str]] = {
     ev.CLIENT_ROUND_DONE: _client_round_done,
     ev.ROUND_DONE: _round_done,
     ev.CHECKPOINT_SAVED: _checkpoint_saved,
+    ev.CODE_EVAL: _code_eval,
+    ev.GENERATED: _generated,
     ev.EARLY_STOPPING_CHANGED: _early_stopping_changed,
     ev.CONFIG_CHANGED: _config_changed,
     ev.HELD: lambda event: (

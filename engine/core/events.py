@@ -18,12 +18,14 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | transfer_dtype, device, lora_r (None: full fine-tuning),                  |
 |                   | gradient_checkpointing (the ServerApp, once it has loaded the model)      |
 | partition_summary | partition, clients (per client: client, samples, sources (distinct ones), |
-|                   | largest_source_share): how non-IID the clients' data is                   |
+|                   | largest_source_share, [truncated], [completion_cut] (instruction and chat |
+|                   | data: samples cut at seq_len, and those that lost their whole completion))|
 | process_started   | role, pid, [client], [command]                                            |
 | process_exited    | role, pid, returncode (None when not our child), [client]                 |
 | run_resumed       | from_round, config (a stopped run continues in the same file)             |
 | round_started     | round, clients (how many were sent the model), sampled (their client ids, |
-|                   | drawn with the seed when clients_per_round is set), start_model_sha256    |
+|                   | drawn with the seed when clients_per_round is set), start_model_sha256,   |
+|                   | [learning_rate] (the clients', as lr_schedule sets it for the round)      |
 | client_progress   | round, client, step, steps_total, loss, [vram_bytes] (torch's own count,  |
 |                   | for when NVML cannot see the client's processes)                          |
 | client_round_done | round, client, train_loss, examples, steps, seconds, [tokens] (real      |
@@ -36,6 +38,11 @@ its own (run and process lifecycle). Live views and replays fold the same events
 |                   | model_sha256 (of the global model after the round), best_round,           |
 |                   | rounds_without_improvement                                                |
 | checkpoint_saved  | round, kind ("best" or "last"), eval_loss, path (relative to the run)     |
+| code_eval         | round, pass_at ({"1": 0.25, ...}: pass@k for k up to samples_per_problem), |
+|                   | benchmark, problems, samples_per_problem, passed (problems with a passing |
+|                   | completion), generation_seconds, execution_seconds (after the round's eval) |
+| generated         | round, samples ([{prompt, completion}]: generation_prompts, greedy),      |
+|                   | seconds                                                                   |
 | config_changed    | round (the first round it applies to), key (dotted), old, new, source     |
 |                   | ("fedtui set", "monitor"): a live change, acknowledged by the ServerApp   |
 | held              | round (held after it), source: nothing trains until `continued`           |
@@ -92,6 +99,8 @@ CLIENT_PROGRESS = "client_progress"
 CLIENT_ROUND_DONE = "client_round_done"
 ROUND_DONE = "round_done"
 CHECKPOINT_SAVED = "checkpoint_saved"
+CODE_EVAL = "code_eval"
+GENERATED = "generated"
 EARLY_STOPPING_CHANGED = "early_stopping_changed"
 CONFIG_CHANGED = "config_changed"
 HELD = "held"
@@ -121,6 +130,8 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     CLIENT_ROUND_DONE: ("round", "client", "train_loss", "examples"),
     ROUND_DONE: ("round", "eval_loss"),
     CHECKPOINT_SAVED: ("round", "kind", "path"),
+    CODE_EVAL: ("round", "pass_at"),
+    GENERATED: ("round", "samples"),
     EARLY_STOPPING_CHANGED: ("enabled", "patience"),
     CONFIG_CHANGED: ("round", "key", "old", "new"),
     HELD: ("round",),
@@ -272,6 +283,8 @@ _READ_TYPES: dict[str, tuple[type, ...]] = {
     "train_loss": _NUMBER,
     "best_eval_loss": _NUMBER,
     "config": (dict,),
+    "pass_at": (dict,),
+    "samples": (list,),
     "status": (str,),
     "message": (str,),
 }

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from engine.core.config import RunConfig, config_from_dict
+from engine.core.config import RunConfig
+from engine.core.config_checks import config_from_dict
 from engine.core.config_files import assign_dotted, get_dotted, parse_override
 from engine.core.config_reference import declared_keys
 from engine.core.errors import ConfigError

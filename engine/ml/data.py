@@ -7,7 +7,9 @@ builds the same result, because everything is a function of the config and its s
 
 Documents come from the embedded corpus (the running Python's standard-library sources, real
 Python code like codeparrot's), a local file (.jsonl, .json, .parquet, .csv, .txt), a folder
-written by `datasets.Dataset.save_to_disk`, or a Hugging Face Hub dataset name.
+written by `datasets.Dataset.save_to_disk`, or a Hugging Face Hub dataset name: text_column for
+data_format=text, the instruction, input and output columns or the messages column for
+instruction and chat data (engine.ml.prompts renders them).
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from tokenizers import ByteLevelBPETokenizer
 from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
 from engine.core.errors import ConfigError
 from engine.ml.hub import check_hub_name
-from engine.ml.samples import Documents, Samples, partition_summary, split
+from engine.ml.prompts import check_data_format
+from engine.ml.samples import ARRAYS, Documents, Samples, partition_summary, split
 
-CACHE_FORMAT = 2  # 2: each client's sample sources
+CACHE_FORMAT = 3  # 2: each client's sample sources; 3: labels_mask and truncation
 EMBEDDED_VOCAB_SIZE = 4096
 EMBEDDED_MAX_POSITIONS = 512  # the embedded model's longest sequence (engine.ml.model.TINY_OPT)
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0..3, as OPT numbers them
@@ -50,6 +53,11 @@ _FILE_LOADERS = {
     ".txt": "text",
 }
 DATASET_FILE_SUFFIXES = tuple(_FILE_LOADERS)
+_FORMAT_COLUMNS = {  # the column settings each data_format reads
+    "text": ("text_column",),
+    "instruction": ("instruction_column", "input_column", "output_column"),
+    "chat": ("messages_column",),
+}
 
 Progress = Callable[[str], None]
 
@@ -80,13 +88,19 @@ def prepare(
     if documents is None:
         progress(f"loading dataset {config.dataset}")
         documents = load_documents(config)
-    progress(f"tokenizing and partitioning {len(documents.texts)} documents")
+    kind = "documents" if documents.examples is None else f"{config.data_format} examples"
+    progress(f"tokenizing and partitioning {len(documents)} {kind}")
     eval_set, clients = split(config, documents, tokenizer)
-    arrays = {"eval_ids": eval_set.ids, "eval_mask": eval_set.mask}
-    for index, samples in enumerate(clients):
-        arrays[f"client{index}_ids"], arrays[f"client{index}_mask"] = samples.ids, samples.mask
-        if samples.sources is not None:
-            arrays[f"client{index}_sources"] = samples.sources
+    named = {
+        "eval": eval_set,
+        **{f"client{index}": samples for index, samples in enumerate(clients)},
+    }
+    arrays = {
+        f"{name}_{field}": array
+        for name, samples in named.items()
+        for field in ARRAYS
+        if (array := getattr(samples, field)) is not None
+    }
     _atomic_write(path, lambda tmp: np.savez(tmp, allow_pickle=False, **arrays))
     return path
 
@@ -107,8 +121,7 @@ def load_partition_summary(config: RunConfig) -> list[dict]:
 
 def _load_split(config: RunConfig, name: str) -> Samples:
     with np.load(prepare(config)) as arrays:
-        sources = arrays.get(f"{name}_sources")
-        return Samples(arrays[f"{name}_ids"], arrays[f"{name}_mask"], sources)
+        return Samples(**{field: arrays.get(f"{name}_{field}") for field in ARRAYS})
 
 
 def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None):
@@ -135,6 +148,7 @@ def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None)
         _atomic_write(path, lambda tmp: _train_tokenizer(tmp))
     return PreTrainedTokenizerFast(
         tokenizer_file=str(path),
+        name_or_path=EMBEDDED_MODEL,
         bos_token="<s>",
         pad_token="<pad>",
         eos_token="</s>",
@@ -155,15 +169,15 @@ def _train_tokenizer(destination: Path) -> None:
 
 
 def load_documents(config: RunConfig) -> Documents:
+    """The config's documents (data_format=text) or examples (instruction, chat): the columns it
+    names, each checked to be there."""
+    check_data_format(config)
     if config.dataset == EMBEDDED_DATASET:
         return _stdlib_documents()
     table = _load_table(config.dataset)
-    if config.text_column not in table.column_names:
-        raise ConfigError(
-            f"dataset {config.dataset!r} has no column {config.text_column!r} "
-            f"(columns: {', '.join(table.column_names)}); set text_column"
-        )
-    texts = [str(text) for text in table[config.text_column]]
+    columns = _FORMAT_COLUMNS[config.data_format]
+    for setting in columns:
+        _require_column(config, table, setting)
     if config.partition == "by-source":
         if config.source_column not in table.column_names:
             raise ConfigError(
@@ -173,8 +187,20 @@ def load_documents(config: RunConfig) -> Documents:
             )
         sources = [str(source) for source in table[config.source_column]]
     else:
-        sources = [""] * len(texts)
-    return Documents(texts, sources)
+        sources = [""] * len(table)
+    if config.data_format == "text":
+        return Documents([str(text) for text in table[config.text_column]], sources)
+    named = table.select_columns(sorted({getattr(config, setting) for setting in columns}))
+    return Documents([], sources, examples=named.to_list())
+
+
+def _require_column(config: RunConfig, table, setting: str) -> None:
+    column = getattr(config, setting)
+    if column not in table.column_names:
+        raise ConfigError(
+            f"dataset {config.dataset!r} has no column {column!r} "
+            f"(columns: {', '.join(table.column_names)}); set {setting}"
+        )
 
 
 def _load_table(name: str):
@@ -233,12 +259,18 @@ def _corpus_key() -> str:
 
 
 def _samples_key(config: RunConfig) -> str:
+    format_keys = _FORMAT_COLUMNS[config.data_format]
+    if config.data_format != "text":
+        format_keys += ("loss_on",)
+    if config.data_format == "instruction":
+        format_keys += ("prompt_template",)
     relevant = {
         name: getattr(config, name)
         for name in (
             "model",
             "dataset",
-            "text_column",
+            "data_format",
+            *format_keys,
             "source_column",
             "num_clients",
             "samples_per_client",

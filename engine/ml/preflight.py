@@ -3,10 +3,11 @@
     preflight.check(config, progress=print)   # raises ConfigError: one line naming the problem
 
 The device (CUDA at all, the index, `client_gpus`), the model (a save_pretrained folder, a Hub
-name that can load, `seq_len` within its positions) and the dataset (a file or save_to_disk
-folder, a Hub name that can load, its columns, enough samples for the clients and the eval set)
-are checked before a run folder exists or a process starts, so a mistake costs no run. The
-sample check tokenizes through `engine.ml.data.prepare`, whose cache the run then reuses.
+name that can load, `seq_len` within its positions), the data format (loss_on, prompt_template,
+a chat template for chat data) and the dataset (a file or save_to_disk folder, a Hub name that
+can load, its columns, enough samples for the clients and the eval set) are checked before a
+run folder exists or a process starts, so a mistake costs no run. The sample check tokenizes
+through `engine.ml.data.prepare`, whose cache the run then reuses.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
 from engine.core.errors import ConfigError
-from engine.ml import data
+from engine.ml import code_eval, data, prompts
 from engine.ml.hub import check_hub_name
 from engine.ml.samples import most_samples
 
@@ -50,6 +51,9 @@ def check(config: RunConfig, progress: Progress = lambda message: None) -> None:
     check_device(config, progress)
     check_model(config)
     check_dataset(config)
+    check_data_format(config, progress)
+    if config.code_eval.enabled:  # the benchmark is read now: a bad file fails here, in one line
+        code_eval.load_problems(config.code_eval.benchmark, config.code_eval.problems, config.seed)
     check_samples(config, progress)
 
 
@@ -252,6 +256,15 @@ def check_dataset(config: RunConfig) -> None:
         _check_hub_name(name, "dataset")
 
 
+def check_data_format(config: RunConfig, progress: Progress = lambda message: None) -> None:
+    """What data_format, loss_on and prompt_template ask is possible, whatever the rows hold:
+    chat data needs the model's tokenizer to have a chat template."""
+    prompts.check_data_format(config)
+    if config.data_format == "chat":
+        progress(f"loading the tokenizer of {config.model}")
+        prompts.require_chat_template(data.load_tokenizer(config, progress), config.model)
+
+
 def check_samples(config: RunConfig, progress: Progress = lambda message: None) -> None:
     """The dataset has the columns the config names and enough samples of seq_len tokens for
     every client and the eval set. Already prepared: known good, nothing to do."""
@@ -264,8 +277,9 @@ def check_samples(config: RunConfig, progress: Progress = lambda message: None) 
     needed = config.num_clients * config.samples_per_client + config.eval_samples
     at_most = most_samples(documents, config.seq_len)
     if at_most < needed:
+        kind = "documents" if documents.examples is None else "examples"
         raise ConfigError(
-            f"dataset {config.dataset!r} is too small: its {len(documents.texts)} documents give "
+            f"dataset {config.dataset!r} is too small: its {len(documents)} {kind} give "
             f"at most {at_most} samples of {config.seq_len} tokens, the config needs {needed} "
             f"(num_clients x samples_per_client + eval_samples)"
         )

@@ -1,8 +1,10 @@
 """Training and evaluation of a causal LM: local training with FedProx's proximal term and the
-token-weighted mean loss used for central evaluation."""
+token-weighted mean loss used for central evaluation. Both learn (and score) only the tokens a
+sample's labels_mask marks, when it has one (engine.ml.samples)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -19,10 +21,11 @@ StepCallback = Callable[[int, int, float], None]  # step, steps_total, loss
 
 @dataclass
 class TrainResult:
-    train_loss: float  # mean language-model loss over all local steps (no proximal term)
-    examples: int
-    tokens: int  # real (not padding) tokens trained on, every epoch counted
-    steps: int
+    train_loss: float  # mean language-model loss over the steps that learned (no proximal term)
+    examples: int  # the client's samples (FedAvg's weight), however often they were trained on
+    tokens: int  # real (not padding) tokens trained on, each pass over a sample counted
+    steps: int  # batches
+    optimizer_steps: int
     seconds: float
 
 
@@ -35,14 +38,39 @@ def local_seed(run_seed: int, client: int, server_round: int) -> int:
 def batches(
     samples: Samples, batch_size: int, *, shuffle_seed: int | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
+    """`samples` in batches (in order, or shuffled by `shuffle_seed`) as a causal LM takes them:
+    labels are the ids where a token is learned, -100 elsewhere (padding; the prompt, with
+    loss_on=completion)."""
     order = np.arange(len(samples))
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(len(samples))
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
+        real = samples.mask[rows]
+        # padding is never learned, whatever a labels_mask says
+        learned = real if samples.labels_mask is None else real * samples.labels_mask[rows]
         ids = torch.from_numpy(samples.ids[rows].astype(np.int64))
-        mask = torch.from_numpy(samples.mask[rows].astype(np.int64))
-        yield {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+        mask = torch.from_numpy(real.astype(np.int64))
+        yield {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": ids.masked_fill(torch.from_numpy(learned == 0), -100),
+        }
+
+
+def _passes(samples: Samples, batch_size: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of pass after pass over `samples`, each pass shuffled by its own seed (as an
+    epoch is), without end."""
+    if not len(samples):
+        return
+    for number in itertools.count():
+        yield from batches(samples, batch_size, shuffle_seed=seed * 1_000 + number)
+
+
+def _predicted_tokens(batch: dict[str, torch.Tensor]) -> int:
+    """Tokens the batch's loss is the mean over: learned ones after each row's first (the model
+    predicts token t from the tokens before it)."""
+    return int((batch["labels"][:, 1:] != -100).sum())
 
 
 @torch.no_grad()
@@ -83,9 +111,13 @@ def train(
     grad_accum_steps: int = 1,
     precision: Precision = Precision(),
     on_step: StepCallback | None = None,
+    local_steps: int = 0,
 ) -> TrainResult:
     """Local AdamW training with FedProx's proximal term (mu > 0). A step is one batch; the
-    optimizer steps every `grad_accum_steps` batches (and after the last)."""
+    optimizer steps every `grad_accum_steps` batches (and after the last). `local_steps` > 0:
+    exactly that many optimizer steps instead of `epochs`, passing over the samples as often as
+    it takes (each pass reshuffled, seeded as an epoch is). A batch without a learned token (its
+    samples' completions cut, loss_on=completion) has no loss: it is skipped, reported as NaN."""
     torch.manual_seed(seed)  # dropout (LoRA's included) is reproducible too
     model.to(device).train()
     if precision.gradient_checkpointing:
@@ -94,33 +126,53 @@ def train(
     global_params = [p.detach().clone() for p in params] if mu > 0 else []
     optimizer = torch.optim.AdamW(params, lr=learning_rate)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.compute == "fp16")
-    steps_total = epochs * math.ceil(len(samples) / batch_size)
+    planned: Iterator[dict[str, torch.Tensor]]
+    if local_steps > 0:
+        steps_total = local_steps * grad_accum_steps
+        planned = itertools.islice(_passes(samples, batch_size, seed), steps_total)
+    else:
+        steps_total = epochs * math.ceil(len(samples) / batch_size)
+        planned = itertools.chain.from_iterable(
+            batches(samples, batch_size, shuffle_seed=seed * 1_000 + epoch)
+            for epoch in range(epochs)
+        )
     losses: list[float] = []
+    steps = tokens = optimizer_steps = 0
+    accumulated = False  # whether the optimizer step to come has a gradient to take
     started = time.perf_counter()
-    for epoch in range(epochs):
-        for batch in batches(samples, batch_size, shuffle_seed=seed * 1_000 + epoch):
-            batch = {k: v.to(device) for k, v in batch.items()}
+    for batch in planned:
+        steps += 1
+        tokens += int(batch["attention_mask"].sum())  # counted on the CPU: no device sync
+        learns = _predicted_tokens(batch) > 0
+        batch = {k: v.to(device) for k, v in batch.items()}
+        loss = math.nan
+        if learns:
             with models.autocast(precision.compute, device):
                 lm_loss = model(**batch).loss
             scaler.scale(lm_loss / grad_accum_steps).backward()
-            losses.append(lm_loss.item())
-            if len(losses) % grad_accum_steps == 0 or len(losses) == steps_total:
-                scaler.unscale_(optimizer)
-                if mu > 0:
-                    add_proximal_gradient(params, global_params, mu)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-            if on_step is not None:
-                on_step(len(losses), steps_total, losses[-1])
+            loss = lm_loss.item()
+            losses.append(loss)
+            accumulated = True
+        if accumulated and (steps % grad_accum_steps == 0 or steps == steps_total):
+            scaler.unscale_(optimizer)
+            if mu > 0:
+                add_proximal_gradient(params, global_params, mu)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            optimizer_steps += 1
+            accumulated = False
+        if on_step is not None:
+            on_step(steps, steps_total, loss)
     if precision.gradient_checkpointing:
         models.checkpoint_activations(model, False)
     del optimizer, global_params
     return TrainResult(
-        train_loss=float(np.mean(losses)),
+        train_loss=float(np.mean(losses)) if losses else math.nan,
         examples=len(samples),
-        tokens=epochs * int(samples.mask.sum()),
-        steps=len(losses),
+        tokens=tokens,
+        steps=steps,
+        optimizer_steps=optimizer_steps,
         seconds=time.perf_counter() - started,
     )
 
@@ -134,12 +186,14 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
 ) -> float:
-    """Mean next-token cross-entropy over all predicted tokens of `samples`."""
+    """Mean next-token cross-entropy over all predicted (learned) tokens of `samples`."""
     model.to(device).eval()
     total_loss, total_tokens = 0.0, 0
     for batch in batches(samples, batch_size):
+        predicted = _predicted_tokens(batch)
+        if not predicted:  # its mean would be 0/0
+            continue
         batch = {k: v.to(device) for k, v in batch.items()}
-        predicted = int((batch["labels"][:, 1:] != -100).sum())
         with models.autocast(precision, device):
             loss = model(**batch).loss
         total_loss += loss.item() * predicted

@@ -218,7 +218,7 @@ def export_rows(state: RunState) -> list[dict]:
     """One row per round; a key changed while the run was live is a column too, each round with
     the value it ran with."""
     rows = []
-    changed = state.config_history.changed_keys()
+    changed = extra_columns(state)
     for number in sorted(state.rounds):
         result = state.rounds[number]
         replies = None if state.imported_from else len(result.client_train_loss)
@@ -239,9 +239,26 @@ def export_rows(state: RunState) -> list[dict]:
                     for client, value in sorted(result.client_eval_loss.items())
                 },
                 **_values(state.config_history.for_round(number), changed),
+                **{pass_at_column(k): value for k, value in sorted(result.pass_at.items())},
             }
         )
+        if "learning_rate" in changed and result.learning_rate is not None:
+            rows[-1]["learning_rate"] = result.learning_rate  # as trained: schedule and all
     return rows
+
+
+def extra_columns(state: RunState) -> list[str]:
+    """Beyond EXPORT_COLUMNS and the clients' own eval: each live-changed key, the learning rate
+    when a schedule set it, code_eval's pass@k."""
+    columns = list(state.config_history.changed_keys())
+    scheduled = any(r.learning_rate is not None for r in state.rounds.values())
+    if scheduled and state.config.get("lr_schedule", "constant") != "constant":
+        columns.append("learning_rate")
+    return list(dict.fromkeys(columns))
+
+
+def pass_at_column(k: int) -> str:
+    return f"pass@{k}"
 
 
 def client_eval_column(client: int) -> str:
@@ -267,8 +284,10 @@ def export(state: RunState, fmt: str) -> str:
             + "\n"
         )
     evaluated = sorted({c for r in state.rounds.values() for c in r.client_eval_loss})
+    scored = sorted({k for r in state.rounds.values() for k in r.pass_at})
     columns = EXPORT_COLUMNS + tuple(map(client_eval_column, evaluated))
-    return csv_text(rows, columns + tuple(state.config_history.changed_keys()))
+    columns += tuple(map(pass_at_column, scored))
+    return csv_text(rows, columns + tuple(extra_columns(state)))
 
 
 def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:

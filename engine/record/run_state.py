@@ -33,6 +33,10 @@ class RoundResult:
     client_seconds: dict[int, float] = field(default_factory=dict)  # local training time
     client_eval_loss: dict[int, float | None] = field(default_factory=dict)  # client_eval
     started_at: float | None = None
+    learning_rate: float | None = None  # the clients', as lr_schedule set it
+    pass_at: dict[int, float] = field(default_factory=dict)  # code_eval's pass@k, by k
+    code_eval_seconds: float | None = None  # writing and testing the benchmark's code
+    samples: list[tuple[str, str]] = field(default_factory=list)  # (prompt, completion)
 
 
 @dataclass
@@ -156,6 +160,7 @@ class RunState:
         result = self._round(event["round"])
         result.clients_sent, result.sampled = event.get("clients"), event.get("sampled")
         result.started_at = event.get("t")
+        result.learning_rate = _number(event.get("learning_rate"))
         sampled = set(result.sampled or ()) if self.config.get("clients_per_round") else None
         for client in self.clients.values():
             client.round_started(event["round"], sampled is None or client.client in sampled)
@@ -198,6 +203,25 @@ class RunState:
         ):
             # a run imported from a report's tables has no ServerApp judgement to take
             self.best_round, self.best_eval_loss = event["round"], event["eval_loss"]
+
+    def _on_code_eval(self, event: ev.Event) -> None:
+        result = self._round(event["round"])
+        result.pass_at = {
+            int(k): float(value)
+            for k, value in event["pass_at"].items()
+            if str(k).isdigit() and _number(value) is not None
+        }
+        parts = ("generation_seconds", "execution_seconds")
+        result.code_eval_seconds = sum(_number(event.get(part)) or 0.0 for part in parts)
+
+    def _on_generated(self, event: ev.Event) -> None:
+        self._round(event["round"]).samples = [
+            (sample["prompt"], sample["completion"])
+            for sample in event["samples"]
+            if isinstance(sample, dict)
+            and isinstance(sample.get("prompt"), str)
+            and isinstance(sample.get("completion"), str)
+        ]
 
     def _on_checkpoint_saved(self, event: ev.Event) -> None:
         if event["kind"] == "best":
@@ -305,6 +329,8 @@ _HANDLERS = {
     ev.CLIENT_PROGRESS: RunState._on_client_progress,
     ev.CLIENT_ROUND_DONE: RunState._on_client_round_done,
     ev.ROUND_DONE: RunState._on_round_done,
+    ev.CODE_EVAL: RunState._on_code_eval,
+    ev.GENERATED: RunState._on_generated,
     ev.GPU_SAMPLE: RunState._on_gpu_sample,
     ev.WARNING: RunState._on_warning,
     ev.STOP_REQUESTED: RunState._on_stop_requested,
@@ -316,3 +342,10 @@ _HANDLERS = {
     ev.WAITING_FOR_CLIENTS: RunState._on_waiting_for_clients,
     ev.CLIENT_JOINED: RunState._on_client_joined,
 }
+
+
+def _number(value: Any) -> float | None:
+    """A recorded number, or None for anything else (a record may come from anywhere)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.core import events as ev
-from engine.core.config import DEVICES, is_device
+from engine.core.config import DEVICES
+from engine.core.config_checks import is_device
 from engine.core.errors import ConfigError
 from engine.core.process_env import WORKER_SOCKET_ENV
 from engine.flower import home as flower_home

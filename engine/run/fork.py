@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.core.config import RunConfig, config_from_dict
+from engine.core.config import RunConfig
+from engine.core.config_checks import config_from_dict
 from engine.core.config_files import changes_from
 from engine.core.errors import FedtuiError
 from engine.core.live_config import fork_changes

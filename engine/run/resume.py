@@ -24,6 +24,7 @@ class ResumeState(TypedDict):
     best_round: int | None
     best_eval_loss: float | None
     rounds_without_improvement: int
+    best_pass_at_1: float | None
 
 
 def resume_point(
@@ -70,4 +71,8 @@ def resume_point(
         best_round=state.best_round,
         best_eval_loss=state.best_eval_loss,
         rounds_without_improvement=state.rounds_without_improvement,
+        best_pass_at_1=max(
+            (result.pass_at[1] for result in state.rounds.values() if 1 in result.pass_at),
+            default=None,
+        ),
     )

@@ -7,8 +7,9 @@ from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.record.run_state import RunState
 from tui.app import replay_app
+from tui.chart_lines import LineOptions
 from tui.chart_marks import HISTORY_COLOR, MARK_COLOR, minutes_of_round, round_offset, x_of_round
-from tui.chart_views import VIEWS_BY_KEY, LineOptions
+from tui.chart_views import VIEWS_BY_KEY
 from tui.widgets.run_chart import RunChart
 
 CONFIG = dataclasses.replace(RunConfig(), rounds=4).to_dict()

@@ -10,8 +10,8 @@ from engine.core.config import RunConfig
 from engine.record.client_state import MEMORY_OVER_TIME_POINTS, merged_pairs
 from engine.record.run_state import RunState
 from tests.factories import simple_run_events
+from tui.chart_lines import LineOptions
 from tui.chart_views import (
-    LineOptions,
     bytes_lines,
     loss_lines,
     memory_lines,

@@ -16,7 +16,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
-from engine.core.config import config_from_dict
+from engine.core.config_checks import config_from_dict
 from engine.core.config_files import get_dotted
 from engine.core.config_reference import declared_keys, value_text
 from engine.core.describe import setting

@@ -23,6 +23,7 @@ from engine.record.run_folders import is_sample_run, read_parent
 from engine.record.run_state import RunState
 from tui.messages import NewEvents, ReplayPosition, RunsChanged
 from tui.replay import ReplayPlayer
+from tui.screens.completions import CompletionsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.live_actions import LiveRun, LiveRunActions
 from tui.screens.monitor_keys import (
@@ -252,3 +253,6 @@ class MonitorScreen(LiveRunActions, Screen):
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen(self))
+
+    def action_samples(self) -> None:
+        self.app.push_screen(CompletionsScreen(self.states[0]))

@@ -119,6 +119,12 @@ VIEW_BINDINGS = [
         tooltip="Clients table: sort by client, state, last round's loss or memory",
     ),
     Binding(
+        "w",
+        "samples",
+        "Samples",
+        tooltip="What the global model wrote after each round (generation_prompts)",
+    ),
+    Binding(
         "ctrl+s", "screenshot", "Screenshot", tooltip="An SVG of this screen, into the run folder"
     ),
     Binding("question_mark", "help", "Help", tooltip="Every key of this screen"),

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 from engine.core.config import describe_strategy
 from engine.record.run_state import RunState
 from tui import format as fmt
-from tui.chart_views import RUN_COLORS
+from tui.chart_lines import RUN_COLORS
 from tui.messages import RunsChanged
 
 COLUMNS = (

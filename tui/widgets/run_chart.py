@@ -13,16 +13,9 @@ from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from engine.record.run_state import RunState
+from tui.chart_lines import RUN_COLORS, ChartView, Color, Line, LineOptions
 from tui.chart_marks import Mark, change_marks
-from tui.chart_views import (
-    RUN_COLORS,
-    VIEWS,
-    VIEWS_BY_KEY,
-    ChartView,
-    Color,
-    Line,
-    LineOptions,
-)
+from tui.chart_views import VIEWS, VIEWS_BY_KEY
 from tui.charts import debiased_ema, downsample, log_ticks
 from tui.messages import RunsChanged
 

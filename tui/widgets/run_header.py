@@ -62,6 +62,7 @@ class RunHeader(Static):
             line.append(
                 f"  best eval {state.best_eval_loss:.4f} @ round {state.best_round}", style="green"
             )
+        line.append(pass_at_text(state), style="green")
         if state.errors:
             line.append(f"  {len(state.errors)} error(s)/warning(s): see events", style="bold red")
         detail = Text()
@@ -70,8 +71,7 @@ class RunHeader(Static):
                 f" {config.get('model', '?')} on {config.get('dataset', '?')}, "
                 f"{config.get('num_clients', '?')} {clients_kind(config)} x "
                 f"{config.get('samples_per_client', '?')} samples, "
-                f"{config.get('local_epochs', '?')} local epoch(s), "
-                f"lr {config.get('learning_rate', 0):g}",
+                f"{local_work_text(config)}, {learning_rate_text(state)}",
                 style="dim",
             )
         if state.imported_from:
@@ -218,3 +218,30 @@ def model_text(state: RunState) -> Text:
         per_client = latest.bytes_received / len(latest.client_train_loss)
         text += f" · {byte_size(per_client)}/client/round"
     return Text(text, style="dim")
+
+
+def pass_at_text(state: RunState) -> str:
+    """ "  pass@1 0.125 (best 0.250 @ round 3)": code_eval's latest score and its best."""
+    scored = [
+        (number, r.pass_at[1]) for number, r in sorted(state.rounds.items()) if 1 in r.pass_at
+    ]
+    if not scored:
+        return ""
+    best_round, best = max(scored, key=lambda item: item[1])
+    return f"  pass@1 {scored[-1][1]:.3f} (best {best:.3f} @ round {best_round})"
+
+
+def local_work_text(config: dict) -> str:
+    steps = config.get("local_steps") or 0
+    return f"{steps} local steps" if steps else f"{config.get('local_epochs', '?')} local epoch(s)"
+
+
+def learning_rate_text(state: RunState) -> str:
+    """The learning rate the current round trains with; under a cosine schedule, where it goes."""
+    config = state.config
+    result = state.rounds.get(state.current_round)
+    rate = result.learning_rate if result and result.learning_rate is not None else None
+    text = f"lr {config.get('learning_rate', 0) if rate is None else rate:.3g}"
+    if config.get("lr_schedule") == "cosine":
+        text += f" (cosine to {config.get('min_learning_rate', 0):g})"
+    return text

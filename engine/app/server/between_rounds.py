@@ -20,6 +20,7 @@ from engine.core import commands, events as ev
 from engine.core.config import RunConfig
 from engine.core.errors import ConfigError
 from engine.core.live_config import with_changes
+from engine.ml.schedule import round_learning_rate
 from engine.net.channel import EventPublisher
 
 HOLD_POLL_S = 0.25
@@ -101,3 +102,20 @@ class ServerSteering:
                 new=change.new,
                 source=source,
             )
+
+
+def clients_round_config(config: RunConfig, server_round: int) -> dict[str, Any]:
+    """What may change between rounds and is the clients' to use (engine.app.client_app), for
+    `server_round`: its learning rate as lr_schedule sets it, its local epochs or steps."""
+    return {
+        "learning-rate": round_learning_rate(
+            config.learning_rate,
+            config.min_learning_rate,
+            config.lr_schedule,
+            server_round,
+            config.rounds,
+        ),
+        "local-epochs": config.local_epochs,
+        "local-steps": config.local_steps,
+        "client-eval": config.client_eval,
+    }

@@ -2,17 +2,16 @@
 events.
 
 The strategy (Flower's FedProx, FedAvg or FedAvgM) decides what the clients are sent, to the
-clients drawn for the round (engine.app.server.sampling: all of them, or `clients_per_round`
-drawn with the seed); `FederatedRun` owns the round loop around it, because Flower's
-`Strategy.start()` has no hook to stop between rounds, because replies are pulled and folded in
-one at a time as they arrive (engine.app.server.replies), and because a client that crashes must
-cost its reply, not the round (engine.app.server.roster): the round counts when `min_clients`
-replied. `aggregation = "flower"` uses the strategy's own `aggregate_train` instead, for
-comparison. With `client_eval`, the new global model is also evaluated on each client's own
-held-out samples (engine.app.server.client_eval). How the global model travels to the clients is
-engine.app.server.model_delivery's. Stop, hold and live config changes reach it between rounds
-(engine.app.server.between_rounds); every round's global model, and the strategy's state, is saved
-(engine.app.server.model_store), so a run goes on, or a fork starts, from any saved round.
+clients drawn for the round (engine.app.server.sampling); `FederatedRun` owns the round loop
+around it, because Flower's `Strategy.start()` has no hook to stop between rounds, because
+replies are folded in one at a time as they arrive (engine.app.server.replies), and because a
+crashed client must cost its reply, not the round (engine.app.server.roster): the round counts
+when `min_clients` replied. `aggregation = "flower"` uses the strategy's own `aggregate_train`
+instead. After each round's central evaluation: the clients' own (`client_eval`,
+engine.app.server.client_eval), then what the model writes (engine.app.server.model_writes).
+How the model travels is engine.app.server.model_delivery's; stop, hold and live changes come
+between rounds (engine.app.server.between_rounds); every round's model and strategy state is
+saved (engine.app.server.model_store), so a run goes on, or a fork starts, from any round.
 """
 
 from __future__ import annotations
@@ -25,11 +24,12 @@ from flwr.serverapp import Grid
 
 from engine.app import transfer
 from engine.app.server.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
-from engine.app.server.between_rounds import ServerSteering
+from engine.app.server.between_rounds import ServerSteering, clients_round_config
 from engine.app.server.client_eval import evaluate_on_clients
 from engine.app.server.joined_clients import clients_joined, identify, say_goodbye
 from engine.app.server.model_delivery import ModelDelivery
 from engine.app.server.model_store import ModelStore
+from engine.app.server.model_writes import ModelWrites
 from engine.app.server.replies import (
     CLIENT_RECONNECT_WAIT_S,
     RoundReplies,
@@ -79,12 +79,16 @@ class FederatedRun:
             if config.strategy == "fedavgm"
             else None
         )
+        tokenizer = data.load_tokenizer(config)
         self.store = ModelStore(
             run_dir / "checkpoints" if run_dir else None,
             self.model,
-            data.load_tokenizer(config),
+            tokenizer,
             self.strategy,
             self.momentum,
+        )
+        self.writes = ModelWrites(
+            config, self.model, tokenizer, self.device, self.precision, self._publish
         )
         self.eval_samples = data.load_eval_samples(config)
         self.steering = ServerSteering(
@@ -97,6 +101,7 @@ class FederatedRun:
             best_round=resumed.get("best_round"),
             best_eval_loss=resumed.get("best_eval_loss"),
             rounds_without_improvement=resumed.get("rounds_without_improvement") or 0,
+            best_pass_at_1=resumed.get("best_pass_at_1"),
         )
         self.train_loss: float | None = None  # of the round being finished
         self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
@@ -229,10 +234,7 @@ class FederatedRun:
         )
         self.round_nodes = [node for _, node in sampled]
         arrays, train_config, model_bytes = self.delivery.outgoing(server_round, "train")
-        # what may change between rounds, and is the clients' (engine.app.client_app)
-        train_config["learning-rate"] = self.config.learning_rate
-        train_config["local-epochs"] = self.config.local_epochs
-        train_config["client-eval"] = self.config.client_eval
+        train_config.update(clients_round_config(self.config, server_round))
         with self.grid.only(node for _, node in sampled):
             messages = list(
                 self.strategy.configure_train(server_round, arrays, train_config, self.grid)
@@ -244,6 +246,7 @@ class FederatedRun:
             clients=len(messages),
             sampled=sorted(client for client, _ in sampled if client is not None),
             start_model_sha256=transfer.fingerprint(self.weights),
+            learning_rate=train_config["learning-rate"],
         )
         self.bytes_sent = model_bytes * len(messages)
         round_replies = RoundReplies(
@@ -298,7 +301,8 @@ class FederatedRun:
                 )
             finally:
                 self.delivery.round_over()
-        improved = self.early_stopping.record(server_round, eval_loss)
+        pass_at_1 = self.writes.after_round(server_round, self.config)
+        improved = self.early_stopping.record(server_round, eval_loss, pass_at_1)
         best_round = self.early_stopping.best_round
         keep = None if self.config.keep_checkpoints == "all" else [server_round, best_round or 0]
         self.store.save(server_round, eval_loss, improved, keep)
