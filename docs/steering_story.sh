@@ -32,6 +32,15 @@ screenshot() {  # screenshot FOLDER NAME: the TUI's ctrl+s (saved into FOLDER), 
   cp "$(find "$folder" -maxdepth 1 -name 'screenshot-*.svg' | sort | tail -1)" "$docs/$name.svg"
 }
 
+# Closing a TUI's terminal detaches its run: should the script fail half-way, stop the run too.
+cleanup() {
+  for run in runs/*story*; do
+    [ -d "$run" ] && { fedtui stop "$run" > /dev/null 2>&1 || true; }
+  done
+  tmux kill-session -t "$session" 2>/dev/null || true
+}
+trap cleanup EXIT
+
 tmux kill-session -t "$session" 2>/dev/null || true
 # shellcheck disable=SC2086  # the settings are words
 tmux new-session -d -s "$session" -x 140 -y 50 "fedtui run $overfitting"
