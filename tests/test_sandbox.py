@@ -9,12 +9,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import psutil
 import pytest
 
 from engine.system import sandbox
 from engine.system.sandbox import network_isolation, run_program
+from engine.system.write_guard import landlock_abi
 from tests.waiting import wait_for
 
 TIMEOUT = 2.0
@@ -103,12 +106,26 @@ def test_printing_forever_is_bounded():
     assert len(result.output) <= sandbox.OUTPUT_TAIL_BYTES
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="not root: programs run as this user (see sandbox)")
+@pytest.mark.skipif(
+    landlock_abi() == 0 and os.geteuid() != 0,
+    reason="no Landlock and not root: programs may write where this user may (see sandbox)",
+)
 def test_a_write_outside_its_folder_is_refused(sandbox_home):
     result = run("open('../outside', 'w').write('escaped')\n")
     assert not result.passed
     assert "PermissionError" in result.reason
     assert not list(sandbox_home.rglob("outside"))
+
+
+@pytest.mark.skipif(landlock_abi() == 0, reason="this kernel has no Landlock")
+def test_a_write_to_a_folder_anyone_may_write_is_refused_too(sandbox_home):
+    escape = Path("/dev/shm") / f"fedtui-sandbox-escape-{uuid.uuid4().hex}"
+    try:
+        result = run(f"open({str(escape)!r}, 'w').write('escaped')\n")
+        assert not result.passed and "PermissionError" in result.reason
+        assert not escape.exists()
+    finally:
+        escape.unlink(missing_ok=True)
 
 
 @pytest.mark.skipif(

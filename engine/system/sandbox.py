@@ -12,18 +12,22 @@ secrets from its environment or talk to the network. `run_program` guards agains
   the program ends; and the kernel's parent-death signal, so that it dies with the run;
 - where util-linux's `unshare` works: its own PID namespace (every descendant dies with it and it
   sees no other process), network namespace (loopback down, every connect fails) and /proc;
-- run as root: dropped to `nobody` inside the namespaces (root would ignore the process limit
-  and could write anywhere); its folder alone belongs to nobody, so `../` is not writable.
+- Landlock (engine.system.write_guard), applied in the program's interpreter before the program:
+  whoever it runs as, it creates, changes or removes files only in its own folder;
+- run as root: dropped to `nobody` inside the namespaces (root would ignore the process limit);
+  its folder alone belongs to nobody.
   Not root: a user namespace makes the namespaces possible without privileges. nobody may be
   unable to read this process's interpreter (a pyenv build under /root): programs then run on a
   system interpreter of the same minor version, found by trying.
 
 Limits, honestly: a program still uses up to its CPU and memory limits (a fork bomb may hold up to
 `max_processes` processes, each up to `memory_bytes`, until the timeout); `nobody` may still write
-wherever the world may (/tmp, /dev/shm) and read what the world may; the process limit counts
+only where Landlock lets it (a kernel without Landlock: wherever the world may, /tmp and
+/dev/shm) and read what the world may; the process limit counts
 every process of `nobody` on the machine, so a fork bomb can make a program that another worker
 runs at the same moment fail to fork (it still starts). Not root, the program runs as the user
-itself inside its user namespace: the filesystem is guarded only by that user's own permissions.
+itself inside its user namespace: without Landlock, the filesystem is guarded only by that
+user's own permissions.
 Where namespaces are unavailable (`network_isolation()` then says why) programs run as plain
 processes with the same limits: they reach the network and can signal the user's other
 processes. A run killed mid-program leaves the program's temporary folder behind.
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from engine.core.errors import FedtuiError
+from engine.system import write_guard
 from engine.system.processes import die_with_parent
 
 SANDBOX_PREFIX = "fedtui-sandbox-"  # of each program's private parent folder, in the temp dir
@@ -58,7 +63,10 @@ OUTPUT_TAIL_BYTES = 64 << 10
 REASON_CHARS = 200
 # `python program.py` (and runpy) open the script by its absolute path, through the private
 # parent that nobody may not enter; this opens it relative to the working folder, as __main__.
-_RUN_PROGRAM = (
+# Before it, Landlock (engine.system.write_guard, its source run as it stands) confines every
+# write to the working folder, whoever the program runs as.
+_RUN_PROGRAM = Path(write_guard.__file__).read_text(encoding="utf-8") + (
+    "\nrestrict_writes_to('.')\n"
     "import sys; sys.argv = ['program.py']; "
     "source = open('program.py', encoding='utf-8').read(); "
     "exec(compile(source, 'program.py', 'exec'), "
