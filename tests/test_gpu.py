@@ -61,6 +61,7 @@ def test_pids_are_attributed_to_clients_through_a_changing_process_tree(tmp_path
             clients = sample["clients"]
             assert clients["0"]["vram_bytes"] == 3 * GIB and clients["0"]["source"] == "nvml"
             assert clients["1"]["vram_bytes"] == 5 * GIB and clients["1"]["device"] == 0
+            assert [clients[c]["gpu_pids"] for c in ("0", "1")] == [[apps[0].pid], [apps[1].pid]]
             assert clients["0"]["rss_bytes"] > 0
             assert sample["devices"][0]["memory_used"] == 15 * GIB
             for app in apps:

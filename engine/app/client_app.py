@@ -28,7 +28,7 @@ from engine.app.run_config import config_from_run_config
 from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.core.process_env import threads_per_client
-from engine.ml import data, model as models, task
+from engine.ml import data, model as models, out_of_memory, task
 from engine.ml.samples import Samples
 from engine.net.channel import EventPublisher
 
@@ -73,30 +73,31 @@ def train(msg: Message, context: Context) -> Message:
                 vram_bytes=vram,
             )
 
-    model, samples = warm_state(config, client)
-    samples, _ = samples.held_out(evaluated)
-    global_file = shared_weights.named_file(round_config)
-    # a record's bytes are freed as they are copied in
-    transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    precision = task.Precision(
-        models.resolve_precision(config, device), config.gradient_checkpointing
-    )
-    result = task.train(
-        model,
-        samples,
-        epochs=epochs,
-        local_steps=local_steps,
-        batch_size=config.train_batch_size,
-        learning_rate=learning_rate,
-        mu=mu,
-        device=device,
-        seed=task.local_seed(config.seed, client, server_round),
-        grad_accum_steps=config.grad_accum_steps,
-        precision=precision,
-        on_step=on_step,
-    )
+    with out_of_memory.named_on(device):
+        model, samples = warm_state(config, client)
+        samples, _ = samples.held_out(evaluated)
+        global_file = shared_weights.named_file(round_config)
+        # a record's bytes are freed as they are copied in
+        transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        precision = task.Precision(
+            models.resolve_precision(config, device), config.gradient_checkpointing
+        )
+        result = task.train(
+            model,
+            samples,
+            epochs=epochs,
+            local_steps=local_steps,
+            batch_size=config.train_batch_size,
+            learning_rate=learning_rate,
+            mu=mu,
+            device=device,
+            seed=task.local_seed(config.seed, client, server_round),
+            grad_accum_steps=config.grad_accum_steps,
+            precision=precision,
+            on_step=on_step,
+        )
     gc.collect()  # the optimizer's state is gone: free it before the reply is built
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -133,17 +134,18 @@ def evaluate(msg: Message, context: Context) -> Message:
     client = int(context.node_config["partition-id"])
     torch.set_num_threads(threads_per_client(config))
     device = models.resolve_device(config)
-    model, samples = warm_state(config, client)
-    _, held_out = samples.held_out(evaluated=True)
-    shared_file = shared_weights.named_file(msg.content.config_records["config"])
-    transfer.load_arrays(model, shared_file or msg.content.array_records["arrays"])
-    eval_loss = task.evaluate(
-        model,
-        held_out,
-        batch_size=config.eval_batch_size,
-        device=device,
-        precision=models.resolve_precision(config, device),
-    )
+    with out_of_memory.named_on(device):
+        model, samples = warm_state(config, client)
+        _, held_out = samples.held_out(evaluated=True)
+        shared_file = shared_weights.named_file(msg.content.config_records["config"])
+        transfer.load_arrays(model, shared_file or msg.content.array_records["arrays"])
+        eval_loss = task.evaluate(
+            model,
+            held_out,
+            batch_size=config.eval_batch_size,
+            device=device,
+            precision=models.resolve_precision(config, device),
+        )
     metrics = MetricRecord(
         {"eval-loss": eval_loss, "num-examples": len(held_out), "partition-id": client}
     )

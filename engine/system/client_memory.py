@@ -33,18 +33,15 @@ class ClientMemorySampler:
         warnings = []
         for client in range(self.num_clients):
             pids = [pid for pid, owner in owners.items() if owner == client]
-            on_gpu = [
-                (g.device, g.used_bytes)
-                for g in gpu_processes
-                if g.pid in pids and g.used_bytes is not None
-            ]
-            vram = sum(used for _, used in on_gpu) if on_gpu else None
-            device = on_gpu[0][0] if on_gpu else None
+            on_gpu = [g for g in gpu_processes if g.pid in pids and g.used_bytes is not None]
+            vram = sum(g.used_bytes or 0 for g in on_gpu) if on_gpu else None
+            device = on_gpu[0].device if on_gpu else None
             clients[str(client)] = {
                 "rss_bytes": host_rss(pids),
                 "vram_bytes": vram,
                 "device": device,
                 "source": "nvml" if on_gpu else None,
+                "gpu_pids": sorted(g.pid for g in on_gpu),  # to check against nvidia-smi
             }
             total = totals.get(device) if device is not None else None
             warning = self._warning(client, vram, total)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from engine.app.flower_records import number
+from engine.app.flower_records import error_text, number
 from engine.app.server.roster import Roster
 from engine.core import events as ev
 
@@ -46,7 +46,7 @@ def evaluate_on_clients(
         node = reply.metadata.src_node_id
         answered.add(node)
         if reply.has_error():
-            _failed(publish, roster, node, server_round, reply.error.reason or "no reason given")
+            _failed(publish, roster, node, server_round, error_text(reply.error.reason))
             continue
         metrics = reply.content.metric_records["metrics"]
         publish(

@@ -16,7 +16,7 @@ from typing import Any
 from flwr.app import Message
 from flwr.serverapp import Grid
 
-from engine.app.flower_records import number
+from engine.app.flower_records import error_text, number
 from engine.app.server.roster import Roster
 from engine.core import events as ev
 
@@ -96,7 +96,7 @@ class RoundReplies:
     def _accept(self, server_round: int, reply: Message) -> bool:
         node = reply.metadata.src_node_id
         if reply.has_error():
-            self._fail(server_round, node, reply.error.reason or "no reason given")
+            self._fail(server_round, node, error_text(reply.error.reason))
             return False
         metrics = reply.content.metric_records["metrics"]
         client = int(number(metrics, "partition-id"))
