@@ -211,14 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building opt-350m's shape in {model_dir} ...")
         make_model("opt-350m", model_dir)
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="fedtui-gpu-check-"))
-    print(describe_machine())
+    machine = describe_machine()
+    print(machine)
     results = []
     for number, (name, config) in enumerate(cases.items(), 1):
         print(f"case {number}/{len(cases)}: {name}")
         results.append(run_case(name, config, runs_dir))
     table = markdown(results, samples)
     command = shlex.join(["python", "-m", "benchmarks.gpu_check", *(argv or sys.argv[1:])])
-    report = f"{describe_machine()}\n`{command}`, {samples} samples per client\n\n{table}\n"
+    report = f"{machine}\n`{command}`, {samples} samples per client\n\n{table}\n"
     print("\n" + report)
     if args.out:
         args.out.write_text(report, encoding="utf-8")

@@ -7,7 +7,7 @@ from engine.app.flower_records import error_text
 from engine.core import events as ev
 from engine.ml import out_of_memory
 from engine.ml.out_of_memory import OutOfGpuMemory
-from tests.test_replies import FakeGrid, Roster, collector, train_messages
+from tests.test_replies import collector, train_messages, two_registered_clients
 
 CPU = torch.device("cpu")
 # torch 2.x's text for a failed CUDA allocation
@@ -54,10 +54,7 @@ def test_flowers_wrapping_of_an_exception_reads_as_its_name_and_text():
 
 @pytest.mark.usefixtures("serverapp_identity")
 def test_a_client_out_of_gpu_memory_fails_as_itself_and_the_round_goes_on_with_the_other():
-    roster = Roster(num_clients=2)
-    grid = FakeGrid([101, 102])
-    roster.node_registered(101, 0)
-    roster.node_registered(102, 1)
+    roster, grid = two_registered_clients()
     published = []
     described = out_of_memory.describe(TORCH_TEXT, torch.device("cuda:0"), "1", "NVIDIA L4")
 

@@ -199,11 +199,17 @@ def test_a_reply_that_made_it_before_the_crash_still_counts():
     assert replies.replied == [0] and replies.failed == {}
 
 
-def test_an_error_reply_names_the_client_and_does_not_count():
+def two_registered_clients():
+    """A roster and grid where client 0 is node 101 and client 1 is node 102."""
     roster = Roster(num_clients=2)
     grid = FakeGrid([101, 102])
     roster.node_registered(101, 0)
     roster.node_registered(102, 1)
+    return roster, grid
+
+
+def test_an_error_reply_names_the_client_and_does_not_count():
+    roster, grid = two_registered_clients()
     published = []
 
     def on_poll():
