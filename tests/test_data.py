@@ -318,3 +318,19 @@ def test_what_changes_the_samples_changes_the_cache_key():
     assert path(instruction) != path(replace(instruction, data_format="chat"))
     text = RunConfig(model="org/model", dataset="rows.jsonl")
     assert path(text) == path(replace(text, prompt_template="{instruction}", input_column="x"))
+
+
+def test_editing_a_dataset_file_changes_the_next_runs_samples(tmp_path):
+    path = tmp_path / "alpaca.jsonl"
+    config = RunConfig(dataset=write_jsonl(path, alpaca_rows(30)), seq_len=128, **INSTRUCTION)
+    tokenizer = data.load_tokenizer(config)
+
+    def texts():
+        return {tokenizer.decode(ids) for samples in prepared(config) for ids in samples.ids}
+
+    before = texts()
+    edited = [{**row, "output": f"Edited: {row['output']}"} for row in alpaca_rows(30)]
+    write_jsonl(path, edited)
+    after = texts()
+    assert not any("Edited:" in text for text in before)
+    assert all("Edited:" in text for text in after)

@@ -34,7 +34,7 @@ def viewer(run_dir):
 def test_two_viewers_attached_at_once_both_see_every_event_in_order(tmp_path):
     run_dir = tmp_path / "run"
     recorder = recorder_of(run_dir)
-    run_lock.hold(run_dir)  # this process plays the controller
+    held = run_lock.hold(run_dir)  # this process plays the controller
     recorder.write(ev.make(ev.RUN_STARTED, run_id="run", config={"rounds": 50}))
     first, first_seen = viewer(run_dir)
     second, second_seen = viewer(run_dir)
@@ -47,7 +47,7 @@ def test_two_viewers_attached_at_once_both_see_every_event_in_order(tmp_path):
     assert not first.finished  # the record has no end yet
     recorder.write(ev.make(ev.RUN_FINISHED, status="completed"))
     recorder.close()
-    run_lock.release(run_dir)
+    held.release()
     assert first.wait(30) == second.wait(30) == "completed"
     written = ev.read_events(run_dir / EVENTS_FILE)
     assert first_seen == second_seen == written
@@ -58,14 +58,14 @@ def test_a_resumed_record_is_followed_past_its_first_end(tmp_path):
     recorder = recorder_of(run_dir)
     recorder.write(ev.make(ev.RUN_STARTED, run_id="run", config={"rounds": 1}))
     recorder.write(ev.make(ev.RUN_FINISHED, status="stopped"))
-    run_lock.hold(run_dir)
+    held = run_lock.hold(run_dir)
     recorder.write(ev.make(ev.RUN_RESUMED, from_round=1, config={"rounds": 3}))
     run, seen = viewer(run_dir)
     run.start()
     wait_for(lambda: len(seen) == 3, timeout=30)
     assert not run.finished and run.status == "running"
     recorder.write(ev.make(ev.RUN_FINISHED, status="completed"))
-    run_lock.release(run_dir)
+    held.release()
     assert run.wait(30) == "completed"
 
 
@@ -128,9 +128,9 @@ def test_a_leash_holder_that_ended_is_gone_even_before_it_is_reaped():
 def test_a_viewer_stops_reading_when_closed(tmp_path):
     run_dir = tmp_path / "run"
     recorder_of(run_dir).write(ev.make(ev.RUN_STARTED, run_id="run", config={}))
-    run_lock.hold(run_dir)
+    held = run_lock.hold(run_dir)
     run, _ = viewer(run_dir)
     run.start()
     run.close()
     assert run.wait(30) == "running"  # the viewer is done; the run is not
-    run_lock.release(run_dir)
+    held.release()

@@ -1,13 +1,17 @@
 import dataclasses
+import errno
 import os
+import threading
 
 import pytest
 
+import engine.run.supervisor
 from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.core.config_files import to_toml
 from engine.core.errors import ConfigError, FedtuiError
 from engine.record import checkpoints, run_lock
+from engine.run.controller import RunController
 from engine.run.resume import resume_point
 from tests.factories import write_run
 
@@ -121,11 +125,11 @@ def test_a_run_whose_controller_was_killed_goes_on_from_its_last_model(tmp_path)
 
 def test_a_run_whose_controller_is_alive_cannot_be_resumed_beside_it(tmp_path):
     run = interrupted_run(tmp_path / "r1")
-    run_lock.hold(run)
+    held = run_lock.hold(run)
 
     with pytest.raises(FedtuiError, match=f"r1 is running \\(controller pid {os.getpid()}\\)"):
         resume_point(run)
-    run_lock.release(run)
+    held.release()
     assert resume_point(run)[1]["round"] == 2
 
 
@@ -138,3 +142,29 @@ def test_a_run_goes_on_the_way_it_began_served_to_other_hosts_or_on_this_machine
     with pytest.raises(FedtuiError, match="was trained by clients on this machine: go on with "):
         resume_point(local, served=True)
     assert resume_point(served, served=True)[1]["round"] == 2
+
+
+def test_two_resumes_of_one_run_cannot_both_go_on(tmp_path, monkeypatch):
+    """Both checked the run before either started (two `fedtui run --resume` at once): the one
+    that starts second is refused, naming the first's PID, and writes nothing; once the first
+    has ended, the run may go on again."""
+    run = recorded_run(tmp_path / "r1")
+    flower_may_start = threading.Event()
+
+    def flower_that_fails_when_let(*args, **kwargs):  # the first holds the run until then
+        flower_may_start.wait(120)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine.run.supervisor, "FlowerDeployment", flower_that_fails_when_let)
+    first, second = RunController.resume(run), RunController.resume(run)
+    first.start()
+    with pytest.raises(FedtuiError, match=f"r1 is running \\(controller pid {os.getpid()}\\)"):
+        second.start()
+    flower_may_start.set()
+    assert first.wait(timeout=120) == "failed"
+
+    later = RunController.resume(run).start()  # the lock went with the first controller
+
+    assert later.wait(timeout=120) == "failed"
+    resumed = [e for e in ev.read_events(run / "events.jsonl") if e["type"] == ev.RUN_RESUMED]
+    assert len(resumed) == 2  # the first's and the later one's, none from the refused one

@@ -71,9 +71,16 @@ def test_another_host_reaches_the_fleet_api_and_the_health_check(path):
 
 
 @pytest.mark.parametrize(
-    "client", [("127.0.0.1", 5000), ("::1", 5000), ("::ffff:127.0.0.1", 5000), None, "lan"]
+    "client", [("127.0.0.1", 5000), ("::1", 5000), ("::ffff:127.0.0.1", 5000), "lan"]
 )
 def test_this_host_reaches_every_api(client):
     if client == "lan":  # served on a LAN address, the controller's `flwr run` comes from it
         client = (this_hosts_lan_address(), 5000)
     assert request("/v1/control/start-run", client)
+
+
+@pytest.mark.parametrize("path", ["/v1/control/start-run", "/v1/runtime/pull-app-inputs"])
+def test_a_peer_whose_address_is_unknown_is_a_stranger(path):
+    assert not request(path, None)
+    assert not request(path, None, kind="websocket")
+    assert request("/v1/fleet/pull-messages", None)

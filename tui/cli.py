@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from engine.core.errors import FedtuiError
+from engine.core.text import printable
 from engine.net import federation
 from tui import lifecycle, live_commands, recorded
 from tui.join import join_command
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except FedtuiError as err:
-        print(f"fedtui: error: {err}", file=sys.stderr)
+        print(f"fedtui: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print("fedtui: interrupted", file=sys.stderr)
         return 130
     except OSError as err:  # the machine's, not the input's: a full disk, a lost folder
-        print(f"fedtui: error: {err}", file=sys.stderr)
+        print(f"fedtui: error: {printable(str(err))}", file=sys.stderr)
         return 1
 
 

@@ -1,7 +1,7 @@
 """Runs whose controller is a background process: `fedtui run --detach`, and every run the TUI
 starts (so that it can detach from it).
 
-`launch` starts `python -m tui.detached RUN_DIR ...` in a session of its own, its output in
+`launch` starts `python -P -m tui.detached RUN_DIR ...` in a session of its own, its output in
 `logs/controller.out`, and returns once the controller holds the run (or says why it could not);
 that process runs the controller as `fedtui run --headless` does, deaf to the terminal's hangup.
 """
@@ -44,7 +44,8 @@ def launch(
     if not resume:
         logs.mkdir(parents=True)
         (run_dir / "config.toml").write_text(to_toml(controller.config), encoding="utf-8")
-    command = [sys.executable, "-m", "tui.detached", str(run_dir)]
+    # -P: not the working folder first on the path (a `tui/` or `engine/` there is not fedtui's)
+    command = [sys.executable, "-P", "-m", "tui.detached", str(run_dir)]
     if resume:
         command += ["--resume", *(f"--set={item}" for item in overrides)]
     command += ["--leash", str(os.getpid())] if leashed else []
@@ -117,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     controller.inputs_already_checked()  # by `launch`, on this machine, moments ago
     signal.signal(signal.SIGTERM, lambda signum, frame: controller.abort())
-    return run_headless(controller)
+    try:
+        return run_headless(controller)
+    except FedtuiError as err:  # another controller took the run since `launch` checked
+        print(f"fedtui: error: {err}", flush=True)
+        return 2
 
 
 if __name__ == "__main__":

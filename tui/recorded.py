@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.core import config_reference
 from engine.core.config import describe_strategy
 from engine.core.config_files import presets as preset_files
+from engine.core.text import printable
 from engine.record.run_folders import (
     export as export_metrics,
     family,
@@ -26,7 +27,13 @@ from tui.lifecycle import DEFAULT_RUNS_DIR
 
 def _warn(message: str | None) -> None:
     if message:
-        print(f"fedtui: warning: {message}", file=sys.stderr)
+        _show(f"fedtui: warning: {message}", file=sys.stderr)
+
+
+def _show(line: str, file=None) -> None:
+    """A line of a listing: folder names and reasons come from run folders, which may come from
+    anyone, so nothing in them reaches the terminal as a control sequence."""
+    print(printable(line), file=file)
 
 
 def replay_command(args: argparse.Namespace) -> int:
@@ -74,13 +81,14 @@ def _print_folder(folder: Path) -> None:
 def _print_sweep(folder: Path) -> None:
     record = read_sweep(folder)
     grid = " ".join(f"{key}={','.join(values)}" for key, values in record.grid)
-    print(f"\nsweep {folder.name} ({record.status}, {len(record.members)} members, {grid}):")
+    print()
+    _show(f"sweep {folder.name} ({record.status}, {len(record.members)} members, {grid}):")
     _print_runs(list_runs(folder), folder)
 
 
 def _print_runs(listings, folder) -> None:
     if not listings:
-        print(f"no runs in {folder}")
+        _show(f"no runs in {folder}")
         return
     for listing in listings:
         _warn(listing.warning)
@@ -89,11 +97,11 @@ def _print_runs(listings, folder) -> None:
         state = listing.state
         name = fmt.family_name(listing.path.name, depth)
         if state is None:
-            print(f"{name:<40} {'unreadable':<10} {listing.problem}")
+            _show(f"{name:<40} {'unreadable':<10} {listing.problem}")
             continue
         row = fmt.run_table_row(name, listing.status, state, 40)
         forked = fmt.forked_text(state)
-        print(f"{row}  {describe_strategy(state.config)}{forked}")
+        _show(f"{row}  {describe_strategy(state.config)}{forked}")
 
 
 def export_command(args: argparse.Namespace) -> int:

@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 from engine.core import events as ev
 from engine.core.config import describe_strategy
+from engine.core.text import printable
 from engine.core.units import byte_size, duration, loss, parameter_count
 
 
 def describe(event: ev.Event) -> str:
-    return SENTENCES[event["type"]](event)
+    """The event's sentence: one line, nothing in it a terminal would obey."""
+    return printable(SENTENCES[event["type"]](event))
 
 
 def _plural(count: int, noun: str) -> str:

@@ -83,6 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core.errors import RunFolderError
+from engine.core.text import printable_fields
 
 SCHEMA_VERSION = 1
 
@@ -175,11 +176,11 @@ def check(event: Event) -> None:
 
 def stamp(event: Event, now: float | None = None) -> Event:
     """The event as it is written and handed to views: version and time first, non-finite
-    numbers as None."""
+    numbers as None, no control characters in its strings (engine.core.text)."""
     return {
         "v": SCHEMA_VERSION,
         "t": time.time() if now is None else now,
-        **{key: _finite(value) for key, value in event.items()},
+        **printable_fields({key: _finite(value) for key, value in event.items()}),
     }
 
 
@@ -262,7 +263,7 @@ def parse_line(raw: bytes | str) -> Event:
         value = event.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
             raise ValueError(f"its {name!r} is a {type(value).__name__}")
-    return event
+    return printable_fields(event)  # a run folder may come from anyone: nothing for a terminal
 
 
 # Fields that views sort, index or compute with, as fedtui writes them (None aside): a line where

@@ -30,10 +30,13 @@ ENGINE_PARENT = str(Path(__file__).parents[2])
 GUARDS, RELAY = "guards", "relay"
 # `flower-superlink`, with only its Fleet API open to other hosts (engine.flower.superlink),
 # `flower-supernode`, with a short idle poll (engine.flower.supernode), and a client's warm
-# worker (+ "--client N").
-SUPERLINK = (sys.executable, "-m", "engine.flower.superlink")
-SUPERNODE = (sys.executable, "-m", "engine.flower.supernode")
-WORKER = (sys.executable, "-m", "engine.flower.worker")
+# worker (+ "--client N"). `-P`: `-m` would put the working folder first on the path, and a
+# folder named `engine/` where the user runs fedtui would be imported instead of fedtui's.
+SUPERLINK = (sys.executable, "-P", "-m", "engine.flower.superlink")
+SUPERNODE = (sys.executable, "-P", "-m", "engine.flower.supernode")
+WORKER = (sys.executable, "-P", "-m", "engine.flower.worker")
+# The environment's `-P`, for every Python process under them, Flower's included.
+SAFE_PATH_ENV = "PYTHONSAFEPATH"
 # What a SuperNode logs once registered: the node the ServerApp will see it as.
 NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 
@@ -85,6 +88,7 @@ def environment(root: Path, flwr_home: Path, extra: dict[str, str]) -> dict[str,
             "FLWR_TELEMETRY_ENABLED": "0",
             "FLWR_DISABLE_UPDATE_CHECK": "1",
             "PYTHONUNBUFFERED": "1",
+            SAFE_PATH_ENV: "1",
             "PATH": os.pathsep.join(
                 [str(root / GUARDS), str(Path(sys.executable).parent), env.get("PATH", "")]
             ),

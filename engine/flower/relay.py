@@ -107,5 +107,13 @@ def report_death(argv: list[str], announced: dict[str, Any]) -> NoReturn:
     python = sys.executable
     os.execv(
         python,
-        [python, "-m", "engine.flower.worker", "--report-death", json.dumps(announced), *argv],
+        [
+            python,
+            "-P",
+            "-m",
+            "engine.flower.worker",
+            "--report-death",
+            json.dumps(announced),
+            *argv,
+        ],
     )

@@ -9,7 +9,8 @@ checks no one unless Flower's account plugin (not in this distribution) is there
 every SuperLink through this module: a request from another host reaches only the Fleet API and
 the health check, the rest are refused (403; a WebSocket, though Flower 1.42 opens none, is
 closed before it is accepted). Requests from this host (the controller's `flwr`
-commands, SuperExec, the ServerApp) pass as before.
+commands, SuperExec, the ServerApp) pass as before; a peer whose address the server does not
+know is a stranger.
 
     python -m engine.flower.superlink [flower-superlink's arguments]
 """
@@ -60,8 +61,8 @@ class FleetOnlyForOtherHosts:
         await self.app(scope, receive, send)
 
     def _from_this_host(self, client: tuple[str, int] | None) -> bool:
-        if client is None:  # a Unix socket: this host
-            return True
+        if client is None:  # the server could not tell the peer's address: a stranger
+            return False
         try:
             address = ipaddress.ip_address(client[0])
         except ValueError:

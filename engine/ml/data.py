@@ -283,7 +283,36 @@ def _samples_key(config: RunConfig) -> str:
     }
     if EMBEDDED_MODEL in (config.model, config.dataset):
         relevant["corpus"] = _corpus_key()
+    local = Path(config.dataset).expanduser()
+    if config.dataset != EMBEDDED_DATASET and local.exists():
+        relevant["content"] = _content_key(local)  # an edited file gives new samples
     return _digest([CACHE_FORMAT, relevant])[:16]
+
+
+def _content_key(path: Path) -> str:
+    """A digest of a local dataset's bytes (a file, or every file of a save_to_disk folder),
+    remembered per (path, size, mtime) in this process: every load of a split asks for it."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stats = [(str(p.resolve()), *_stat_key(p)) for p in files]
+    key = _digest(stats)
+    if key not in _content_keys:
+        digest = hashlib.sha256()
+        for file in files:
+            name = file.relative_to(path) if path.is_dir() else ""
+            digest.update(f"{name}\0{file.stat().st_size}\0".encode())
+            with open(file, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        _content_keys[key] = digest.hexdigest()
+    return _content_keys[key]
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+_content_keys: dict[str, str] = {}
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -99,6 +99,7 @@ class RunController:
         self._round_in_progress: int | None = None
         self._inputs_checked = False
         self._control: ControlServer | None = None
+        self._hold: run_lock.Hold | None = None
         self._leash = Leash(leash_pid) if leash_pid is not None else None
         self._steering = RunSteering(
             config, self.run_dir, self._send_to_server, lambda: self.finished
@@ -154,11 +155,14 @@ class RunController:
     def start(self) -> RunController:
         if not self._inputs_checked:
             self.check_inputs()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Before anything is written: one controller per run (RunHeld names the one there).
+        self._hold = run_lock.hold(self.run_dir)
         if self._resume is None and (self.run_dir / EVENTS_FILE).exists():
+            self._hold.release()
             raise FedtuiError(f"run folder {self.run_dir} already holds a run")
-        (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "logs").mkdir(exist_ok=True)
         (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
-        run_lock.hold(self.run_dir)
         self._record.open()
         self.status = Status.RUNNING
         self._started_at = time.time()
@@ -275,7 +279,8 @@ class RunController:
             )
         )
         self._record.close()
-        run_lock.release(self.run_dir)
+        if self._hold is not None:
+            self._hold.release()
         self._finished.set()
         _running.discard(self)
 

@@ -43,7 +43,7 @@ def resume_point(
         raise FedtuiError(f"run {run_dir.name} was {began}: go on with {goes_on} {run_dir}")
     controller = run_lock.live_controller(run_dir)
     if controller is not None:
-        raise FedtuiError(f"run {run_dir.name} is running (controller pid {controller})")
+        raise run_lock.RunHeld(f"run {run_dir.name} is running (controller pid {controller})")
     status = run_lock.status(run_dir, state.status)
     # A completed run goes on only with a higher `rounds` (checked below, once overrides are
     # read); an interrupted one (its controller was killed) goes on like an aborted one.
