@@ -267,3 +267,15 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, argv
+
+
+def test_joining_in_plain_text_says_so_before_anything_else(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "tui.cli", "join", "127.0.0.1:9", "--partition-id", "0",
+         "--insecure", "--wait", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 1  # nobody serves there
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("fedtui join: warning: joining in plain text (--insecure)")

@@ -4,6 +4,9 @@ import json
 import os
 import socket
 import stat
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +134,33 @@ def test_no_controller_is_not_running(tmp_path):
 def test_a_closed_server_removes_its_socket(tmp_path):
     ControlServer(tmp_path, lambda request: None).close()
     assert not (tmp_path / control.CONTROL_SOCKET).exists()
+
+
+def umask_now():
+    """This process's umask, read without setting it (Linux's /proc)."""
+    status = Path("/proc/self/status").read_text()
+    return int(
+        next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8
+    )
+
+
+def test_making_the_socket_leaves_the_process_umask_alone(tmp_path, monkeypatch):
+    binding = threading.Event()
+
+    class SlowToBind(socket.socket):
+        def bind(self, address):
+            binding.set()
+            time.sleep(0.5)  # a window in which another thread creates files
+            super().bind(address)
+
+    monkeypatch.setattr(control.socket, "socket", SlowToBind)
+    seen = set()
+    maker = threading.Thread(target=lambda: ControlServer(tmp_path, lambda r: {}).close())
+    before = umask_now()
+    maker.start()
+    assert binding.wait(30)
+    while maker.is_alive():
+        seen.add(umask_now())
+    maker.join()
+
+    assert seen == {before}

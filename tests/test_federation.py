@@ -1,11 +1,19 @@
 """The federation's files: a CA of its own, a server certificate naming every address clients
 dial, client key pairs, and the authorized keys the SuperLink registers."""
 
+import contextlib
+import datetime
+import os
+import socket
+import ssl
+import threading
+
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 from engine.core.errors import ConfigError
-from engine.net import federation
+from engine.net import certificates, federation
 from engine.net.federation import Address, parse_address, prepare_server
 
 
@@ -124,3 +132,98 @@ def test_the_join_command_names_the_files_a_client_host_needs(tmp_path):
     )
     insecure = federation.ServeSettings(settings.listen, tmp_path, insecure=True)
     assert federation.join_command_line(insecure, None).endswith("--partition-id I --insecure")
+
+
+def handshake(files, verify_flags, server_name="127.0.0.1"):
+    """A TLS handshake with a server holding `files`' certificate, verified against the CA as
+    a client verifies it; raises ssl.SSLError when verification fails."""
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(files.server_cert, files.server_key)
+    client_context = ssl.create_default_context(cafile=str(files.ca_cert))
+    client_context.verify_flags |= verify_flags
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve():
+            connection, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError):
+                server_context.wrap_socket(connection, server_side=True).close()
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as raw:
+                client_context.wrap_socket(raw, server_hostname=server_name).close()
+        finally:
+            thread.join(timeout=30)
+
+
+def test_the_served_certificate_verifies_under_strict_x509_checks(tmp_path):
+    files = prepare_server(tmp_path / "fed", parse_address("127.0.0.1:9092"), num_clients=1)
+
+    handshake(files, ssl.VERIFY_X509_STRICT)  # Python 3.13's default for clients
+
+    ca = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    usage = ca.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.key_cert_sign
+
+
+def test_a_federation_made_before_the_extensions_is_brought_up_to_them(tmp_path):
+    folder = tmp_path / "fed"
+    prepare_server(folder, parse_address("127.0.0.1:9092"), num_clients=1)
+    ca_key = (folder / certificates.CA_KEY).read_bytes()
+    bare = x509.load_pem_x509_certificate((folder / certificates.CA_CERT).read_bytes())
+    key = serialization.load_pem_private_key(ca_key, password=None)
+    old_ca = (  # as fedtui wrote a CA before: no key identifiers, no key usage
+        x509.CertificateBuilder()
+        .subject_name(bare.subject)
+        .issuer_name(bare.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(bare.not_valid_before_utc)
+        .not_valid_after(bare.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / certificates.CA_CERT).write_bytes(old_ca.public_bytes(serialization.Encoding.PEM))
+
+    files = prepare_server(folder, parse_address("127.0.0.1:9092"), num_clients=1)
+
+    assert (folder / certificates.CA_KEY).read_bytes() == ca_key  # the same CA, re-issued
+    handshake(files, ssl.VERIFY_X509_STRICT)
+
+
+def test_an_expired_ca_is_refused_naming_what_to_do(tmp_path):
+    folder = tmp_path / "fed"
+    prepare_server(folder, parse_address("127.0.0.1:9092"), num_clients=1)
+    key = serialization.load_pem_private_key(
+        (folder / certificates.CA_KEY).read_bytes(), password=None
+    )
+    subject = x509.load_pem_x509_certificate((folder / certificates.CA_CERT).read_bytes()).subject
+    long_ago = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(long_ago)
+        .not_valid_after(long_ago + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / certificates.CA_CERT).write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+
+    with pytest.raises(ConfigError, match=r"ca.pem expired on 2020-12-31"):
+        prepare_server(folder, parse_address("127.0.0.1:9092"), num_clients=1)
+
+
+def test_a_key_file_that_was_readable_by_others_is_the_owners_alone_once_written(tmp_path):
+    folder = tmp_path / "fed"
+    folder.mkdir()
+    (folder / certificates.SERVER_KEY).write_text("an old key")
+    os.chmod(folder / certificates.SERVER_KEY, 0o644)
+
+    files = prepare_server(folder, parse_address("127.0.0.1:9092"), num_clients=1)
+
+    assert files.server_key.stat().st_mode & 0o777 == 0o600

@@ -2,6 +2,7 @@
 (engine.system.guard)."""
 
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 
 import psutil
+import pytest
 
 from engine.core.process_env import CONTROLLER_PID_ENV
 from engine.flower import home as flower_home
@@ -112,3 +114,23 @@ def test_a_later_run_removes_the_temporary_folders_of_a_killed_fedtui(tmp_path):
     flower_home.remove_orphans(tmp_path)
 
     assert sorted(tmp_path.iterdir()) == sorted([live, unrelated])
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a folder to another user needs root")
+def test_a_leftover_name_is_no_proof_another_users_folder_or_a_link_stays(tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a maker that is gone
+    theirs = tmp_path / f"fedtui-flwr-{gone.pid}-theirs"
+    theirs.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    link = tmp_path / f"fedtui-join-{gone.pid}-link"
+    link.symlink_to(kept)
+    mine = tmp_path / f"fedtui-ray-{gone.pid}-mine"
+    mine.mkdir()
+
+    flower_home.remove_orphans(tmp_path)
+
+    assert sorted(tmp_path.iterdir()) == sorted([theirs, kept, link])

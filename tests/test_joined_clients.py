@@ -111,6 +111,29 @@ def test_a_node_claiming_a_client_the_run_does_not_have_is_set_aside():
     )
 
 
+def test_a_node_claiming_a_client_another_live_node_is_is_set_aside_until_that_node_is_gone():
+    roster, published = Roster(2), []
+    grid = JoiningGrid([[71, 72], [74]], {71: (0, "a"), 72: (1, "b"), 74: (0, "10.6.6.6")})
+    assert wait(grid, roster, published) is None
+
+    def publish(type_, **fields):
+        published.append({"type": type_, **fields})
+
+    joining.identify(grid, roster, publish)  # 74 comes online, saying it is client 0
+    joining.identify(grid, roster, publish)
+
+    assert roster.client(71) == 0 and 71 not in roster.dead_nodes  # not evicted
+    assert roster.client(74) is None
+    (warning,) = [e["message"] for e in published if e["type"] == ev.WARNING]  # said once
+    assert warning == (
+        "node 74 from 10.6.6.6 says it is client 0, which node 71 is: set aside while that "
+        "node is there"
+    )
+    grid.online.remove(71)  # its node is gone: the newcomer may be client 0 now
+    joining.identify(grid, roster, publish)
+    assert roster.client(74) == 0
+
+
 def test_a_stop_ends_the_wait_at_once():
     roster, published = Roster(2), []
     grid = JoiningGrid([], {})

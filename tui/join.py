@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from engine.core.errors import FedtuiError
-from engine.net.federation import parse_address
+from engine.net.federation import JOIN_PLAIN_TEXT_WARNING, parse_address
 from engine.run.client_host import ClientHost, JoinSettings
 
 
@@ -27,6 +27,8 @@ def join_command(args: argparse.Namespace) -> int:
     )
     settings.check()
     line = StatusLine(live=sys.stdout.isatty())
+    if settings.ca is None:
+        line.show(JOIN_PLAIN_TEXT_WARNING, passing=False)
     host = ClientHost(settings, line.show)
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: host.stop())

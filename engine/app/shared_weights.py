@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     import torch
     from flwr.app import ConfigRecord
 
-SHM_ROOT = Path("/dev/shm")
+# A folder every user writes to: each run makes its own 0700 folder there (mkdtemp), and
+# leftovers are removed only if this user owns them (engine.system.guard.remove_if_mine).
+SHM_ROOT = Path("/dev/shm")  # nosec B108
 PREFIX = "fedtui-weights-"
 # Keys of the records that name a file, in a message's config and in a reply.
 FILE_KEY = "weights-file"
@@ -45,13 +47,12 @@ def write(path: Path, weights: Mapping[str, torch.Tensor], transfer_dtype: str) 
     """Write `weights` cast to `transfer_dtype` as a safetensors file, one tensor at a time;
     the file's size. The file appears whole (written under another name, then renamed)."""
     dtype = _torch_dtype(transfer_dtype)
-    dtype_name = f"F{dtype.itemsize * 8}"  # safetensors' name of a float dtype
     header: dict[str, dict] = {}
     offset = 0
     for name, tensor in weights.items():
         size = tensor.numel() * dtype.itemsize
         header[name] = {
-            "dtype": dtype_name,
+            "dtype": dtype_name(transfer_dtype),
             "shape": list(tensor.shape),
             "data_offsets": [offset, offset + size],
         }
@@ -94,6 +95,23 @@ def read(path: Path) -> tuple[list[str], Iterator[tuple[str, torch.Tensor]]]:
             yield name, opened.get_tensor(name)
 
     return names, tensors()
+
+
+def layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Each tensor's shape and dtype in a weights file (safetensors' names: F32, F16), from
+    its header alone; safetensors refuses a file whose header and size disagree."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt", device="cpu") as opened:
+        return {
+            name: (tuple(opened.get_slice(name).get_shape()), opened.get_slice(name).get_dtype())
+            for name in opened.keys()  # noqa: SIM118 (a safe_open is not a mapping)
+        }
+
+
+def dtype_name(transfer_dtype: str) -> str:
+    """safetensors' name of `transfer_dtype` (F32, F16)."""
+    return f"F{_torch_dtype(transfer_dtype).itemsize * 8}"
 
 
 class SharedFolder:
@@ -152,4 +170,4 @@ def reply_file(global_file: Path, client: int) -> Path:
 def remove_leftovers(run_name: str) -> None:
     """Remove the folders of a run whose ServerApp could not (killed with SIGKILL)."""
     for path in SHM_ROOT.glob(f"{PREFIX}{run_name}-*"):
-        shutil.rmtree(path, ignore_errors=True)
+        guard.remove_if_mine(path)

@@ -36,8 +36,10 @@ def to_arrays(model: torch.nn.Module, transfer_dtype: str) -> ArrayRecord:
     return record
 
 
-def tensor_view(array: Array) -> torch.Tensor:
-    """A read-only CPU tensor over an Array's bytes: nothing is copied."""
+def array_layout(array: Array) -> tuple[tuple[int, ...], np.dtype, int]:
+    """The shape and dtype an Array's bytes hold (their np.save header, which is what is read,
+    not the Array's own description), and where the values start. ValueError if the header is
+    not one, or the bytes are fewer than it says."""
     header = io.BytesIO(array.data[:_HEADER_BYTES])
     version = np.lib.format.read_magic(header)
     read_header = (
@@ -48,7 +50,16 @@ def tensor_view(array: Array) -> torch.Tensor:
     shape, fortran_order, dtype = read_header(header)
     if fortran_order:
         raise ValueError("Fortran-ordered arrays are not supported")
-    flat = np.frombuffer(array.data, dtype=dtype, count=int(np.prod(shape)), offset=header.tell())
+    offset = header.tell()
+    if len(array.data) < offset + int(np.prod(shape)) * dtype.itemsize:
+        raise ValueError("the array's bytes are fewer than its header says")
+    return tuple(shape), dtype, offset
+
+
+def tensor_view(array: Array) -> torch.Tensor:
+    """A read-only CPU tensor over an Array's bytes: nothing is copied."""
+    shape, dtype, offset = array_layout(array)
+    flat = np.frombuffer(array.data, dtype=dtype, count=int(np.prod(shape)), offset=offset)
     with warnings.catch_warnings():  # the view is never written to
         warnings.simplefilter("ignore", UserWarning)
         return torch.from_numpy(flat).reshape(shape)

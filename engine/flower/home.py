@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import sys
 import tempfile
@@ -63,7 +62,7 @@ def remove_orphans(folder: Path | None = None) -> None:
     for path in Path(folder or tempfile.gettempdir()).glob("fedtui-*"):
         maker = _TEMP_FOLDER.match(path.name)
         if maker and not psutil.pid_exists(int(maker[1])):
-            shutil.rmtree(path, ignore_errors=True)
+            guard.remove_if_mine(path)
 
 
 def write_guards(root: Path) -> None:

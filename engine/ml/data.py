@@ -119,6 +119,12 @@ def load_partition_summary(config: RunConfig) -> list[dict]:
     return partition_summary(clients)
 
 
+def partition_sizes(config: RunConfig) -> list[int]:
+    """The samples each client holds (before any are held out for client_eval)."""
+    with np.load(prepare(config)) as arrays:
+        return [len(arrays[f"client{k}_ids"]) for k in range(config.num_clients)]
+
+
 def _load_split(config: RunConfig, name: str) -> Samples:
     with np.load(prepare(config)) as arrays:
         return Samples(**{field: arrays.get(f"{name}_{field}") for field in ARRAYS})
@@ -134,7 +140,8 @@ def load_tokenizer(config: RunConfig, progress: Progress = lambda message: None)
         if not Path(config.model).is_dir():
             check_hub_name(config.model, "model")
         try:
-            tokenizer = AutoTokenizer.from_pretrained(config.model)
+            # the model the user named; no remote code runs (SECURITY.md)
+            tokenizer = AutoTokenizer.from_pretrained(config.model)  # nosec B615
         except (OSError, ValueError) as err:
             raise ConfigError(
                 f"cannot load the tokenizer of model {config.model!r}: {first_line(err)}"
@@ -215,7 +222,8 @@ def _load_table(name: str):
         if path.suffix in _FILE_LOADERS:
             if not path.is_file():
                 raise ConfigError(f"dataset file not found: {name}")
-            return datasets.load_dataset(
+            # a local file through its format's loader: nothing is downloaded
+            return datasets.load_dataset(  # nosec B615
                 _FILE_LOADERS[path.suffix], data_files=str(path), split="train"
             )
         if path.exists() or name.startswith((".", "/", "~")):
@@ -224,7 +232,8 @@ def _load_table(name: str):
                 f"file or a save_to_disk folder"
             )
         check_hub_name(name, "dataset")
-        return datasets.load_dataset(name, split="train")
+        # the Hub dataset the user named; revisions are not pinned (SECURITY.md)
+        return datasets.load_dataset(name, split="train")  # nosec B615
     except ConfigError:
         raise
     except Exception as err:  # datasets raises many kinds; each means "cannot load this"

@@ -33,7 +33,7 @@ def export_model(run_dir: str | Path, out: str | Path) -> Path:
     if not out.parent.is_dir():
         raise FedtuiError(f"cannot write {out}: folder {out.parent} does not exist")
     model = _merged_model(run_dir, best)
-    tokenizer = AutoTokenizer.from_pretrained(best)
+    tokenizer = AutoTokenizer.from_pretrained(best)  # nosec B615
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -61,7 +61,7 @@ def _best_checkpoint(run_dir: Path) -> Path:
 def _merged_model(run_dir: Path, best: Path):
     quiet_transformers()
     if not (best / "adapter_config.json").is_file():  # full fine-tuning: the whole model
-        return AutoModelForCausalLM.from_pretrained(best)
+        return AutoModelForCausalLM.from_pretrained(best)  # nosec B615
     config = load_config(run_dir / "config.toml")
     base = load_base_model(config)
     with warnings.catch_warnings():  # peft calls a transformers API deprecated for v6

@@ -17,7 +17,9 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,12 +83,16 @@ class ControlServer:
         self._handle = handle
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.path.unlink(missing_ok=True)  # a killed controller's socket file
-        with _short_path(run_dir) as short:
-            old_mask = os.umask(0o177)
-            try:
+        # Bound in a folder only its owner may enter, made the owner's alone, then moved into
+        # place: the process's umask (shared by every thread) stays as it is.
+        private = Path(tempfile.mkdtemp(prefix=".control-", dir=run_dir))
+        try:
+            with _short_path(private) as short:
                 self._listener.bind(short)
-            finally:
-                os.umask(old_mask)
+            os.chmod(private / CONTROL_SOCKET, 0o600)
+            os.replace(private / CONTROL_SOCKET, self.path)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
         self._listener.listen()
         self._closed = False
         threading.Thread(target=self._accept_loop, name="control", daemon=True).start()

@@ -13,32 +13,39 @@ A client host needs `ca.pem` and its own private key, nothing else.
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from engine.core.errors import ConfigError
+from engine.net.certificates import (
+    CA_CERT,
+    SERVER_CERT,
+    SERVER_KEY,
+    certificate_authority,
+    covers,
+    write_private,
+    write_server_certificate,
+)
 
 DEFAULT_FOLDER = "federation"
 DEFAULT_PORT = 9092  # Flower's Fleet API port
-CA_CERT, CA_KEY = "ca.pem", "ca.key"
-SERVER_CERT, SERVER_KEY = "server.pem", "server.key"
 AUTHORIZED_KEYS = "authorized_keys"
-CERTIFICATE_DAYS = 365
-WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+# recognised in --address, not bound here
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # nosec
 PLAIN_TEXT_WARNING = (
     "serving in plain text (--insecure): anyone who can reach this address can join the run, "
     "read the model and send updates"
+)
+JOIN_PLAIN_TEXT_WARNING = (
+    "warning: joining in plain text (--insecure): the server is not verified, and the model "
+    "and this client's updates cross the network unencrypted"
 )
 
 
@@ -88,10 +95,10 @@ def prepare_server(folder: Path, listen: Address, num_clients: int) -> ServerFil
     authorized = folder / AUTHORIZED_KEYS
     listed = _authorized_lines(authorized) if authorized.exists() else None  # refused before
     folder.mkdir(parents=True, exist_ok=True)  # anything is written
-    ca_key, ca_cert = _certificate_authority(folder)
+    ca_key, ca_cert = certificate_authority(folder)
     names = server_names(listen.host)
-    if not _covers(folder / SERVER_CERT, folder / CA_CERT, names):
-        _write_server_certificate(folder, ca_key, ca_cert, names)
+    if not covers(folder / SERVER_CERT, folder / CA_CERT, names):
+        write_server_certificate(folder, ca_key, ca_cert, names)
     if listed is None:
         listed = [_client_key_pair(folder, client) for client in range(num_clients)]
         authorized.write_text("".join(line + "\n" for line in listed))
@@ -149,7 +156,7 @@ def generate_client_key(path: Path) -> str:
     """A new EC key pair: the private key at `path`, the public one beside it (`.pub`);
     returns the public key's line."""
     key = ec.generate_private_key(ec.SECP384R1())
-    _write_private(
+    write_private(
         path,
         key.private_bytes(
             serialization.Encoding.PEM,
@@ -194,76 +201,6 @@ def _one_key_a_file(lines: list[str], out: Path) -> list[Path]:
     return files
 
 
-def _certificate_authority(folder: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key_path, cert_path = folder / CA_KEY, folder / CA_CERT
-    if key_path.exists() and cert_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ConfigError(f"{key_path}: expected the EC key fedtui wrote")
-        return key, x509.load_pem_x509_certificate(cert_path.read_bytes())
-    key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedtui federation CA")])
-    cert = (
-        _builder(name, name, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    _write_private(key_path, _pem_key(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return key, cert
-
-
-def _write_server_certificate(
-    folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: list[str]
-) -> None:
-    key = ec.generate_private_key(ec.SECP384R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fedtui superlink")])
-    cert = (
-        _builder(subject, ca_cert.subject, key.public_key())
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_private(folder / SERVER_KEY, _pem_key(key))
-    (folder / SERVER_CERT).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _covers(cert_path: Path, ca_path: Path, names: list[str]) -> bool:
-    """Whether the server certificate there is the CA's and names every one of `names`."""
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        ca = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (OSError, ValueError, x509.ExtensionNotFound):
-        return False
-    present = {str(value) for value in san.get_values_for_type(x509.IPAddress)}
-    present |= set(san.get_values_for_type(x509.DNSName))
-    still_valid = cert.not_valid_after_utc > datetime.datetime.now(datetime.UTC)
-    return cert.issuer == ca.subject and still_valid and set(names) <= present
-
-
-def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=CERTIFICATE_DAYS))
-    )
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
 def _interface_addresses() -> list[str]:
     return [
         address.address.split("%")[0]
@@ -271,21 +208,6 @@ def _interface_addresses() -> list[str]:
         for address in addresses
         if address.family in (socket.AF_INET, socket.AF_INET6)
     ]
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Readable by its owner only, from the moment it exists."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import stat
 import sys
 import threading
 import time
+from pathlib import Path
 
 # Kept equal to engine.core.process_env's (which this module may not import).
 CONTROLLER_PID_ENV = "FEDTUI_CONTROLLER_PID"
@@ -70,6 +72,17 @@ def watch_controller() -> None:
 def remove_when_gone(path: os.PathLike[str] | str) -> None:
     """Remove the folder `path` too if the controller goes (shared memory outlives a process)."""
     _remove_when_gone.append(os.fspath(path))
+
+
+def remove_if_mine(path: Path) -> None:
+    """Remove the folder `path`, a leftover found by its name in a folder every user writes to
+    (/tmp, /dev/shm), only if it is a folder (not a link) this user owns: a name is no proof."""
+    try:
+        found = path.lstat()
+    except OSError:
+        return
+    if stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _exit_when_gone(pid: int) -> None:

@@ -91,6 +91,7 @@ class FederatedRun:
             config, self.model, tokenizer, self.device, self.precision, self._publish
         )
         self.eval_samples = data.load_eval_samples(config)
+        self.partition_sizes = data.partition_sizes(config)
         self.steering = ServerSteering(
             config, publisher, self.roster, self._publish, (resume or {}).get("round", 0) + 1
         )
@@ -255,6 +256,7 @@ class FederatedRun:
             publish=self._publish,
             read_commands=self.steering.read,
             timeout=self.config.round_timeout,
+            rules=self.delivery.reply_rules(server_round, self.partition_sizes),
         )
         replies = round_replies.collect(server_round, messages)
         try:

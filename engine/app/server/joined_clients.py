@@ -97,7 +97,8 @@ def wait_for_joins(
 
 def identify(grid: Grid, roster: Roster, publish: Publish) -> list[int]:
     """Ask each node not known yet which client it is; fold the answers into the roster. A node
-    claiming a partition the run does not have is set aside, with a warning. The nodes online."""
+    claiming a partition the run does not have is set aside, with a warning; one claiming a
+    client another live node is, until that node is gone. The nodes online."""
     nodes = grid.get_node_ids()
     unknown = [
         node for node in nodes if roster.client(node) is None and node not in roster.dead_nodes
@@ -120,6 +121,17 @@ def identify(grid: Grid, roster: Roster, publish: Publish) -> list[int]:
             roster.dead_nodes[node] = why
             publish(ev.WARNING, message=f"node {node} from {address} set aside: {why}")
             continue
+        holder = roster.holder(client, nodes)
+        if holder is not None:  # a client cannot take a live client's place
+            if node not in roster.set_aside:
+                roster.set_aside.add(node)
+                publish(
+                    ev.WARNING,
+                    message=f"node {node} from {address} says it is client {client}, which node "
+                    f"{holder} is: set aside while that node is there",
+                )
+            continue
+        roster.set_aside.discard(node)
         roster.node_registered(node, client)
         publish(ev.CLIENT_JOINED, client=client, node_id=node, address=address, host=host)
     return list(nodes)

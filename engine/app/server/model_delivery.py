@@ -6,13 +6,15 @@ event which it got.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
 from engine.app import shared_weights, transfer
+from engine.app.server.reply_checks import ReplyRules
 from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.ml.model import trainable_weights
@@ -61,6 +63,18 @@ class ModelDelivery:
         path = self.shared.global_file(server_round, purpose)
         size = shared_weights.write(path, self.weights, self.transfer_dtype)
         return ArrayRecord(), shared_weights.naming(path), size
+
+    def reply_rules(self, server_round: int, partition_sizes: Sequence[int]) -> ReplyRules:
+        """What a reply to this round's train message must hold: the global model's tensors,
+        and, through shared memory, the one file its client was to write (none otherwise)."""
+        shared = self.shared
+
+        def reply_file(client: int) -> Path | None:
+            if shared is None:
+                return None
+            return shared_weights.reply_file(shared.global_file(server_round, "train"), client)
+
+        return ReplyRules.of(self.weights, self.transfer_dtype, partition_sizes, reply_file)
 
     def round_over(self) -> None:
         """The messages' files, and the clients' replies, are no longer needed."""

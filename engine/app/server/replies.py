@@ -17,6 +17,7 @@ from flwr.app import Message
 from flwr.serverapp import Grid
 
 from engine.app.flower_records import error_text, number
+from engine.app.server.reply_checks import ReplyRules, claimed_partition, refusal
 from engine.app.server.roster import Roster
 from engine.core import events as ev
 
@@ -41,9 +42,13 @@ class RoundReplies:
         publish: Publish,
         read_commands: Callable[[], None],
         timeout: float,
+        rules: ReplyRules | None = None,
     ) -> None:
+        """`rules`: what a reply must hold to be folded in (engine.app.server.reply_checks);
+        None takes its weights as they are (a round whose replies are not folded in)."""
         self.grid = grid
         self.roster = roster
+        self.rules = rules
         self.publish = publish
         self.read_commands = read_commands
         self.timeout = timeout
@@ -98,9 +103,16 @@ class RoundReplies:
         if reply.has_error():
             self._fail(server_round, node, error_text(reply.error.reason))
             return False
-        metrics = reply.content.metric_records["metrics"]
-        client = int(number(metrics, "partition-id"))
+        client = self._client_of(reply, node)
+        if isinstance(client, str):
+            self._fail(server_round, node, client)
+            return False
+        why = refusal(reply, client, self.rules) if self.rules is not None else None
+        if why is not None:
+            self._fail(server_round, node, why)
+            return False
         self.roster.node_registered(node, client)
+        metrics = reply.content.metric_records["metrics"]
         self.replied.append(client)
         self.publish(
             ev.CLIENT_ROUND_DONE,
@@ -115,6 +127,20 @@ class RoundReplies:
             peak_vram_bytes=_optional_int(metrics.get("peak-vram-bytes")),
         )
         return True
+
+    def _client_of(self, reply: Message, node: int) -> int | str:
+        """The client a reply is from, or why it cannot be: the partition it names is not its
+        node's, or is another live node's (a client cannot take another's place)."""
+        claimed = claimed_partition(reply, self.roster.num_clients)
+        if isinstance(claimed, str):
+            return claimed
+        known = self.roster.client(node)
+        if known is not None and known != claimed:
+            return f"its reply claims partition {claimed}, its node is client {known}'s"
+        holder = self.roster.holder(claimed, self.grid.get_node_ids())
+        if holder is not None and holder != node:
+            return f"its reply claims partition {claimed}, which node {holder} holds"
+        return claimed
 
     def _fail(self, server_round: int, node: int, reason: str) -> None:
         who = self.roster.name(node)

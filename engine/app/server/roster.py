@@ -32,6 +32,8 @@ class Roster:
     # A client whose node lives on but whose work of a round was lost (its worker died):
     # (client, round) -> why
     lost_work: dict[tuple[int, int], str] = field(default_factory=dict)
+    # Joined nodes that claimed a client another live node is (warned about once)
+    set_aside: set[int] = field(default_factory=set)
 
     def node_registered(self, node: int, client: int) -> None:
         """`client`'s SuperNode is `node`; an earlier node of the same client is dead. (A late
@@ -73,6 +75,13 @@ class Roster:
 
     def client(self, node: int) -> int | None:
         return self.client_of_node.get(node)
+
+    def holder(self, client: int, online: Iterable[int]) -> int | None:
+        """The live node, of those `online`, that is `client`, if one is."""
+        for node in self.live(online):
+            if self.client_of_node.get(node) == client:
+                return node
+        return None
 
     def name(self, node: int) -> str:
         client = self.client(node)

@@ -1,0 +1,128 @@
+"""What the ServerApp takes from a client's reply to a train message.
+
+A reply comes from a peer: a client on another host, or anything that reached the Fleet API.
+Before it is folded into the global model, what it claims is checked against what the server
+knows: its partition is its node's own and no other live node's; its example count, FedAvg's
+weight, is a whole number from 1 to the samples that partition holds; its weights are the
+global model's trainable tensors (names, shapes, the run's transfer dtype), in its arrays or in
+the one file the round expects from that client in the run's own shared folder. A reply that
+fails is that client's error, and the round goes on with the others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from flwr.app import Message
+
+from engine.app import shared_weights
+from engine.app.transfer import array_layout
+from engine.core.config import TRANSFER_DTYPES
+
+Shapes = dict[str, tuple[int, ...]]
+NUMBERS = ("train-loss", "steps", "train-seconds")  # the metrics the round's record reads
+
+
+@dataclass(frozen=True)
+class ReplyRules:
+    shapes: Shapes  # the global model's trainable tensors
+    transfer_dtype: str  # "fp32", "fp16"
+    partition_sizes: Sequence[int]  # the samples each client holds
+    reply_file: Callable[[int], Path | None]  # the file a client may name this round, if any
+
+    @classmethod
+    def of(
+        cls,
+        weights: Mapping[str, torch.Tensor],
+        transfer_dtype: str,
+        partition_sizes: Sequence[int],
+        reply_file: Callable[[int], Path | None],
+    ) -> ReplyRules:
+        shapes = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+        return cls(shapes, transfer_dtype, partition_sizes, reply_file)
+
+
+def claimed_partition(reply: Message, num_clients: int) -> int | str:
+    """The partition a reply says it trained, or why it says none the run has."""
+    metrics = reply.content.metric_records.get("metrics")
+    value = metrics.get("partition-id") if metrics is not None else None
+    partition = _whole(value)
+    if partition is None or not 0 <= partition < num_clients:
+        return f"its reply names partition {value!r}; this run has 0-{num_clients - 1}"
+    return partition
+
+
+def refusal(reply: Message, client: int, rules: ReplyRules) -> str | None:
+    """Why `client`'s reply cannot be folded in, or None."""
+    metrics = reply.content.metric_records["metrics"]
+    examples = metrics.get("num-examples")
+    held = rules.partition_sizes[client]
+    count = _whole(examples)
+    if count is None or not 1 <= count <= held:
+        return f"its reply claims {examples!r} examples; partition {client} holds {held}"
+    for key in NUMBERS:
+        value = metrics.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return f"its reply's {key} is {str(value)[:100]!r}, not a number"
+    named = shared_weights.named_file(reply.content.config_records.get(shared_weights.REPLY_RECORD))
+    if named is not None:
+        return _file_refusal(named, rules.reply_file(client), rules)
+    arrays = reply.content.array_records.get("arrays")
+    if arrays is None:
+        return "its reply holds no weights"
+    try:
+        layout = {name: array_layout(array) for name, array in arrays.items()}
+    except ValueError as error:
+        return f"its reply's arrays are not readable: {error}"
+    expected = np.dtype(TRANSFER_DTYPES[rules.transfer_dtype])
+    return _layout_refusal(
+        {name: (shape, str(dtype)) for name, (shape, dtype, _) in layout.items()},
+        rules.shapes,
+        str(expected),
+    )
+
+
+def _file_refusal(named: Path, expected: Path | None, rules: ReplyRules) -> str | None:
+    if expected is None or named != expected:
+        return f"its reply names the file {str(named)[:200]!r}, not the one this round expects"
+    try:
+        if not stat.S_ISREG(os.lstat(named).st_mode):
+            return f"its weights file {named.name} is not a regular file"
+        layout = shared_weights.layout(named)
+    except Exception as error:  # noqa: BLE001 (safetensors raises its own kinds)
+        return f"its weights file {named.name} is not readable: {str(error)[:200]}"
+    return _layout_refusal(layout, rules.shapes, shared_weights.dtype_name(rules.transfer_dtype))
+
+
+def _layout_refusal(
+    layout: Mapping[str, tuple[tuple[int, ...], str]], shapes: Shapes, dtype: str
+) -> str | None:
+    missing, unexpected = sorted(shapes.keys() - layout.keys()), sorted(layout.keys() - shapes)
+    if missing or unexpected:
+        return (
+            f"its weights do not fit the model: missing {missing[:3]}, unexpected "
+            f"{[name[:100] for name in unexpected[:3]]}"
+        )
+    for name, (shape, got) in layout.items():
+        if shape != shapes[name]:
+            return f"its weights' {name} is {list(shape)}, the model's is {list(shapes[name])}"
+        if got != dtype:
+            return f"its weights' {name} is {got}, the run sends {dtype}"
+    return None
+
+
+def _whole(value: object) -> int | None:
+    """`value` as a whole number (an int, or a float that is one: Flower's metrics may carry
+    either), or None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value)
