@@ -59,6 +59,30 @@ def test_a_failed_write_leaves_the_previous_checkpoint_in_place(tmp_path):
     assert (tmp_path / "best" / "w").read_text() == "one"
 
 
+def test_a_failed_write_leaves_no_temporary_folder_behind(tmp_path):
+    def disk_full(tmp):
+        (tmp / "w").write_text("half")
+        raise OSError(28, "No space left on device")
+
+    for save in (checkpoints.save_best, checkpoints.save_round):
+        with pytest.raises(OSError, match="No space left"):
+            save(tmp_path, 1, disk_full, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_leftovers_of_a_killed_writer_go_with_the_next_checkpoint(tmp_path):
+    killed = 4194999  # the PID of a writer killed mid-way
+    for name in (f".round-0002.tmp-{killed}", f".best-round-0002.tmp-{killed}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / checkpoints.WEIGHTS_FILE).write_bytes(b"half")
+    (tmp_path / f".last.link-{killed}").symlink_to("round-0002")
+    (tmp_path / ".notes").write_text("not fedtui's: stays")
+
+    checkpoints.save_round(tmp_path, 3, write_weights(3), {})
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".notes", "last", "round-0003"]
+
+
 @pytest.mark.parametrize("delay", [0.05, 0.13, 0.31, 0.47, 0.62, 0.9, 1.3])
 def test_killing_the_writer_never_leaves_a_partial_checkpoint_behind_the_link(tmp_path, delay):
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])

@@ -22,7 +22,7 @@ from engine.core.config_files import load_config, to_toml
 from engine.core.errors import FedtuiError
 from engine.net import control_socket as control
 from engine.net.federation import ServeSettings
-from engine.record import run_lock
+from engine.record import durable, run_lock
 from engine.record.run_folders import EVENTS_FILE
 from engine.run.controller import RunController
 from engine.run.followed_run import FollowedRun
@@ -43,7 +43,7 @@ def launch(
     logs = run_dir / "logs"
     if not resume:
         logs.mkdir(parents=True)
-        (run_dir / "config.toml").write_text(to_toml(controller.config), encoding="utf-8")
+        durable.replace_text(run_dir / durable.CONFIG_FILE, to_toml(controller.config))
     # -P: not the working folder first on the path (a `tui/` or `engine/` there is not fedtui's)
     command = [sys.executable, "-P", "-m", "tui.detached", str(run_dir)]
     if resume:

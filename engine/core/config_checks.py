@@ -47,14 +47,14 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
                 raise ConfigError(f"config key {prefix + name!r} must be a table")
             kwargs[name] = _build(TABLES[f.type], value, prefix=f"{prefix}{name}.")
         else:
-            kwargs[name] = _check_value(f"{prefix}{name}", f, value)
+            kwargs[name] = check_value(f"{prefix}{name}", f, value)
     return cls(**kwargs)
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 
 
-def _check_value(name: str, f: dataclasses.Field, value: Any) -> Any:
+def check_value(name: str, f: dataclasses.Field, value: Any) -> Any:
     if f.type == "list[int]":
         if not isinstance(value, list) or not all(
             isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in value

@@ -82,6 +82,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.core import event_fields
+from engine.core.bounded_lines import Cut, Line, bounded_lines
 from engine.core.errors import RunFolderError
 from engine.core.text import printable_fields
 
@@ -222,33 +224,54 @@ class EventScan:
     damaged: list[tuple[int, str]] = field(default_factory=list)
 
 
+# What a reader takes from one events.jsonl at most (a run folder may come from anyone): a line
+# longer than MAX_LINE_BYTES is skipped without being read into memory, and reading stops after
+# MAX_RECORD_BYTES or MAX_RECORD_LINES, each with a note among the damage. A real record is far
+# within them: ~450 bytes an event, ~2 events a second of a 2-client run (64 MiB: ~40 hours).
+MAX_LINE_BYTES = 1 << 20
+MAX_RECORD_BYTES = 64 << 20
+MAX_RECORD_LINES = 400_000
+
+
 def scan_events(path: Path) -> EventScan:
-    """Every event that can be read from an events.jsonl file, however damaged it is. Raises
-    RunFolderError only when the file cannot be read, or holds events of a newer schema."""
+    """Every event that can be read from an events.jsonl file, however damaged it is, within the
+    bounds above. Raises RunFolderError only when the file cannot be read, or holds events of a
+    newer schema."""
+    scan = EventScan()
     try:
-        lines = Path(path).read_bytes().split(b"\n")
+        with open(path, "rb") as file:
+            lines = bounded_lines(file, MAX_LINE_BYTES, MAX_RECORD_BYTES, MAX_RECORD_LINES)
+            for line in lines:
+                if isinstance(line, Cut):
+                    scan.damaged.append((line.number, line.why))
+                elif line.too_long:
+                    why = f"longer than {MAX_LINE_BYTES >> 20} MiB: not read"
+                    scan.damaged.append((line.number, why))
+                else:
+                    _scan_line(scan, path, line)
     except OSError as err:
         raise RunFolderError(f"cannot read {path}: {err.strerror}") from None
-    scan = EventScan()
-    for number, raw in enumerate(lines, start=1):
-        events, why = _read_line(raw)
-        if why is not None and number < len(lines):  # the last piece has no newline: torn
-            scan.damaged.append((number, why))
-        for event in events:
-            if event.get("v", 0) > SCHEMA_VERSION:
-                raise RunFolderError(
-                    f"{path}:{number}: event schema v{event['v']} is newer than "
-                    f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui"
-                )
-            scan.events.append(event)
-            scan.line_numbers.append(number)
     return scan
+
+
+def _scan_line(scan: EventScan, path: Path, line: Line) -> None:
+    events, why = _read_line(line.raw)
+    if why is not None and line.ended:  # a last piece with no newline: torn
+        scan.damaged.append((line.number, why))
+    for event in events:
+        if (event.get("v") or 0) > SCHEMA_VERSION:
+            raise RunFolderError(
+                f"{path}:{line.number}: event schema v{event['v']} is newer than "
+                f"this fedtui (v{SCHEMA_VERSION}); upgrade fedtui"
+            )
+        scan.events.append(event)
+        scan.line_numbers.append(line.number)
 
 
 def parse_line(raw: bytes | str) -> Event:
     """One recorded line as an event; ValueError saying why it is not one."""
     try:
-        event = json.loads(raw)
+        event = json.loads(raw, parse_constant=_no_constant)
     except UnicodeDecodeError:
         raise ValueError("not UTF-8 text") from None
     except (ValueError, RecursionError):
@@ -259,36 +282,15 @@ def parse_line(raw: bytes | str) -> Event:
         check(event)
     except TypeError:  # an unhashable "type"
         raise ValueError(f"unknown event type {event.get('type')!r}") from None
-    for name, types in _READ_TYPES.items():
-        value = event.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-            raise ValueError(f"its {name!r} is a {type(value).__name__}")
+    why = event_fields.problem(event)
+    if why is not None:
+        raise ValueError(why)
     return printable_fields(event)  # a run folder may come from anyone: nothing for a terminal
 
 
-# Fields that views sort, index or compute with, as fedtui writes them (None aside): a line where
-# one is of another type was not written by fedtui (a hand edit, another tool), so it is damage.
-_NUMBER = (int, float)
-_READ_TYPES: dict[str, tuple[type, ...]] = {
-    "v": (int,),
-    "t": _NUMBER,
-    "round": (int,),
-    "client": (int,),
-    "from_round": (int,),
-    "key": (str,),
-    "forked_from": (dict,),
-    "best_round": (int,),
-    "step": _NUMBER,
-    "steps_total": _NUMBER,
-    "eval_loss": _NUMBER,
-    "train_loss": _NUMBER,
-    "best_eval_loss": _NUMBER,
-    "config": (dict,),
-    "pass_at": (dict,),
-    "samples": (list,),
-    "status": (str,),
-    "message": (str,),
-}
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity: Python's json reads them, fedtui never writes them (null instead)."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _read_line(raw: bytes) -> tuple[list[Event], str | None]:

@@ -9,7 +9,10 @@ Every round's folder is kept (`keep_checkpoints = "all"`: any round can be forke
 last and the best round's (`"best-last"`). Each checkpoint is written into a temporary folder,
 renamed to its final name (an atomic rename), and only then is a link switched to it (an atomic
 replace). A reader following a link therefore always finds a complete checkpoint;
-`fedtui-checkpoint.json`, written last, says which round and loss it holds.
+`fedtui-checkpoint.json`, written last, says which round and loss it holds. A checkpoint that
+cannot be written whole (a full disk) leaves no temporary folder behind, nor do the leftovers of
+a process killed while writing one outlive the next checkpoint; the folder is synced after every
+rename, so that the names reach the disk with the files.
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from engine.record.durable import sync_folder
+
 INFO_FILE = "fedtui-checkpoint.json"
 WEIGHTS_FILE = "model.safetensors"
 SERVER_STATE_FILE = "server_state.safetensors"  # a strategy's state between rounds, if any
 LAST, BEST = "last", "best"
 _ROUND = re.compile(r"round-(\d{4,})")
+_LEFTOVER = re.compile(r"\.(?:(?:best-)?round-\d{4,}\.tmp|(?:last|best)\.link)-\d+")
 
 
 def save_round(
@@ -92,23 +98,44 @@ def _write(
     info: dict[str, Any],
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(folder)
     final = folder / name
     tmp = folder / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    write(tmp)
-    (tmp / INFO_FILE).write_text(json.dumps({"kind": kind, "round": round_, **info}, indent=2))
-    _fsync_tree(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.rename(tmp, final)
+    try:
+        tmp.mkdir()
+        write(tmp)
+        (tmp / INFO_FILE).write_text(json.dumps({"kind": kind, "round": round_, **info}, indent=2))
+        _fsync_tree(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    sync_folder(folder)
     return final
+
+
+def remove_leftovers(folder: Path) -> None:
+    """The temporary folders and links of checkpoints never finished (a process killed while
+    writing one): only one process writes a run's checkpoints at a time (its controller's lock)."""
+    for path in folder.glob(".*"):
+        if _LEFTOVER.fullmatch(path.name):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _point(folder: Path, link: str, target: Path) -> None:
     link_tmp = folder / f".{link}.link-{os.getpid()}"
     link_tmp.unlink(missing_ok=True)
-    link_tmp.symlink_to(target.name)
-    os.replace(link_tmp, folder / link)
+    try:
+        link_tmp.symlink_to(target.name)
+        os.replace(link_tmp, folder / link)
+    except BaseException:
+        link_tmp.unlink(missing_ok=True)
+        raise
+    sync_folder(folder)
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from engine.core import events as ev
 from engine.core.config_files import assign_dotted
 from engine.core.describe import crash_cause
+from engine.core.event_fields import MAX_CLIENTS
 from engine.core.status import ENDED_WELL, FINAL, Status
 from engine.record.client_state import UP, ClientState
 from engine.record.config_history import ConfigChange, ConfigHistory
@@ -140,7 +141,8 @@ class RunState:
         self.held_after = None
         self.early_stopping = dict(config.get("early_stopping") or {})
         if self.imported_from is None:
-            for client in range(config.get("num_clients", 0)):
+            # a record's config is checked as it is read (event_fields), a live one when given
+            for client in range(min(config.get("num_clients", 0), MAX_CLIENTS)):
                 self._client(client)
 
     def _on_notice(self, event: ev.Event) -> None:

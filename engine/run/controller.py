@@ -25,12 +25,9 @@ resumed, and how, is `engine.run.resume`'s.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import traceback
-import weakref
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -47,11 +44,13 @@ from engine.net import federation
 from engine.net.channel import EventHub
 from engine.net.control_socket import ControlServer, steer
 from engine.net.federation import ServerFiles, ServeSettings
-from engine.record import run_lock
+from engine.record import durable, run_lock
 from engine.record.recorder import EventRecorder, Subscriber
 from engine.record.run_folders import EVENTS_FILE, new_run_id
+from engine.run import run_end
 from engine.run.fork import ForkOrigin
 from engine.run.resume import ResumeState, resume_point
+from engine.run.run_end import RecordFailed
 from engine.run.steering import Acknowledged, RunSteering
 from engine.run.supervisor import RunSupervisor
 from engine.system.leash import Leash
@@ -162,7 +161,7 @@ class RunController:
             self._hold.release()
             raise FedtuiError(f"run folder {self.run_dir} already holds a run")
         (self.run_dir / "logs").mkdir(exist_ok=True)
-        (self.run_dir / "config.toml").write_text(to_toml(self.config), encoding="utf-8")
+        durable.replace_text(self.run_dir / durable.CONFIG_FILE, to_toml(self.config))
         self._record.open()
         self.status = Status.RUNNING
         self._started_at = time.time()
@@ -175,7 +174,7 @@ class RunController:
             if self.fork is not None:
                 fields["forked_from"] = self.fork.recorded()
             self._emit(ev.make(ev.RUN_STARTED, run_id=self.run_id, **fields))
-        _running.add(self)
+        run_end.unfinished.add(self._processes)
         self._thread.start()
         return self
 
@@ -227,6 +226,31 @@ class RunController:
     # -- supervisor thread ------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """The run, then its end (engine.run.run_end), which always comes: `finished` is set
+        whatever happened, a full disk included."""
+        status: str = Status.FAILED
+        error: str | None = None
+        try:
+            status, error = self._run_to_the_end()
+        except BaseException as err:  # _run_to_the_end reports all it expects
+            error = f"controller failed: {err!r}"
+        finally:
+            try:
+                failure = self._record.failure
+                if failure is not None:  # nothing after it was kept: the run did not work
+                    status = Status.FAILED
+                    error = error or str(RecordFailed(self._record.path, failure))
+                self.status = status
+                seconds = time.time() - self._started_at
+                run_end.write_end(self._record, status, error, self._server_outcome or {}, seconds)
+            finally:
+                if self._hold is not None:
+                    self._hold.release()
+                self._finished.set()
+                run_end.unfinished.discard(self._processes)
+
+    def _run_to_the_end(self) -> tuple[str, str | None]:
+        """The supervisor's run, then every process ended: its status and error (None if none)."""
         status: str = Status.FAILED
         error: str | None = None
         grace_s = TERMINATE_GRACE_S
@@ -251,38 +275,23 @@ class RunController:
             status = Status.ABORTED
         except FedtuiError as err:
             self.input_error, error = err, str(err)
-        except ServerGone as err:
+        except (ServerGone, RecordFailed) as err:
             # Nothing is left to end gracefully: what the clients would finish goes nowhere.
             error, grace_s = str(err), 0.0
         except Exception as err:  # the record must say what happened, whatever it was
             error = f"controller failed: {err!r}"
             log.debug("controller failure", exc_info=True)
-            (self.run_dir / "logs" / "controller.log").write_text(traceback.format_exc())
+            run_end.crash_report(self.run_dir)
         finally:
-            supervisor.end_processes(grace_s)
-            self._require_hub().close()
-            if self._control is not None:
-                self._control.close()
-            supervisor.clean_up()
-        if error:
-            self._emit(ev.make(ev.ERROR, source="controller", message=error))
-        outcome = self._server_outcome or {}
-        self.status = status
-        self._emit(
-            ev.make(
-                ev.RUN_FINISHED,
-                status=status,
-                rounds_completed=outcome.get("rounds_completed"),
-                best_round=outcome.get("best_round"),
-                best_eval_loss=outcome.get("best_eval_loss"),
-                seconds=time.time() - self._started_at,
+            run_end.each(
+                [
+                    lambda: supervisor.end_processes(grace_s),
+                    self._require_hub().close,
+                    self._control.close if self._control is not None else lambda: None,
+                    supervisor.clean_up,
+                ]
             )
-        )
-        self._record.close()
-        if self._hold is not None:
-            self._hold.release()
-        self._finished.set()
-        _running.discard(self)
+        return status, error
 
     def _check_abort(self) -> None:
         if not self._abort.is_set() and self._leash is not None and self._leash.holder_gone:
@@ -293,6 +302,8 @@ class RunController:
             self._abort.set()
         if self._abort.is_set():
             raise RunAborted()
+        if self._record.failure is not None:
+            raise RecordFailed(self._record.path, self._record.failure)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -333,16 +344,6 @@ class RunController:
         if self._hub is None:
             raise RuntimeError("the run has not been started")
         return self._hub
-
-
-_running: weakref.WeakSet[RunController] = weakref.WeakSet()
-
-
-@atexit.register
-def _end_processes_of_unfinished_runs() -> None:
-    """fedtui is exiting (its supervisor threads die with it): end what they started."""
-    for controller in list(_running):
-        controller._processes.terminate_all(grace_s=2.0)
 
 
 def _version() -> str:

@@ -9,7 +9,6 @@ what `change` returns. The run folder's config.toml follows, so `--resume` goes 
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ from engine.core.config import RunConfig
 from engine.core.config_files import to_toml
 from engine.core.errors import FedtuiError
 from engine.core.live_config import change_between_rounds, with_changes
+from engine.record import durable
 
 # How long a change waits for the ServerApp to say from which round it applies: it reads its
 # commands every fraction of a second, except while it evaluates or saves a checkpoint.
@@ -86,9 +86,7 @@ class RunSteering:
         if event["type"] != ev.CONFIG_CHANGED:
             return
         self.config, _ = with_changes(self.config, {event["key"]: event["new"]})
-        tmp = self._run_dir / f".config.toml.{os.getpid()}"
-        tmp.write_text(to_toml(self.config), encoding="utf-8")
-        os.replace(tmp, self._run_dir / "config.toml")
+        durable.replace_text(self._run_dir / durable.CONFIG_FILE, to_toml(self.config))
         self._acknowledged.put(event)
 
     def _ask(self, name: str, source: str) -> None:

@@ -280,15 +280,33 @@ def is_sweep(path: Path) -> bool:
 
 
 def read_sweep(path: str | Path) -> SweepRecord:
-    """A sweep folder's record; RunFolderError when it is missing or damaged."""
+    """A sweep folder's record; RunFolderError when it is missing, damaged or not what fedtui
+    writes (it may come from anyone: a member's name is one folder inside the sweep's)."""
     file = Path(path) / SWEEP_FILE
     try:
-        record = json.loads(file.read_text(encoding="utf-8"))
-        return SweepRecord(**record)
+        with open(file, "rb") as handle:
+            text = handle.read(MAX_SWEEP_BYTES + 1)
+        record = SweepRecord(**json.loads(text[: MAX_SWEEP_BYTES + (len(text) <= MAX_SWEEP_BYTES)]))
+        if not (isinstance(record.sweep_id, str) and isinstance(record.status, str)) or not all(
+            isinstance(values, list) and all(isinstance(v, str) for v in [key, *values])
+            for key, values in record.grid
+        ):
+            raise ValueError("not a sweep record")
+        if not isinstance(record.base, dict) or not all(map(_member_name, record.members)):
+            raise ValueError("not a sweep record")
+        return record
     except FileNotFoundError:
         raise RunFolderError(f"not a sweep folder (no {SWEEP_FILE}): {path}") from None
-    except (OSError, ValueError, TypeError) as err:
+    except (OSError, ValueError, TypeError, RecursionError) as err:
         raise RunFolderError(f"{file} cannot be read: {err}") from None
+
+
+MAX_SWEEP_BYTES = 1 << 20  # fedtui's are a few kB
+
+
+def _member_name(member: Any) -> bool:
+    name = member.get("name") if isinstance(member, dict) else None
+    return isinstance(name, str) and name not in ("", ".", "..") and not {"/", "\0"} & set(name)
 
 
 SWEEP_EXPORT_COLUMNS = (
