@@ -37,6 +37,11 @@ def test_every_premise_says_what_it_is_who_uses_it_and_why():
             {"expect": internals._parameters("client", "context", "status")},
             "fedtui assumes ('client', 'context', 'status')",
         ),
+        (  # the ClientApp no longer comes from a FAB installed by `install_from_fab`
+            internals.CLIENTAPP_RUN,
+            {"expect": internals._source_has("install_app_from_fab(fab.content")},
+            "its source no longer holds ['install_app_from_fab(fab.content']",
+        ),
         (  # a module Flower moved
             internals.GRID,
             {"name": "flwr.servrapp.Grid"},

@@ -1,11 +1,11 @@
 """Launching Flower's deployment engine for one run, on loopback.
 
 `flower-superlink` first (on a free port, waited for until its health check answers; other
-hosts reach only its Fleet API, engine.flower.superlink), then one `flower-supernode` per client
-(each on its own port, with its share of the cores and its GPU), then the Flower app, submitted
-with `flwr run` (engine.flower.flwr_cli). Every process gets its own FLWR_HOME under one
-temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH (Flower
-starts its helpers by bare name) and what fedtui's apps read from the environment.
+users and hosts reach only its Fleet API, engine.flower.superlink), then one `flower-supernode`
+per client (each on its own port, with its share of the cores and its GPU), then the Flower
+app, submitted with `flwr run` (engine.flower.flwr_cli). Every process gets its own FLWR_HOME
+under one temporary folder, Flower's telemetry and update check off, the venv's `bin` on PATH
+(Flower starts its helpers by bare name) and what fedtui's apps read from the environment.
 
 Beside each SuperNode runs its client's warm worker (engine.flower.worker), with the same
 environment; ahead of the venv on that PATH is a folder whose `flwr-clientapp` is fedtui's relay

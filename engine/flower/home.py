@@ -6,7 +6,9 @@ Under one temporary root: a FLWR_HOME per process, `guards/` (Flower's `flower-s
 they end with the process that started them even when it is killed) and `relay/` (fedtui's
 `flwr-clientapp`, which hands each message to the client's warm worker). The environment puts
 the guards first on PATH, then the venv's `bin` (Flower starts its helpers by bare name), turns
-off Flower's telemetry and update check, and names the PID everything must end with.
+off Flower's telemetry and update check, and names the PID everything must end with. Flower's
+`FLWR_INTERNAL_*` switches are never passed on: `FLWR_INTERNAL_GRPC_CONTROL_API=1` would open an
+unguarded gRPC Control API on 0.0.0.0 beside the SuperLink's guarded one (engine.flower.superlink).
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ from engine.system import guard
 
 ENGINE_PARENT = str(Path(__file__).parents[2])
 GUARDS, RELAY = "guards", "relay"
-# `flower-superlink`, with only its Fleet API open to other hosts (engine.flower.superlink),
+# `flower-superlink`, only its Fleet API open to other users and hosts (engine.flower.superlink),
 # `flower-supernode`, with a short idle poll (engine.flower.supernode), and a client's warm
 # worker (+ "--client N"). `-P`: `-m` would put the working folder first on the path, and a
 # folder named `engine/` where the user runs fedtui would be imported instead of fedtui's.
 SUPERLINK = (sys.executable, "-P", "-m", "engine.flower.superlink")
 SUPERNODE = (sys.executable, "-P", "-m", "engine.flower.supernode")
 WORKER = (sys.executable, "-P", "-m", "engine.flower.worker")
+# What a guarded program does first: Flower's ClientApp entry installs only fedtui's app.
+PRELUDES = {
+    "flwr-clientapp": (
+        "from engine.flower.own_app import refuse_foreign_apps\nrefuse_foreign_apps()\n"
+    ),
+}
 # The environment's `-P`, for every Python process under them, Flower's included.
 SAFE_PATH_ENV = "PYTHONSAFEPATH"
 # What a SuperNode logs once registered: the node the ServerApp will see it as.
@@ -46,6 +54,7 @@ NODE_ID_LINE = re.compile(r"SuperNode ID: (\d+)")
 # (BENCHMARKS.md, "Memory at a realistic size").
 MALLOC_MMAP_THRESHOLD = 1024 * 1024
 MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
+INTERNAL_ENV_PREFIX = "FLWR_INTERNAL_"
 _TEMP_FOLDER = re.compile(r"fedtui-(?:flwr|ray|join)-(\d+)-")
 
 
@@ -68,7 +77,8 @@ def remove_orphans(folder: Path | None = None) -> None:
 def write_guards(root: Path) -> None:
     (root / GUARDS).mkdir()
     for name in GUARDED_PROGRAMS:
-        _write_executable(root / GUARDS / name, guard.script(sys.executable, ENGINE_PARENT, name))
+        text = guard.script(sys.executable, ENGINE_PARENT, name, PRELUDES.get(name, ""))
+        _write_executable(root / GUARDS / name, text)
 
 
 def write_relay(root: Path) -> None:
@@ -80,7 +90,7 @@ def environment(root: Path, flwr_home: Path, extra: dict[str, str]) -> dict[str,
     """This process's environment for one of Flower's programs, FLWR_HOME `flwr_home` (made if
     missing), with `extra` on top."""
     flwr_home.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {name: value for name, value in os.environ.items() if not _internal(name)}
     env.update(
         {
             "FLWR_HOME": str(flwr_home),
@@ -95,9 +105,13 @@ def environment(root: Path, flwr_home: Path, extra: dict[str, str]) -> dict[str,
             FLOWER_CLIENTAPP_ENV: str(root / GUARDS / "flwr-clientapp"),
         }
     )
-    env.update(extra)
+    env.update({name: value for name, value in extra.items() if not _internal(name)})
     env.setdefault(MALLOC_ENV, str(MALLOC_MMAP_THRESHOLD))
     return env
+
+
+def _internal(name: str) -> bool:
+    return name.upper().startswith(INTERNAL_ENV_PREFIX)
 
 
 def with_relay(env: dict[str, str], root: Path) -> dict[str, str]:

@@ -2,11 +2,12 @@
 fedtui uses it and why. The one page to read before upgrading Flower (pinned to 1.42).
 
 Flower 1.42 has no hook for what these do: keep a ClientApp process warm across messages, poll
-for work more often than every 3 s, refuse the Control API to other hosts, learn which node a
-SuperNode registered as. Each is a `Premise` about the installed Flower; `broken_premises()`
-lists those that no longer hold, and tests/test_flower_premises.py asserts the list is empty, so
-an upgrade that breaks one fails in that test, naming it. fedtui replaces a name of Flower's only
-through `swap` and `swapped`, which take the premise, never a string.
+for work more often than every 3 s, refuse the SuperLink's and SuperNodes' APIs to other users
+and hosts, run no ClientApp but fedtui's, learn which node a SuperNode registered as. Each is a
+`Premise` about the installed Flower; `broken_premises()` lists those that no longer hold, and
+tests/test_flower_premises.py asserts the list is empty, so an upgrade that breaks one fails in
+that test, naming it. fedtui replaces a name of Flower's only through `swap` and `swapped`, which
+take the premise, never a string.
 
 Nothing of Flower's is imported until a premise is resolved: the relay and the controller import
 this module cheaply.
@@ -163,8 +164,8 @@ SUPERLINK_APP = Premise(
     "flwr.superlink.main.create_app",
     "builds the SuperLink's FastAPI app: the Fleet, Control and Runtime APIs on one port",
     "engine.flower.superlink",
-    "swapped for one that adds fedtui's middleware: other hosts reach only the Fleet API "
-    "(the Control API runs any app it is sent, and checks no one in this distribution)",
+    "swapped for one that adds fedtui's middleware: other users and hosts reach only the Fleet "
+    "API (the Control API runs any app it is sent, and checks no one in this distribution)",
     _parameters("config", "superlink_lifespan_class"),
 )
 SUPERLINK_ENTRY = Premise(
@@ -174,6 +175,39 @@ SUPERLINK_ENTRY = Premise(
     "engine.flower.superlink",
     "a swap of SUPERLINK_APP takes effect only because the name is looked up at call time",
     _all_of(_parameters("lifespan_config"), _source_has("from flwr.superlink.main import")),
+)
+SUPERNODE_APP = Premise(
+    "flwr.supernode.main.create_app",
+    "builds the SuperNode's FastAPI app: its Runtime API, which the ClientApp pulls a task "
+    "(the model) from and pushes its reply to",
+    "engine.flower.supernode",
+    "swapped for one that adds fedtui's middleware: only this user's processes reach it",
+    _parameters("state_factory", "superexec_auth_secret"),
+)
+SUPERNODE_ENTRY = Premise(
+    "flwr.supernode.cli.flower_supernode._start_supernode_http_api",
+    "starts the SuperNode's HTTP service, looking `create_app` up in flwr.supernode.main when "
+    "it runs",
+    "engine.flower.supernode",
+    "a swap of SUPERNODE_APP takes effect only because the name is looked up at call time",
+    _all_of(_parameters("config", "state_factory"), _source_has("from flwr.supernode.main import")),
+)
+CLIENTAPP_INSTALL = Premise(
+    f"{_RUNTIME}.install_from_fab",
+    "installs a task's FAB (unpacks it under FLWR_HOME) before the ClientApp it names is "
+    "loaded from it, the FAB's folder put first on sys.path",
+    "engine.flower.worker (engine.flower.own_app)",
+    "swapped while the warm worker handles a message: a FAB that is not fedtui's own (another "
+    "ClientApp, or modules of its own) is refused before anything of it is unpacked or run",
+    _parameters("fab_file", "install_dir", "skip_prompt"),
+)
+CLIENTAPP_RUN = Premise(
+    f"{_RUNTIME}.run_clientapp",
+    "the ClientApp process: pulls the task, installs its FAB, loads the ClientApp, runs it; an "
+    "exception on the way is answered with an error reply",
+    "engine.flower.worker",
+    "CLIENTAPP_INSTALL guards the only way from a task's FAB to code this process runs",
+    _source_has("install_from_fab(fab.content", "load_client_app_fn(", "except Exception"),
 )
 GUARDED_PROGRAMS = ("flower-superexec", "flwr-serverapp", "flwr-clientapp", "flwr-simulation")
 CONSOLE_SCRIPTS = Premise(
@@ -254,6 +288,10 @@ PREMISES: tuple[Premise, ...] = (
     SUPERNODE_LOOP,
     SUPERLINK_APP,
     SUPERLINK_ENTRY,
+    SUPERNODE_APP,
+    SUPERNODE_ENTRY,
+    CLIENTAPP_INSTALL,
+    CLIENTAPP_RUN,
     CONSOLE_SCRIPTS,
     GRID,
     RUN,

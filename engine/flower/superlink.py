@@ -1,92 +1,39 @@
-"""Flower's `flower-superlink`, with only its Fleet API open to other hosts.
+"""Flower's `flower-superlink`, with only its Fleet API open to anyone but the user running it.
 
 Flower 1.42 serves three APIs on one HTTP port: the Fleet API (SuperNodes ask it for work), the
 Control API (`flwr run` submits an app through it, and the SuperLink then runs that app's code)
-and the Runtime API (the ServerApp's and SuperExec's). Served to other hosts (`fedtui serve`),
-that port would let anyone who reaches it submit code for the server to run: TLS proves the
-server to the clients and SuperNode authentication checks the SuperNodes, but the Control API
-checks no one unless Flower's account plugin (not in this distribution) is there. fedtui starts
-every SuperLink through this module: a request from another host reaches only the Fleet API and
-the health check, the rest are refused (403; a WebSocket, though Flower 1.42 opens none, is
-closed before it is accepted). Requests from this host (the controller's `flwr`
-commands, SuperExec, the ServerApp) pass as before; a peer whose address the server does not
-know is a stranger.
+and the Runtime API (the ServerApp's and SuperExec's). Whoever reaches that port could submit
+code for this user to run, or pull and push a run's messages: the Control API checks no one
+unless Flower's account plugin (not in this distribution) is there, and a local run listens on
+loopback, which every account on the machine reaches. fedtui starts every SuperLink through
+this module: its app is wrapped in engine.flower.owner_only, so only this user's processes (the
+controller's `flwr` commands, SuperExec, the ServerApp) reach any API but the Fleet API and the
+health check, which SuperNodes of other hosts need (`fedtui serve`: TLS proves the server to
+them and SuperNode authentication checks them).
+
+Flower's `FLWR_INTERNAL_GRPC_*` variables would also open its gRPC Control and Fleet APIs,
+which no middleware guards: they are dropped here, whoever started the process.
 
     python -m engine.flower.superlink [flower-superlink's arguments]
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import psutil
 from flwr.superlink.cli import flower_superlink
 
 from engine.flower import internals
+from engine.flower.home import INTERNAL_ENV_PREFIX
+from engine.flower.owner_only import REFUSAL, OwnerOnly, distrust_forwarded_headers
 
-OPEN_TO_OTHER_HOSTS = ("/v1/fleet/", "/health")
-REFUSAL = b"fedtui: only Flower's Fleet API is open to other hosts"
-ADDRESSES_REREAD_S = 1.0
+__all__ = ["OPEN_PATHS", "OPEN_PREFIXES", "REFUSAL", "main"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class FleetOnlyForOtherHosts:
-    """ASGI middleware: refuse every request from another host but the Fleet API's."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
-        self.app = app
-        self._local = _addresses_of_this_host()
-        self._local_read_at = time.monotonic()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] in ("http", "websocket")  # refused even if Flower adds a WebSocket
-            and not scope["path"].startswith(OPEN_TO_OTHER_HOSTS)
-            and not self._from_this_host(scope.get("client"))
-        ):
-            if scope["type"] == "websocket":  # closed before it is accepted: HTTP 403
-                await send({"type": "websocket.close", "code": 1008, "reason": REFUSAL.decode()})
-                return
-            await send({"type": "http.response.start", "status": 403, "headers": []})
-            await send({"type": "http.response.body", "body": REFUSAL})
-            return
-        await self.app(scope, receive, send)
-
-    def _from_this_host(self, client: tuple[str, int] | None) -> bool:
-        if client is None:  # the server could not tell the peer's address: a stranger
-            return False
-        try:
-            address = ipaddress.ip_address(client[0])
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if address.is_loopback:
-            return True
-        stale = time.monotonic() - self._local_read_at > ADDRESSES_REREAD_S
-        if address not in self._local and stale:  # an address this host took since?
-            self._local = _addresses_of_this_host()
-            self._local_read_at = time.monotonic()
-        return address in self._local
-
-
-def _addresses_of_this_host() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    found = set()
-    for addresses in psutil.net_if_addrs().values():
-        for entry in addresses:
-            try:
-                found.add(ipaddress.ip_address(entry.address.split("%")[0]))
-            except ValueError:  # a MAC address
-                continue
-    return found
+# The health check, exactly (a prefix would open `/healthz`, `/health/...`), and the Fleet API.
+OPEN_PATHS = ("/health",)
+OPEN_PREFIXES = ("/v1/fleet/",)
 
 
 def main() -> None:
@@ -94,13 +41,13 @@ def main() -> None:
 
     def create_app_for_fedtui(*args: Any, **kwargs: Any) -> Any:
         app = create_app(*args, **kwargs)
-        app.add_middleware(FleetOnlyForOtherHosts)
+        app.add_middleware(OwnerOnly, open_paths=OPEN_PATHS, open_prefixes=OPEN_PREFIXES)
         return app
 
     internals.swap(internals.SUPERLINK_APP, create_app_for_fedtui)
-    # uvicorn takes a client address from X-Forwarded-For when the peer is trusted: only
-    # loopback, its default, never what the environment says (`*` would let anyone be local)
-    os.environ.pop("FORWARDED_ALLOW_IPS", None)
+    for name in [name for name in os.environ if name.startswith(INTERNAL_ENV_PREFIX)]:
+        del os.environ[name]  # the gRPC APIs they open bypass the middleware
+    distrust_forwarded_headers()
     sys.argv[0] = "flower-superlink"
     flower_superlink()
 

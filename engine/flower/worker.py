@@ -9,12 +9,13 @@ SuperNode's Runtime API, loads the ClientApp from the FAB, runs it and pushes th
 main thread, so imports, the model and the samples cached by engine.app.client_app, and a
 CUDA context, stay warm from round to round, in one process whose PID NVML sees every round.
 
-Two names in Flower's runtime module are swapped while a message is handled, nothing else
-(engine.flower.internals: CLIENTAPP_EXIT, PULL_TASK_INPUT): `flwr_exit`, which ends its process (and
-arms a thread that `os._exit`s it 5 s later), runs Flower's exit handlers (they push the task's
-status) and returns the exit code instead; and `pull_task_input` also tells the relay which message
-was pulled, so that if this worker dies the relay can reply to it with an error naming the client
-(`--report-death`).
+Three names in Flower's runtime module are swapped while a message is handled, nothing else
+(engine.flower.internals: CLIENTAPP_EXIT, PULL_TASK_INPUT, CLIENTAPP_INSTALL): `flwr_exit`, which
+ends its process (and arms a thread that `os._exit`s it 5 s later), runs Flower's exit handlers
+(they push the task's status) and returns the exit code instead; `pull_task_input` also tells the
+relay which message was pulled, so that if this worker dies the relay can reply to it with an
+error naming the client (`--report-death`); and `install_from_fab` first refuses a FAB that is not
+fedtui's own app (engine.flower.own_app): the worker runs no other ClientApp.
 
     python -m engine.flower.worker --client N       # serve on $FEDTUI_WORKER_SOCKET
 """
@@ -34,7 +35,7 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import Any, NoReturn
 
-from engine.flower import internals
+from engine.flower import internals, own_app
 from engine.flower.relay import WORKER_SOCKET_ENV, replies, send
 from engine.system.guard import watch_controller
 
@@ -115,6 +116,7 @@ def _flower_runtime_in_process(announce: Callable[[dict[str, Any]], None]) -> It
     from flwr.supercore.exit.exit_handler import trigger_exit_handlers
 
     pull_task_input = internals.PULL_TASK_INPUT.resolve()
+    install_from_fab = internals.CLIENTAPP_INSTALL.resolve()
 
     def pull_and_announce(client: Any) -> Any:
         message, context, run, fab = pull_task_input(client)
@@ -138,6 +140,7 @@ def _flower_runtime_in_process(announce: Callable[[dict[str, Any]], None]) -> It
         {
             internals.PULL_TASK_INPUT: pull_and_announce,
             internals.CLIENTAPP_EXIT: exit_handlers_then_return,
+            internals.CLIENTAPP_INSTALL: own_app.only_fedtuis(install_from_fab),
         }
     ):
         yield

@@ -39,12 +39,14 @@ _remove_when_gone: list[str] = []
 SITECUSTOMIZE = "from engine.system.guard import watch_controller\n\nwatch_controller()\n"
 
 
-def script(python: str, engine_parent: str, program: str) -> str:
-    """The text of an executable named `program` that runs Flower's `program` under the watch."""
+def script(python: str, engine_parent: str, program: str, prelude: str = "") -> str:
+    """The text of an executable named `program` that runs Flower's `program` under the watch,
+    after `prelude` (Python statements, e.g. fedtui's adaptation of the program)."""
     return (
         f"#!{python}\n"
         f"import sys\n"
         f"sys.path.insert(0, {engine_parent!r})\n"
+        f"{prelude}"
         f"from engine.system.guard import run_guarded\n"
         f"sys.exit(run_guarded({program!r}))\n"
     )
