@@ -17,7 +17,7 @@ _CHUNK = 1 << 20
 
 
 @dataclass
-class Line:
+class RawLine:
     number: int  # from 1
     raw: bytes  # without its newline; empty when `too_long`
     ended: bool  # a newline ended it (else it is the file's last piece: maybe torn)
@@ -34,7 +34,7 @@ class Cut:
 
 def bounded_lines(
     file: BinaryIO, max_line: int, max_bytes: int, max_lines: int
-) -> Iterator[Line | Cut]:
+) -> Iterator[RawLine | Cut]:
     """The lines of `file`, then a `Cut` when a bound stopped the reading before its end."""
     read, number = 0, 0
     while True:
@@ -53,14 +53,14 @@ def bounded_lines(
         read += len(raw)
         ended = raw.endswith(b"\n")
         if ended or len(raw) <= max_line:
-            yield Line(number, raw[:-1] if ended else raw, ended)
+            yield RawLine(number, raw[:-1] if ended else raw, ended)
             continue
         # longer than max_line: skip the rest of it a chunk at a time, within the byte bound
         while not ended and raw and read < max_bytes:
             raw = file.readline(min(_CHUNK, max_bytes - read))
             read += len(raw)
             ended = raw.endswith(b"\n")
-        yield Line(number, b"", ended, too_long=True)
+        yield RawLine(number, b"", ended, too_long=True)
 
 
 def _size(count: int) -> str:

@@ -83,7 +83,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.core import event_fields
-from engine.core.bounded_lines import Cut, Line, bounded_lines
+from engine.core.bounded_lines import Cut, RawLine, bounded_lines
 from engine.core.errors import RunFolderError
 from engine.core.text import printable_fields
 
@@ -254,7 +254,7 @@ def scan_events(path: Path) -> EventScan:
     return scan
 
 
-def _scan_line(scan: EventScan, path: Path, line: Line) -> None:
+def _scan_line(scan: EventScan, path: Path, line: RawLine) -> None:
     events, why = _read_line(line.raw)
     if why is not None and line.ended:  # a last piece with no newline: torn
         scan.damaged.append((line.number, why))
