@@ -64,3 +64,10 @@ def test_a_diverged_loss_is_recorded_as_null_and_folds_without_error():
     assert events[1]["train_loss"] is None and events[3]["best_eval_loss"] is None
     state = RunState.from_events(events)
     assert (state.best_round, state.best_eval_loss, state.rounds_completed) == (0, 8.0, 1)
+
+
+def test_a_flower_node_id_reads_back_whole_however_large():
+    joined = ev.stamp(
+        ev.make(ev.CLIENT_JOINED, client=0, node_id=2**64 - 1, address="10.0.0.2", host="lab")
+    )
+    assert ev.parse_line(json.dumps(joined))["node_id"] == 2**64 - 1

@@ -15,7 +15,7 @@ from engine.core.config_checks import check_value
 from engine.core.errors import ConfigError
 
 MAX_DEPTH = 12  # fedtui's deepest events (gpu_sample, a config's tables) nest 4 deep
-MAX_NUMBER = 1e18  # any number in an event: byte counts, losses, seconds
+MAX_NUMBER = 2**64  # any number in an event: Flower's node ids are 64-bit; bytes, losses, seconds
 MAX_TIME = 1e11  # unix seconds (the year 5138): later than any date a view can show
 MAX_ROUND = 1_000_000
 MAX_CLIENTS = 10_000  # client ids, num_clients: views make a row (and state) for each
