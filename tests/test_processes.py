@@ -46,6 +46,28 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     assert {p.pid for p in exited} == {parent.pid, child.pid}
 
 
+def test_a_forked_copy_of_a_flower_process_is_not_taken_for_a_second_one(tmp_path):
+    """Between fork and exec (or with no exec) a child's command line is its parent's: a
+    ServerApp's helper caught in that moment must not be recorded as another ServerApp."""
+    serverapp = tmp_path / "flwr-serverapp"
+    serverapp.write_text(
+        "import os, time\nif os.fork() == 0:\n    time.sleep(120)\ntime.sleep(120)\n"
+    )
+    started = []
+    table = ProcessTable(started.append, lambda process: None)
+    table.spawn(
+        "serverapp",
+        [sys.executable, str(serverapp)],
+        env=dict(os.environ),
+        log_path=tmp_path / "serverapp.log",
+    )
+    try:
+        wait_for(lambda: (table.scan(), len(started) == 2)[1])
+        assert [p.role for p in started] == ["serverapp", processes.FORKED]
+    finally:
+        table.terminate_all(grace_s=2)
+
+
 def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
     parent = table.spawn(

@@ -29,6 +29,10 @@ ROLE_BY_PROGRAM = {
     "flwr-simulation": "serverapp",  # the ServerApp, with Ray's virtual clients under it
     "flwr-clientapp": "clientapp",
 }
+# A child still running its parent's program: forked, and not (or not yet) started a program of
+# its own. Its command line is its parent's, so naming it by program would count a ServerApp's
+# short-lived helper as a second ServerApp.
+FORKED = "fork"
 
 _PR_SET_PDEATHSIG = 1
 ORPHANED_EXIT_CODE = 70  # as engine.system.guard's: the controller was gone
@@ -150,6 +154,9 @@ class ProcessTable:
             command = child.cmdline()  # read once: it is empty once the child has exited
             program = Path(command[1] if len(command) > 1 else child.name()).name
             role = ROLE_BY_PROGRAM.get(program) or ROLE_BY_PROGRAM.get(child.name(), child.name())
+            parent = child.parent()
+            if parent is not None and command == parent.cmdline():
+                role = FORKED
             if _is_ray(command, child.name()):
                 role = "ray"
         except psutil.Error:
