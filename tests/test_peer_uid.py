@@ -1,6 +1,7 @@
 """The user a TCP connection on this host comes from is read from the kernel's socket tables
 (engine.system.peer_uid): the SuperLink's and SuperNodes' APIs answer only their own user."""
 
+import contextlib
 import os
 import socket
 
@@ -45,25 +46,34 @@ def test_a_connection_from_another_user_is_that_users(listener):
         nobody.communicate(timeout=30)
 
 
-@pytest.mark.parametrize(
-    ("family", "bind", "connect"),
-    [
-        (socket.AF_INET, "127.0.0.1", "127.0.0.1"),
-        (socket.AF_INET6, "::", "127.0.0.1"),  # an IPv4 peer of a dual-stack server
-        (socket.AF_INET6, "::1", "::1"),
-    ],
-)
-def test_this_processes_own_connection_is_its_own(family, bind, connect):
+@contextlib.contextmanager
+def own_connection_ends(bind, connect=None):
+    """A live TCP connection of this process's to a server listening on `bind` (reached at
+    `connect`, by default the address it listens on): the addresses of its two ends as the server
+    sees them, (peer, server). Skipped where this host cannot listen on `bind`."""
     try:
-        server = socket.socket(family)
+        server = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET)
         server.bind((bind, 0))
         server.listen()
     except OSError:
         pytest.skip(f"this host cannot listen on {bind}")
-    with server, socket.create_connection((connect, server.getsockname()[1])):
+    with server, socket.create_connection((connect or bind, server.getsockname()[1])):
         server_end, peer = accepted(server)
         with server_end:
-            assert uid_of_peer(peer[:2], server_end.getsockname()[:2]) == os.getuid()
+            yield peer[:2], server_end.getsockname()[:2]
+
+
+@pytest.mark.parametrize(
+    ("bind", "connect"),
+    [
+        ("127.0.0.1", "127.0.0.1"),
+        ("::", "127.0.0.1"),  # an IPv4 peer of a dual-stack server
+        ("::1", "::1"),
+    ],
+)
+def test_this_processes_own_connection_is_its_own(bind, connect):
+    with own_connection_ends(bind, connect) as (peer, server):
+        assert uid_of_peer(peer, server) == os.getuid()
 
 
 def test_a_peer_that_closed_its_socket_is_nobodys(listener):

@@ -6,7 +6,6 @@ tests/e2e/test_multihost.py from another host."""
 
 import asyncio
 import os
-import socket
 import sys
 
 import psutil
@@ -15,6 +14,7 @@ import pytest
 from engine.flower import home as flower_home, superlink
 from engine.flower.owner_only import OwnerOnly
 from engine.flower.superlink import OPEN_PATHS, OPEN_PREFIXES, REFUSAL
+from tests.test_peer_uid import own_connection_ends
 
 ANOTHER_HOST = ("192.0.2.7", 40123)  # TEST-NET-1: never this machine's
 SERVER = ("127.0.0.1", 9092)
@@ -35,17 +35,8 @@ def own_connection(request):
     sees them (client, server). Served on a LAN address, the controller's `flwr run` comes
     from it."""
     host = this_hosts_lan_address() if request.param == "lan" else request.param
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        listener = socket.socket(family)
-        listener.bind((host, 0))
-        listener.listen()
-    except OSError:
-        pytest.skip(f"this host cannot listen on {host}")
-    with listener, socket.create_connection(listener.getsockname()[:2]):
-        server_end, client = listener.accept()
-        with server_end:
-            yield client[:2], server_end.getsockname()[:2]
+    with own_connection_ends(host) as ends:
+        yield ends
 
 
 def request(path, client, server=SERVER, kind="http"):

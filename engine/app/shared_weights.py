@@ -102,11 +102,12 @@ def layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     its header alone; safetensors refuses a file whose header and size disagree."""
     from safetensors import safe_open
 
+    shapes_and_dtypes = {}
     with safe_open(str(path), framework="pt", device="cpu") as opened:
-        return {
-            name: (tuple(opened.get_slice(name).get_shape()), opened.get_slice(name).get_dtype())
-            for name in opened.keys()  # noqa: SIM118 (a safe_open is not a mapping)
-        }
+        for name in opened.keys():  # noqa: SIM118 (a safe_open is not a mapping)
+            tensor = opened.get_slice(name)
+            shapes_and_dtypes[name] = (tuple(tensor.get_shape()), tensor.get_dtype())
+    return shapes_and_dtypes
 
 
 def dtype_name(transfer_dtype: str) -> str:

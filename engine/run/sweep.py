@@ -286,7 +286,9 @@ def read_sweep(path: str | Path) -> SweepRecord:
     try:
         with open(file, "rb") as handle:
             text = handle.read(MAX_SWEEP_BYTES + 1)
-        record = SweepRecord(**json.loads(text[: MAX_SWEEP_BYTES + (len(text) <= MAX_SWEEP_BYTES)]))
+        if len(text) > MAX_SWEEP_BYTES:
+            raise ValueError(f"larger than {MAX_SWEEP_BYTES >> 20} MiB")
+        record = SweepRecord(**json.loads(text))
         if not (isinstance(record.sweep_id, str) and isinstance(record.status, str)) or not all(
             isinstance(values, list) and all(isinstance(v, str) for v in [key, *values])
             for key, values in record.grid
