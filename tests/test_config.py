@@ -2,7 +2,14 @@ import pytest
 
 from engine.core.config import EMBEDDED_DATASET, EMBEDDED_MODEL, RunConfig
 from engine.core.config_checks import config_from_dict
-from engine.core.config_files import load_config, parse_override, presets, to_toml
+from engine.core.config_files import (
+    load_config,
+    override_item,
+    parse_override,
+    presets,
+    to_toml,
+)
+from engine.core.config_reference import declared_keys
 from engine.core.errors import ConfigError
 
 
@@ -90,6 +97,18 @@ def test_override_values_are_read_as_toml_else_as_strings():
     assert parse_override("device=cuda:1") == ("device", "cuda:1")
     assert parse_override('model="facebook/opt-350m"') == ("model", "facebook/opt-350m")
     assert parse_override("model=facebook/opt-350m") == ("model", "facebook/opt-350m")
+
+
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        *((key.name, key.default) for key in declared_keys()),
+        ("name", "2026"),  # a string that --set would read as a number unquoted
+        ("generation_prompts", ['def f(x):\n    return "x"\n']),
+    ],
+)
+def test_a_value_offered_to_edit_reads_back_as_itself_through_set(key, value):
+    assert parse_override(override_item(key, value)) == (key, value)
 
 
 @pytest.mark.parametrize("name", sorted(presets()))

@@ -75,6 +75,12 @@ def parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def override_item(key: str, value: Any) -> str:
+    """`key=value` that `parse_override` reads back as `value`: the value as TOML, so a string
+    that reads as a number stays a string and a list keeps its escapes."""
+    return f"{key}={toml_value(value)}"
+
+
 def to_toml(config: RunConfig) -> str:
     """The resolved config as TOML, written into every run folder."""
     top, tables = [], []

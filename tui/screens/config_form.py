@@ -14,15 +14,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from engine.core.config_checks import config_from_dict
-from engine.core.config_files import get_dotted
-from engine.core.config_reference import declared_keys, value_text
-from engine.core.describe import setting
+from engine.core.config_reference import declared_keys
 from engine.core.errors import FedtuiError
 from engine.core.live_config import change_between_rounds, parse_changes
 from engine.run.steering import Acknowledged
+from tui.widgets.config_keys import ConfigKeysTable
 
 Apply = Callable[[dict[str, Any]], Acknowledged]  # blocking: run off the UI thread
 
@@ -43,21 +42,15 @@ class ConfigFormScreen(ModalScreen[Acknowledged | None]):
             yield Label("Change the run from its next round (key=value, several at once)")
             yield Input(placeholder="learning_rate=5e-4 local_epochs=2", id="changes")
             yield Static("", id="form-message")
-            yield DataTable(id="live-keys", cursor_type="row")
+            yield ConfigKeysTable(self.live_keys, id="live-keys")
 
     def on_mount(self) -> None:
-        table = self.query_one("#live-keys", DataTable)
-        table.add_columns("key", "now", "values", "what it does")
-        for key in self.live_keys:
-            now = setting(get_dotted(self.config, key.name))
-            table.add_row(key.name, now, value_text(key), key.help, key=key.name)
+        self.query_one(ConfigKeysTable).show(self.config)
         self.query_one("#changes", Input).focus()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        """A key picked from the table: its current value, ready to edit."""
-        name = str(event.row_key.value)
+    def on_config_keys_table_picked(self, event: ConfigKeysTable.Picked) -> None:
         field = self.query_one("#changes", Input)
-        field.value = f"{name}={setting(get_dotted(self.config, name))}"
+        field.value = event.item
         field.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:

@@ -1,4 +1,5 @@
-"""The launcher: start the default run or one from a config, or pick saved runs to replay."""
+"""The launcher: start the default run or one from a config (as it is, or changed in the config
+form first), or pick saved runs to replay."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from engine.run.followed_run import FollowedRun
 from engine.run.sweep import is_sweep
 from tui import format as fmt
 from tui.screens.help import HelpScreen
+from tui.screens.launch_form import LaunchFormScreen
 from tui.screens.live_actions import LiveRun
 from tui.screens.monitor import MonitorScreen
 
@@ -36,6 +38,12 @@ class LauncherScreen(Screen):
             "start_default",
             "Start default run",
             tooltip="Start the offline default run (tiny OPT, 2 clients) and watch it",
+        ),
+        Binding(
+            "e",
+            "edit_config",
+            "Edit config",
+            tooltip="Open the config typed above (empty: default) in a form: change, save, start",
         ),
         Binding(
             "space", "mark", "Mark for comparison", tooltip="Mark or unmark the selected saved run"
@@ -57,6 +65,8 @@ class LauncherScreen(Screen):
         self.running: set[str] = set()  # run folders whose controller is alive: enter attaches
         self.shown_names: dict[str, str] = {}  # run folder: its name in the table
         self._starting = False  # a run's config is being checked: one start at a time
+        # the form's config whose start was refused, by its source: `e` reopens it as it was
+        self.refused_edit: tuple[str, RunConfig] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(
@@ -69,6 +79,7 @@ class LauncherScreen(Screen):
             yield Button("Start the default run", id="start-default", variant="primary")
             yield Input(placeholder="config file (.toml) or preset name", id="config-path")
             yield Button("Start from config", id="start-config")
+            yield Button("Edit config", id="edit-config")
         yield Label("", id="launch-error")
         yield Label(
             f"Saved runs in {', '.join(str(d) for d in self.saved_dirs)}: enter "
@@ -143,6 +154,8 @@ class LauncherScreen(Screen):
             self.action_start_default()
         elif event.button.id == "start-config":
             self._start_from(self.query_one("#config-path", Input).value.strip())
+        elif event.button.id == "edit-config":
+            self.action_edit_config()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._start_from(event.value.strip())
@@ -160,10 +173,35 @@ class LauncherScreen(Screen):
         except FedtuiError as err:
             error.update(Text(str(err), style="bold red"))
             return
+        self._start(config, source)
+
+    def action_edit_config(self) -> None:
+        source = self.query_one("#config-path", Input).value.strip() or "default"
+        try:
+            loaded = load_config(source)
+        except FedtuiError as err:
+            self.query_one("#launch-error", Label).update(Text(str(err), style="bold red"))
+            return
+        edited = (
+            self.refused_edit[1] if self.refused_edit and self.refused_edit[0] == source else None
+        )
+        self.app.push_screen(
+            LaunchFormScreen(source, loaded, edited),
+            lambda config: self._start_edited(source, config),
+        )
+
+    def _start_edited(self, source: str, config: RunConfig | None) -> None:
+        if config is not None:
+            self.refused_edit = (source, config)
+            self._start(config, f"{source} as edited")
+
+    def _start(self, config: RunConfig, source: str) -> None:
         if self._starting:
             return
         self._starting = True
-        error.update(Text(f"checking {source} (model, data, devices)...", style="dim"))
+        self.query_one("#launch-error", Label).update(
+            Text(f"checking {source} (model, data, devices)...", style="dim")
+        )
         # start_run checks the config against the machine first (engine.ml.preflight), which can
         # take a while (tokenizing a dataset): off the UI thread
         self.run_worker(lambda: self._start_checked(config), thread=True)
@@ -182,6 +220,7 @@ class LauncherScreen(Screen):
 
     def _open_live(self, live: LiveRun) -> None:
         self._starting = False
+        self.refused_edit = None
         self.query_one("#launch-error", Label).update("")
         self.app.push_screen(MonitorScreen(live=live, clock=self.clock))
 
