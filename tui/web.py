@@ -7,6 +7,7 @@ answer to such a request sets it as a cookie, which the page's own assets and we
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import secrets
 import shlex
@@ -19,11 +20,12 @@ from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
+from textual_serve.app_service import AppService
 from textual_serve.server import Server, to_int
 
 from engine.core.errors import FedtuiError
 
-_SHUTDOWN_S = 10.0  # for each page's app to quit; the kernel ends what is left (pdeathsig)
+_SHUTDOWN_S = 10.0  # for each page's app to end; the kernel hangs up on what is left
 _HEADERS = {
     "X-Frame-Options": "DENY",  # no page of another port may frame this one and take its keys
     # The template links a Google font: the page must not depend on, nor call, the internet.
@@ -79,20 +81,41 @@ class TokenServer(Server):
         }
 
     async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
-        """A page's session: its own app process, for as long as the page is open."""
+        """A page's session: an app process of its own for as long as the page is open. As
+        textual-serve's, but the app is a `_PageApp`."""
+        websocket = web.WebSocketResponse(heartbeat=15)
+        await websocket.prepare(request)
+
+        async def close() -> None:
+            await websocket.close()
+
+        app = _PageApp(
+            self.command,
+            write_bytes=websocket.send_bytes,
+            write_str=websocket.send_str,
+            close=close,
+            download_manager=self.download_manager,
+        )
         session = asyncio.current_task()
         assert session is not None
         self._sessions.add(session)
         try:
-            return await super().handle_websocket(request)
+            width = to_int(request.query.get("width", "80"), 80)
+            await app.start(width, to_int(request.query.get("height", "24"), 24))
+            await self._process_messages(websocket, app)
+        except asyncio.CancelledError:  # the server is ending (on_shutdown)
+            pass
         finally:
             self._sessions.discard(session)
+            await app.stop()
+            await websocket.close()
+        return websocket
 
     async def on_startup(self, app: web.Application) -> None:
         print(self._url, flush=True)
 
     async def on_shutdown(self, app: web.Application) -> None:
-        """Cancelled, a session tells its app to quit and waits for it."""
+        """Cancelled, a session ends its app as a closed page does."""
         for session in self._sessions:
             session.cancel()
 
@@ -108,6 +131,17 @@ class TokenServer(Server):
             loop.add_signal_handler(signum, ended.set)
         await ended.wait()
         await runner.cleanup()
+
+
+class _PageApp(AppService):
+    async def stop(self) -> None:
+        """A page closed is a terminal window closed: the app is hung up on, as a terminal's
+        is, so a live run it watches is detached, not lost (`fedtui run`, `attach`). Asked to
+        quit instead, its monitor would wait for the run to end, holding the session."""
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGHUP)
+        await super().stop()
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -148,6 +182,6 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _command(fedtui_args: list[str]) -> str:
     """The shell command textual-serve starts per page: this Python's fedtui (`-P`: not a `tui/`
-    folder where it runs), killed by the kernel if the server dies before it could end it."""
+    folder where it runs), hung up on by the kernel if the server dies before it could end it."""
     program = [sys.executable, "-P", "-m", "tui.cli", *fedtui_args]
-    return "exec " + shlex.join(["setpriv", "--pdeathsig", "KILL", "--", *program])
+    return "exec " + shlex.join(["setpriv", "--pdeathsig", "HUP", "--", *program])
