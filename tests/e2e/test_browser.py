@@ -1,9 +1,13 @@
 """`fedtui web` in Debian's Chromium, headless, through chromedriver: the page runs fedtui's own
-app (the seed run's replay), keys typed into the page reach it, and closing the page ends it."""
+app (the seed run's replay; the launcher), keys typed into the page reach it, and closing the
+page ends it."""
 
 import shutil
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver import ActionChains, Keys
+from selenium.webdriver.chrome.service import Service
 
 from tests.waiting import wait_for
 from tests.web_server import SEED, fedtui_web
@@ -40,9 +44,6 @@ return rows.join("\\n");
 def chromium(tmp_path):
     if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -71,21 +72,33 @@ def screen(browser):
     return browser.execute_script(SCREEN_TEXT)
 
 
-def test_the_seed_replay_runs_in_the_browser_takes_keys_and_ends_with_the_page(chromium, tmp_path):
-    from selenium.webdriver import ActionChains
+def type_keys(browser, *keys):
+    """Typed as a user would, into the terminal, which has the page's focus."""
+    browser.execute_script('document.querySelector(".xterm-helper-textarea").focus()')
+    ActionChains(browser).send_keys(*keys).perform()
 
+
+def test_the_seed_replay_runs_in_the_browser_takes_keys_and_ends_with_the_page(chromium, tmp_path):
     with fedtui_web("replay", SEED) as served:
         chromium.get(served.url)
         wait_for(lambda: "best eval 2.0210" in screen(chromium), timeout=60)
         assert "loss per round" in screen(chromium)
         assert len(served.apps()) == 1
 
-        # typed as a user would, into the terminal that has the page's focus
-        chromium.execute_script('document.querySelector(".xterm-helper-textarea").focus()')
-        ActionChains(chromium).send_keys("2").perform()
+        type_keys(chromium, "2")
         wait_for(lambda: "perplexity per round" in screen(chromium), timeout=30)
         assert chromium.save_screenshot(str(tmp_path / "fedtui-web.png"))
 
         chromium.get("about:blank")  # the page closes: its app ends, the server goes on
         wait_for(lambda: not served.apps(), timeout=30)
         assert served.process.poll() is None
+
+
+def test_the_launcher_in_the_browser_replays_the_run_chosen_with_enter(chromium, tmp_path):
+    with fedtui_web(cwd=tmp_path) as served:
+        chromium.get(served.url)
+        wait_for(lambda: "Saved runs" in screen(chromium), timeout=60)
+        assert "best eval 2.0210" not in screen(chromium)
+
+        type_keys(chromium, Keys.ENTER)  # the first saved run: the seed's
+        wait_for(lambda: "best eval 2.0210" in screen(chromium), timeout=30)
