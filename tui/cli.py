@@ -229,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--markdown", action="store_true", help="as a markdown table (the README's reference)"
     )
     config.set_defaults(handler=recorded.config_command)
+
+    served = commands.add_parser(
+        "web",
+        help="the app in a browser (textual-serve), behind a token made at each start",
+        usage="fedtui web [--host HOST] [--port PORT] [COMMAND ...]",
+    )
+    served.add_argument("--host", default="127.0.0.1", help="the address to listen on (127.0.0.1)")
+    served.add_argument("--port", type=_port, default=8000, help="0: any free port (8000)")
+    served.add_argument(
+        "served",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND",
+        help="the fedtui command each page runs, e.g. `replay RUN` (default: the launcher)",
+    )
+    served.set_defaults(handler=_web_command)
     return parser
 
 
@@ -237,6 +252,32 @@ def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
     )
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r}")
+    return int(text)
+
+
+_SERVABLE = {None, "run", "sweep", "serve", "attach", "replay"}  # the commands that open the app
+
+
+def _web_command(args: argparse.Namespace) -> int:
+    fedtui_args = args.served[1:] if args.served[:1] == ["--"] else args.served
+    served = build_parser().parse_args(fedtui_args)  # a bad command: exit 2 before serving
+    if (
+        served.command not in _SERVABLE
+        or vars(served).get("headless")
+        or vars(served).get("detach")
+    ):
+        raise FedtuiError(
+            f"fedtui web serves the app: `{' '.join(fedtui_args)}` does not open it "
+            "(launcher, run, sweep, serve, attach, replay; not --headless or --detach)"
+        )
+    from tui import web  # heavy: aiohttp and textual-serve load only to serve
+
+    return web.serve(args.host, args.port, fedtui_args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import threading
 
+import aiohttp
 import pytest
 
 from engine.record import run_lock
 from engine.record.run_folders import read_run
 from tests.e2e.test_faults import processes_of
 from tests.e2e.test_real_runs import SMALL, alive
-from tests.waiting import wait_for
+from tests.waiting import until, wait_for
+from tests.web_server import fedtui_web
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +26,18 @@ def settings(rounds):
     return [arg for item in [f"rounds={rounds}", *SMALL] for arg in ("--set", item)]
 
 
+def started_runs(tmp_path):
+    """The run folders whose controller holds them and has recorded the run's start."""
+    return [
+        lock.parent
+        for lock in (tmp_path / "runs").glob("*/controller.pid")
+        if (lock.parent / "events.jsonl").is_file()
+        and (lock.parent / "events.jsonl").stat().st_size
+    ]
+
+
 def the_run(tmp_path):
-    """The run folder once its controller holds it and has recorded the run's start."""
-    runs = wait_for(
-        lambda: [
-            lock.parent
-            for lock in (tmp_path / "runs").glob("*/controller.pid")
-            if (lock.parent / "events.jsonl").is_file()
-            and (lock.parent / "events.jsonl").stat().st_size
-        ],
-        timeout=120,
-    )
-    return runs[0]
+    return wait_for(lambda: started_runs(tmp_path), timeout=120)[0]
 
 
 def assert_nothing_left(controller_pid):
@@ -128,3 +130,29 @@ def test_a_run_started_for_a_tui_ends_with_it_unless_detached(tmp_path):
     state = read_run(run_dir).state
     assert state.status == "aborted"
     assert_nothing_left(controller_pid)
+
+
+async def test_a_run_watched_in_a_browser_page_goes_on_when_the_page_closes(tmp_path):
+    """`fedtui web run`: a closed page is a closed terminal window, and the run is detached."""
+    with fedtui_web("run", *settings(3), cwd=tmp_path) as served:
+        async with aiohttp.ClientSession() as session:
+            page = await session.ws_connect(f"{served.base}/ws?token={served.token}")
+            (run_dir,) = await until(lambda: started_runs(tmp_path), timeout=120)
+            controller_pid = run_lock.live_controller(run_dir)
+            shown = b""
+            while run_dir.name.encode() not in shown:  # the monitor is up, watching the run
+                shown += await page.receive_bytes(timeout=60)
+            await page.close()
+            await until(lambda: not served.apps(), timeout=30)
+        assert run_lock.live_controller(run_dir) == controller_pid
+        assert not read_run(run_dir).state.finished
+
+        stopped = subprocess.run(
+            [*FEDTUI, "stop", str(run_dir), "--abort", "--wait"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert stopped.stdout.startswith("run aborted"), stopped.stderr
+        assert read_run(run_dir).state.status == "aborted"
+        assert_nothing_left(controller_pid)

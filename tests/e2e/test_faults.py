@@ -10,7 +10,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from engine.core import events as ev
@@ -18,6 +17,7 @@ from engine.core.process_env import CONTROLLER_PID_ENV
 from engine.flower import home as flower_home
 from engine.run.controller import RunController
 from tests.e2e.test_real_runs import SMALL, alive, finish, of_type, shared_folders, start
+from tests.process_checks import processes_with
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -146,16 +146,10 @@ MOMENTS = {
 
 def processes_of(controller_pid):
     """Every live process started for the run of the fedtui process `controller_pid`."""
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if process.environ().get(CONTROLLER_PID_ENV) == str(controller_pid):
-                found.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
-        except psutil.Error:
-            continue
-    return found
+    return [
+        f"{pid} {' '.join(command)[:120]}"
+        for pid, command in processes_with(CONTROLLER_PID_ENV, str(controller_pid))
+    ]
 
 
 def kill_fedtui_at(runs_dir, moment, overrides=("rounds=2", *SMALL)):
