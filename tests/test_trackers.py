@@ -11,6 +11,7 @@ from engine.record.trackers.mirror import TrackedRun, mirror_recorded
 from engine.record.trackers.to_tensorboard import TensorBoardTracker
 from engine.record.trackers.to_wandb import WandbTracker
 from engine.run.sweep import read_sweep
+from tests.factories import simple_run_events, write_run
 from tests.tracker_reading import (
     assert_same_series,
     mlflow_history,
@@ -164,3 +165,19 @@ def test_wandb_offline_holds_the_runs_rounds_and_its_final_eval_loss(tmp_path, m
     assert summary["final_eval_loss"] == final and summary["status"] == "completed"
     logged = {row["_step"]: (row["eval_loss"], row["_timestamp"]) for row in history}
     assert_same_series(logged, rounds)
+
+
+def test_a_stopped_run_that_went_on_is_one_mlflow_run_to_its_end(mlflow_store, tmp_path):
+    stopped = simple_run_events(rounds=((8.0, None), (7.0, 7.5)), status="stopped")
+    went_on = simple_run_events(rounds=((8.0, None), (7.0, 7.5), (6.5, 6.9)))
+    resumed = dict(type_=ev.RUN_RESUMED, from_round=1, config=went_on[0]["config"])
+    rest = [e for e in went_on if e.get("round", 0) >= 2 or e["type_"] == ev.RUN_FINISHED]
+    run = write_run(tmp_path / "r1", [*stopped, resumed, *rest])
+    assert main(["export", str(run), "--to", "mlflow"]) == 0
+    (exported,) = mlflow_runs().values()
+    assert {n: v for n, (v, _) in mlflow_history(exported, "eval_loss").items()} == {
+        0: 8.0,
+        1: 7.0,
+        2: 6.5,
+    }
+    assert (exported.info.status, exported.data.tags["fedtui.status"]) == ("FINISHED", "completed")

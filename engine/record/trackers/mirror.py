@@ -105,11 +105,13 @@ class TrackerMirror:
         self.state.apply(event)
         kind, wall_time = event["type"], event.get("t") or 0.0
         if kind in (ev.RUN_STARTED, ev.RUN_RESUMED):
-            resumed = self._started or kind == ev.RUN_RESUMED
-            start = RunStart(self.run, wall_time, flat_params(self.state.config), resumed)
-            if not self._started:
+            # a stopped run that goes on opens its trackers' runs again, as its new controller
+            # does live; one whose fedtui was killed (no run_finished) just goes on in them
+            if not self._started or self._finished:
+                resumed = kind == ev.RUN_RESUMED
+                start = RunStart(self.run, wall_time, flat_params(self.state.config), resumed)
                 self._each("start", lambda tracker: tracker.start(start))
-            self._started = True
+            self._started, self._finished = True, False
         elif kind == ev.CONFIG_CHANGED:
             self._changes.append(
                 f"from round {event['round']}: {event['key']} {event['old']!r} -> "
