@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.core.config import TRACKERS
 from engine.core.errors import FedtuiError
 from engine.core.text import printable
 from engine.net import federation
@@ -198,9 +199,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.set_defaults(handler=recorded.runs_command)
 
-    export = commands.add_parser("export", help="per-round metrics of a run")
+    export = commands.add_parser(
+        "export", help="per-round metrics of a run, printed or into an experiment tracker"
+    )
     export.add_argument("run", metavar="RUN", help="a run folder, or a sample run's name")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument(
+        "--format", choices=("csv", "json"), help="printed as csv (default) or json"
+    )
+    export.add_argument(
+        "--to",
+        choices=TRACKERS,
+        help="into TensorBoard event files, MLflow (its tracking URI) or W&B, as report_to does",
+    )
+    export.add_argument(
+        "--out",
+        metavar="DIR",
+        help="--to tensorboard: the folder (default ./tensorboard/<run>; a sweep: a folder per "
+        "member)",
+    )
     export.set_defaults(handler=recorded.export_command)
 
     export_model = commands.add_parser(

@@ -10,6 +10,7 @@ from pathlib import Path
 from engine.core import config_reference
 from engine.core.config import describe_strategy
 from engine.core.config_files import presets as preset_files
+from engine.core.errors import FedtuiError
 from engine.core.text import printable
 from engine.record.run_folders import (
     export as export_metrics,
@@ -20,9 +21,12 @@ from engine.record.run_folders import (
     read_run,
     sample_runs_folder,
 )
+from engine.record.trackers import mirror as trackers
 from engine.run.sweep import export_sweep, is_sweep, read_sweep
 from tui import format as fmt
 from tui.lifecycle import DEFAULT_RUNS_DIR
+
+TENSORBOARD_FILES = "events.out.tfevents.*"  # what TensorBoard's writers name their files
 
 
 def _warn(message: str | None) -> None:
@@ -105,17 +109,55 @@ def _print_runs(listings, folder) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    folder = find_run(args.run)
+    if args.to is not None:
+        return _export_to_tracker(args)
+    if args.out is not None:
+        raise FedtuiError("--out is where --to tensorboard writes; without --to, export prints")
+    folder, fmt = find_run(args.run), args.format or "csv"
     if is_sweep(folder):
         members = [read_run(member) for member in _runs_of(folder)]
         for member in members:
             _warn(member.warning)
         rows = [(member.path.name, member.state) for member in members]
-        sys.stdout.write(export_sweep(read_sweep(folder), rows, args.format))
+        sys.stdout.write(export_sweep(read_sweep(folder), rows, fmt))
         return 0
     run = read_run(folder)
     _warn(run.warning)
-    sys.stdout.write(export_metrics(run.state, args.format))
+    sys.stdout.write(export_metrics(run.state, fmt))
+    return 0
+
+
+def _export_to_tracker(args: argparse.Namespace) -> int:
+    """A recorded run, or each member of a sweep (grouped under it), into a tracker, through the
+    mirror a live run with report_to uses. TensorBoard: one folder of event files per run."""
+    if args.format is not None:
+        raise FedtuiError("--format prints metrics, --to writes them to a tracker: give one")
+    if args.out is not None and args.to != "tensorboard":
+        raise FedtuiError(f"--out is for --to tensorboard; {args.to} writes to its own store")
+    trackers.require([args.to])
+    folder = find_run(args.run)
+    sweep = folder.resolve().name if is_sweep(folder) else None
+    base = Path(args.out) if args.out else Path("tensorboard") / folder.resolve().name
+    if sweep is None:
+        runs = [(read_run(folder), base)]
+    else:
+        members = read_sweep(folder).member_folders(folder)
+        runs = [(read_run(member), base / member.name) for member in members]
+    taken = [out for _, out in runs if any(out.glob(TENSORBOARD_FILES))]
+    if args.to == "tensorboard" and taken:
+        raise FedtuiError(f"{taken[0]} already holds TensorBoard event files: choose another --out")
+    failures: list[str] = []
+    for run, out in runs:
+        _warn(run.warning)
+        tracker = trackers.open_tracker(
+            args.to, out, lambda message: _show(f"fedtui: {message}", file=sys.stderr)
+        )
+        tracked = trackers.TrackedRun(run.path.resolve().name, sweep)
+        trackers.mirror_recorded(run.events, tracker, tracked, failures.append)
+        if failures:
+            _show(f"fedtui: error: {failures[0]}", file=sys.stderr)
+            return 1
+        _show(f"{tracked.name}: {tracker.location()}")
     return 0
 
 

@@ -27,6 +27,8 @@ DATA_FORMATS = ("text", "instruction", "chat")
 LOSS_ON = ("all", "completion")
 LR_SCHEDULES = ("constant", "cosine")
 EARLY_STOPPING_METRICS = ("eval_loss", "pass@1")
+# Experiment trackers a run mirrors to, by Hugging Face Trainer's `report_to` names.
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 HUMANEVAL = "humaneval"
 ALPACA = "alpaca"
 CODE_PROMPTS = [
@@ -282,6 +284,13 @@ class RunConfig:
     )
     generation_max_new_tokens: int = key(
         48, "tokens generated per generation prompt at most", minimum=1
+    )
+    report_to: list[str] = key(
+        [],
+        "experiment trackers the run is mirrored to as each round ends (Hugging Face's "
+        "report_to): tensorboard (runs/<id>/tensorboard/), mlflow (MLflow's tracking URI), "
+        "wandb (offline without an API key); each needs its extra: pip install 'fedtui[mlflow]'",
+        choices=TRACKERS,
     )
     early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
     lora: Lora = field(default_factory=Lora)

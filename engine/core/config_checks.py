@@ -66,6 +66,14 @@ def check_value(name: str, f: dataclasses.Field, value: Any) -> Any:
     if f.type == "list[str]":
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"config key {name!r} must be a list of strings, got {value!r}")
+        allowed: tuple[str, ...] = f.metadata["choices"]
+        wrong = [item for item in value if allowed and item not in allowed]
+        if wrong:
+            raise ConfigError(
+                f"config key {name!r} takes a list of {', '.join(allowed)}; got {wrong[0]!r}"
+            )
+        if allowed and len(set(value)) != len(value):
+            raise ConfigError(f"config key {name!r} names a value twice: {value!r}")
         return value
     if f.type == "str | list[str]":
         if value == "auto" or (

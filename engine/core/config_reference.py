@@ -60,7 +60,8 @@ def live_keys() -> list[str]:
 def value_text(key: Key) -> str:
     """What values a key takes: its type and bounds, or its choices."""
     if key.choices:
-        return " | ".join(f'"{choice}"' for choice in key.choices)
+        choices = " | ".join(f'"{choice}"' for choice in key.choices)
+        return f"list of {choices}" if key.type.startswith("list") else choices
     if key.minimum is None:
         return key.type
     return f"{key.type} {'>' if key.exclusive_minimum else '>='} {key.minimum:g}"

@@ -2,12 +2,13 @@
 
     preflight.check(config, progress=print)   # raises ConfigError: one line naming the problem
 
-The device (CUDA at all, the index, `client_gpus`), the model (a save_pretrained folder, a Hub
-name that can load, `seq_len` within its positions), the data format (loss_on, prompt_template,
-a chat template for chat data) and the dataset (a file or save_to_disk folder, a Hub name that
-can load, its columns, enough samples for the clients and the eval set) are checked before a
-run folder exists or a process starts, so a mistake costs no run. The sample check tokenizes
-through `engine.ml.data.prepare`, whose cache the run then reuses.
+The trackers in `report_to` (their libraries installed), the device (CUDA at all, the index,
+`client_gpus`), the model (a save_pretrained folder, a Hub name that can load, `seq_len` within its
+positions), the data format (loss_on, prompt_template, a chat template for chat data) and the
+dataset (a file or save_to_disk folder, a Hub name that can load, its columns, enough samples for
+the clients and the eval set) are checked before a run folder exists or a process starts, so a
+mistake costs no run. The sample check tokenizes through `engine.ml.data.prepare`, whose cache
+the run then reuses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from engine.core.errors import ConfigError
 from engine.ml import code_eval, data, prompts
 from engine.ml.hub import check_hub_name
 from engine.ml.samples import most_samples
+from engine.record.trackers import mirror as trackers
 
 Progress = Callable[[str], None]
 
@@ -48,6 +50,7 @@ def check(config: RunConfig, progress: Progress = lambda message: None) -> None:
     """Raise ConfigError for the first thing in `config` that would fail the run. `progress`
     hears of each slow step (importing torch, loading and tokenizing the dataset)."""
     check_backend(config)
+    trackers.require(config.report_to)
     check_device(config, progress)
     check_model(config)
     check_dataset(config)

@@ -32,6 +32,7 @@ class RoundResult:
     client_examples: dict[int, int] = field(default_factory=dict)
     client_tokens: dict[int, int] = field(default_factory=dict)
     client_seconds: dict[int, float] = field(default_factory=dict)  # local training time
+    client_peak_memory: dict[int, int] = field(default_factory=dict)  # VRAM where seen, else RSS
     client_eval_loss: dict[int, float | None] = field(default_factory=dict)  # client_eval
     started_at: float | None = None
     learning_rate: float | None = None  # the clients', as lr_schedule set it
@@ -177,6 +178,9 @@ class RunState:
         result.client_examples[event["client"]] = event["examples"]
         if event.get("seconds") is not None:
             result.client_seconds[event["client"]] = event["seconds"]
+        peak = event.get("peak_vram_bytes") or event.get("peak_rss_bytes")
+        if peak is not None:
+            result.client_peak_memory[event["client"]] = peak
         tokens = event.get("tokens")
         if tokens is None and event.get("seconds") is not None:  # recorded before token counts
             self.tokens_estimated = True
@@ -230,11 +234,8 @@ class RunState:
             self.best_checkpoint_round = event["round"]
 
     def _on_early_stopping_changed(self, event: ev.Event) -> None:
-        self.early_stopping.update(
-            enabled=event["enabled"],
-            patience=event["patience"],
-            min_delta=event.get("min_delta", 0.0),
-        )
+        told = {"enabled": event["enabled"], "patience": event["patience"]}
+        self.early_stopping.update(told, min_delta=event.get("min_delta", 0.0))
 
     def _on_config_changed(self, event: ev.Event) -> None:
         change = ConfigChange(

@@ -47,6 +47,7 @@ from engine.net.federation import ServerFiles, ServeSettings
 from engine.record import durable, run_lock
 from engine.record.recorder import EventRecorder, Subscriber
 from engine.record.run_folders import EVENTS_FILE, new_run_id
+from engine.record.trackers.live_mirror import LiveMirror
 from engine.run import run_end
 from engine.run.fork import ForkOrigin
 from engine.run.resume import ResumeState, resume_point
@@ -167,6 +168,8 @@ class RunController:
         self._started_at = time.time()
         self._hub = EventHub(self._on_app_event, self._on_app_hello)
         self._control = ControlServer(self.run_dir, lambda request: steer(self, request))
+        if self.config.report_to:  # experiment trackers get each round as it ends
+            self.subscribe(LiveMirror(self.config.report_to, self.run_dir, self._emit))
         fields = {"config": self.config.to_dict(), "version": _version()}
         if self._resume is not None:
             self._emit(ev.make(ev.RUN_RESUMED, from_round=self._resume["round"], **fields))

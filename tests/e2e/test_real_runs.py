@@ -15,6 +15,13 @@ from engine.core.process_env import EVENTS_KEY_ENV
 from engine.record.run_folders import open_run
 from engine.run.controller import RunController
 from tests.channel_checks import assert_key_not_in
+from tests.tracker_reading import (
+    assert_same_series,
+    mlflow_history,
+    mlflow_runs,
+    recorded_round_ends,
+    tensorboard_scalars,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,13 +66,15 @@ def of_type(events, kind):
     return [event for event in events if event["type"] == kind]
 
 
-def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
-    controller, _ = start(tmp_path, ["rounds=2"])
+def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path, monkeypatch):
+    # the run is mirrored to TensorBoard and MLflow too (report_to): checked at the end
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    controller, _ = start(tmp_path, ["rounds=3", 'report_to=["tensorboard", "mlflow"]'])
     key = controller._require_hub().environment()[EVENTS_KEY_ENV]
     status, events = finish(controller)
 
     assert status == "completed"
-    assert events[0]["type"] == ev.RUN_STARTED and events[0]["config"]["rounds"] == 2
+    assert events[0]["type"] == ev.RUN_STARTED and events[0]["config"]["rounds"] == 3
     roles = {(e["role"], e.get("client")) for e in of_type(events, ev.PROCESS_STARTED)}
     assert {
         ("superlink", None),
@@ -78,17 +87,11 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
         ("worker", 1),
     } <= roles
     assert {(e["round"], e["client"]) for e in of_type(events, ev.CLIENT_PROGRESS)} == {
-        (1, 0),
-        (1, 1),
-        (2, 0),
-        (2, 1),
+        (number, client) for number in (1, 2, 3) for client in (0, 1)
     }
     done = of_type(events, ev.CLIENT_ROUND_DONE)
     assert sorted((e["round"], e["client"], e["examples"]) for e in done) == [
-        (1, 0, 256),
-        (1, 1, 256),
-        (2, 0, 256),
-        (2, 1, 256),
+        (number, client, 256) for number in (1, 2, 3) for client in (0, 1)
     ]
     workers = [e for e in of_type(events, ev.PROCESS_STARTED) if e["role"] == "worker"]
     assert sorted(e["client"] for e in workers) == [0, 1]  # one stable process per client
@@ -96,14 +99,14 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     for client in (0, 1):  # the same warm worker, its model reused: no growth round over round
         assert peak_rss[(2, client)] < 1.1 * peak_rss[(1, client)]
     rounds = {e["round"]: e for e in of_type(events, ev.ROUND_DONE)}
-    assert sorted(rounds) == [0, 1, 2]
-    assert rounds[2]["eval_loss"] < rounds[0]["eval_loss"]
-    for number in (1, 2):  # the aggregate is the example-weighted mean of what clients sent
+    assert sorted(rounds) == [0, 1, 2, 3]
+    assert rounds[3]["eval_loss"] < rounds[0]["eval_loss"]
+    for number in (1, 2, 3):  # the aggregate is the example-weighted mean of what clients sent
         losses = [e["train_loss"] for e in done if e["round"] == number]
         assert rounds[number]["train_loss"] == pytest.approx(sum(losses) / 2)
         assert rounds[number]["bytes_sent"] > 0 and rounds[number]["bytes_received"] > 0
     assert events[-1]["type"] == ev.RUN_FINISHED
-    assert (events[-1]["status"], events[-1]["rounds_completed"]) == ("completed", 2)
+    assert (events[-1]["status"], events[-1]["rounds_completed"]) == ("completed", 3)
     assert (controller.run_dir / "config.toml").is_file()
     memory = of_type(events, ev.GPU_SAMPLE)
     assert {c for e in memory for c, m in e["clients"].items() if m["rss_bytes"] > 0} == {"0", "1"}
@@ -116,6 +119,25 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path):
     # The clients run on this machine: the weights went through shared memory, cleared after.
     assert [e for e in of_type(events, ev.NOTICE) if "through shared memory" in e["message"]]
     assert shared_folders(controller.run_dir) == []
+    assert_mirrored_to_trackers(controller.run_dir, events)
+
+
+def assert_mirrored_to_trackers(run_dir, events):
+    """What report_to = ["tensorboard", "mlflow"] left, read by each tracker's own reader: the
+    record's eval losses at its rounds and times, the config as MLflow params, the end."""
+    assert of_type(events, ev.WARNING) == []
+    expected = recorded_round_ends(events)
+    assert sorted(expected) == [0, 1, 2, 3]
+    assert_same_series(tensorboard_scalars(run_dir / "tensorboard", "eval_loss"), expected)
+    (run,) = mlflow_runs().values()
+    assert (run.info.run_name, run.info.status) == (run_dir.name, "FINISHED")
+    assert_same_series(mlflow_history(run, "eval_loss"), expected)
+    train = {e["round"]: e["train_loss"] for e in of_type(events, ev.ROUND_DONE) if e["round"]}
+    assert {n: v for n, (v, _) in mlflow_history(run, "train_loss").items()} == train
+    assert run.data.params["rounds"] == "3" and run.data.params["report_to"] == (
+        '["tensorboard", "mlflow"]'
+    )
+    assert run.data.metrics["best_eval_loss"] == events[-1]["best_eval_loss"]
 
 
 def test_stop_after_this_round_ends_the_run_after_the_current_round(tmp_path):
