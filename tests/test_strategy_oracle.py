@@ -23,8 +23,10 @@ from flwr.serverapp import strategy as flower
 from engine.app.server.aggregate_round import aggregate_round
 from engine.app.server.aggregation import ServerMomentum
 from engine.app.server.model_store import ModelStore
-from engine.app.server.strategy import build_strategy
+from engine.app.server.strategy import build_strategy, update_strategy
 from engine.core.config_checks import config_from_dict
+from engine.core.errors import ConfigError
+from engine.core.live_config import with_changes
 from engine.core.strategies import FLOWER_ETA, STRATEGIES
 
 CLIENTS = 7  # Bulyan with one malicious node needs 4 x 1 + 3
@@ -200,3 +202,19 @@ def test_a_fedopt_run_resumed_from_a_checkpoint_goes_on_as_if_it_never_stopped(t
     for moments in ("m_t", "v_t"):
         for key, value in getattr(whole, moments).items():
             assert np.array_equal(value, getattr(resumed, moments)[key]), (moments, key)
+
+
+def test_live_changes_reach_flowers_strategy_object_and_are_checked_as_at_start():
+    yogi = fedtui_config("fedyogi", "streaming")
+    strategy = build_strategy(yogi)
+    update_strategy(strategy, with_changes(yogi, {"eta": 0.5, "beta_1": 0.5, "tau": 0.1})[0])
+    assert (strategy.eta, strategy.beta_1, strategy.tau) == (0.5, 0.5, 0.1)
+
+    adagrad = fedtui_config("fedadagrad", "streaming")
+    strategy = build_strategy(adagrad)
+    update_strategy(strategy, with_changes(adagrad, {"beta_1": 0.5, "eta": 0.0})[0])
+    assert (strategy.beta_1, strategy.eta) == (0.0, FLOWER_ETA["fedadagrad"])  # Flower's own
+
+    bulyan = fedtui_config("bulyan", "streaming")
+    with pytest.raises(ConfigError, match="needs at least 11 replies a round"):
+        with_changes(bulyan, {"num_malicious_nodes": 2})
