@@ -171,6 +171,14 @@ MISTAKES = [
         "'min_clients' must be at most the clients sampled per round (2)",
     ),
     setting("unknown backend", "backend=ray", "'backend' must be one of deployment, simulation"),
+    setting(
+        "bulyan with too few clients",
+        "strategy=bulyan num_clients=6 num_malicious_nodes=1",
+        "strategy bulyan with num_malicious_nodes=1 needs at least 7 replies a round",
+    ),
+    setting("krum with two clients", "strategy=krum", "strategy krum with num_malicious_nodes=0"),
+    setting("trimming half the replies", "beta=0.5", "'beta' (the share trimmed at each end) must"),
+    setting("a second moment decay of 1", "beta_2=1", "'beta_2' must be < 1, got 1.0"),
     # sweeps
     mistake("sweep without a grid", "sweep --headless", "a sweep needs at least one --grid"),
     mistake("grid without values", "sweep --grid proximal_mu", "--grid expects KEY=V1,V2,..."),

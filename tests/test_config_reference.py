@@ -48,7 +48,7 @@ def test_a_listing_says_each_keys_default_values_and_whether_it_is_live(capsys):
     assert cli.main(["config"]) == 0
     text = capsys.readouterr().out
 
-    assert 'strategy = "fedprox"\n    "fedprox" | "fedavg" | "fedavgm"\n' in text
+    assert 'strategy = "fedprox"\n    "fedprox" | "fedavg" | "fedavgm" | "fedadam" | ' in text
     assert "learning_rate = 0.001\n    float > 0; may change between rounds\n" in text
     assert "early_stopping.patience = 2\n    int >= 1; may change between rounds\n" in text
     assert "seq_len = 64\n    int >= 8\n" in text  # fixed for the run's life

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from engine.core import config_reference
-from engine.core.config import describe_strategy
 from engine.core.config_files import presets as preset_files
 from engine.core.errors import FedtuiError
+from engine.core.strategies import describe_strategy
 from engine.core.text import printable
 from engine.record.run_folders import (
     export as export_metrics,

@@ -11,10 +11,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.core.strategies import STRATEGIES, describe_strategy
+
 EMBEDDED_MODEL = "embedded:tiny-opt"
 EMBEDDED_DATASET = "embedded:stdlib-code"
 
-STRATEGIES = ("fedprox", "fedavg", "fedavgm")
 PARTITIONS = ("iid", "by-source", "dirichlet")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # The dtypes weights may travel in, by config name: the numpy and torch dtypes of that name.
@@ -216,11 +217,46 @@ class RunConfig:
     eval_batch_size: int = key(16, "central evaluation batch size", minimum=1)
     seq_len: int = key(64, "tokens per sample", minimum=8)
     rounds: int = key(5, "federated rounds", minimum=1, live=True)
-    strategy: str = key("fedprox", "fedprox, fedavg or fedavgm", choices=STRATEGIES)
+    strategy: str = key(
+        "fedprox",
+        "Flower's server strategy: " + ", ".join(STRATEGIES) + "; fedmedian, fedtrimmedavg, "
+        "krum, multikrum, bulyan and qfedavg hold every reply of a round at once",
+        choices=STRATEGIES,
+    )
     proximal_mu: float = key(0.1, "FedProx proximal term weight mu", minimum=0.0, live=True)
     server_momentum: float = key(0.9, "FedAvgM server momentum", minimum=0.0, live=True)
     server_learning_rate: float = key(
         1.0, "FedAvgM server learning rate", minimum=0.0, exclusive_minimum=True, live=True
+    )
+    eta: float = key(
+        0.0,
+        "fedadam/fedyogi/fedadagrad server learning rate (0: Flower's default, 0.1; fedyogi 0.01)",
+        minimum=0.0,
+        live=True,
+    )
+    beta_1: float = key(0.9, "fedadam/fedyogi first-moment decay (< 1)", minimum=0.0, live=True)
+    beta_2: float = key(0.99, "fedadam/fedyogi second-moment decay (< 1)", minimum=0.0, live=True)
+    tau: float = key(
+        1e-3,
+        "fedadam/fedyogi/fedadagrad adaptivity: added to the root of the second moment",
+        minimum=0.0,
+        exclusive_minimum=True,
+        live=True,
+    )
+    beta: float = key(
+        0.2, "fedtrimmedavg: share of replies cut at each end (< 0.5)", minimum=0.0, live=True
+    )
+    num_malicious_nodes: int = key(
+        0, "krum/multikrum/bulyan: malicious clients to tolerate", minimum=0, live=True
+    )
+    num_nodes_to_select: int = key(
+        1, "multikrum: replies averaged, those closest to the others", minimum=1, live=True
+    )
+    q: float = key(
+        0.1,
+        "qfedavg fairness: 0 is FedAvg, larger favours high-loss clients",
+        minimum=0.0,
+        live=True,
     )
     seed: int = key(0, "seed for model init, data split and shuffling")
     device: str = key("auto", DEVICES)
@@ -312,19 +348,6 @@ class RunConfig:
 
     def describe_strategy(self) -> str:
         return describe_strategy(self.to_dict())
-
-
-def describe_strategy(config: dict[str, Any]) -> str:
-    """ "FedProx mu=0.1" and the like, from a config table (recorded runs hold tables)."""
-    name = config.get("strategy", "?")
-    if name == "fedprox":
-        return f"FedProx mu={config.get('proximal_mu', 0):g}"
-    if name == "fedavgm":
-        return (
-            f"FedAvgM momentum={config.get('server_momentum', 0):g} "
-            f"server lr={config.get('server_learning_rate', 1):g}"
-        )
-    return "FedAvg" if name == "fedavg" else str(name)
 
 
 TABLES = {"EarlyStopping": EarlyStopping, "Lora": Lora, "CodeEval": CodeEval}

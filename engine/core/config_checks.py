@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.core.config import DEVICES, TABLES, RunConfig
 from engine.core.errors import ConfigError
+from engine.core.strategies import strategy_problem
 
 
 def config_from_dict(values: dict[str, Any]) -> RunConfig:
@@ -22,6 +23,9 @@ def config_from_dict(values: dict[str, Any]) -> RunConfig:
             raise ConfigError(
                 f"config key {key!r} must be at most {name} ({limit}), got {getattr(config, key)}"
             )
+    problem = strategy_problem(config)
+    if problem:
+        raise ConfigError(problem)
     if config.early_stopping.metric == "pass@1" and not config.code_eval.enabled:
         raise ConfigError(
             "config key 'early_stopping.metric' is pass@1, which only code_eval measures: "

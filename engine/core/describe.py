@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from engine.core import events as ev
-from engine.core.config import describe_strategy
+from engine.core.strategies import describe_strategy
 from engine.core.text import printable
 from engine.core.units import byte_size, duration, loss, parameter_count
 

@@ -142,11 +142,12 @@ def test_a_run_held_changed_and_forked_as_a_person_steers_it(tmp_path):
         assert member_state.rounds[0].eval_loss == state.rounds[2].eval_loss
 
 
-@pytest.mark.parametrize("strategy", ["fedprox", "fedavgm"])
+@pytest.mark.parametrize("strategy", ["fedprox", "fedavgm", "fedadam"])
 def test_a_run_stopped_at_round_2_goes_on_as_if_it_never_stopped(tmp_path, strategy):
-    """FedAvgM's momentum is server state that must travel with the checkpoint; FedProx keeps none
-    (nor does FedAvg, whose server FedProx extends). In Flower's simulation runtime: the server is
-    the subject, not the backend."""
+    """FedAvgM's momentum and FedAdam's moments (m_t, v_t: FedYogi's and FedAdagrad's are the
+    same state, round-tripped in tests/test_strategy_oracle.py) must travel with the checkpoint;
+    FedProx keeps none (nor does FedAvg, whose server FedProx extends). In Flower's simulation
+    runtime: the server is the subject, not the backend."""
 
     def run(*args):
         return fedtui(tmp_path, "run", *args, "--headless")

@@ -17,6 +17,7 @@ from engine.core.config import RunConfig
 from engine.core.config_files import load_config
 from engine.core.errors import FedtuiError
 from engine.core.status import LIVE, Status
+from engine.core.strategies import strategy_parameters
 from engine.core.units import loss
 from engine.record.run_folders import family, in_families, list_runs, read_run_events
 from engine.run.followed_run import FollowedRun
@@ -27,7 +28,7 @@ from tui.screens.launch_form import LaunchFormScreen
 from tui.screens.live_actions import LiveRun
 from tui.screens.monitor import MonitorScreen
 
-RUN_COLUMNS = ("run", "strategy", "mu", "rounds", "best eval loss", "status", "date")
+RUN_COLUMNS = ("run", "strategy", "parameters", "rounds", "best eval loss", "status", "date")
 MARK = "● "
 
 
@@ -136,11 +137,10 @@ class LauncherScreen(Screen):
                 "",
             ]
         config = state.config
-        mu = f"{config.get('proximal_mu', 0):g}" if config.get("strategy") == "fedprox" else "-"
         return [
             name,
             config.get("strategy", "?"),
-            mu,
+            strategy_parameters(config) or "-",
             f"{state.rounds_completed}/{state.total_rounds or '?'}",
             loss(state.best_eval_loss),
             listing.status,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from engine.core.config import describe_strategy
+from engine.core.strategies import describe_strategy
 from engine.record.run_state import RunState
 from tui import format as fmt
 from tui.chart_lines import RUN_COLORS

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.core.config import describe_strategy
 from engine.core.describe import partition_spread, setting
+from engine.core.strategies import describe_strategy
 from engine.core.units import byte_size, duration, parameter_count
 from engine.record.client_state import DOWN
 from engine.record.run_state import RunState

@@ -1,17 +1,17 @@
 """The ServerApp's run: rounds of federated training with central evaluation, stop checks and
 events.
 
-The strategy (Flower's FedProx, FedAvg or FedAvgM) decides what the clients are sent, to the
-clients drawn for the round (engine.app.server.sampling); `FederatedRun` owns the round loop
-around it, because Flower's `Strategy.start()` has no hook to stop between rounds, because
-replies are folded in one at a time as they arrive (engine.app.server.replies), and because a
-crashed client must cost its reply, not the round (engine.app.server.roster): the round counts
-when `min_clients` replied. `aggregation = "flower"` uses the strategy's own `aggregate_train`
-instead. After each round's central evaluation: the clients' own (`client_eval`,
-engine.app.server.client_eval), then what the model writes (engine.app.server.model_writes).
-How the model travels is engine.app.server.model_delivery's; stop, hold and live changes come
-between rounds (engine.app.server.between_rounds); every round's model and strategy state is
-saved (engine.app.server.model_store), so a run goes on, or a fork starts, from any round.
+The strategy (Flower's, by config name: engine.app.server.strategy) decides what the clients
+are sent, to the clients drawn for the round (engine.app.server.sampling); `FederatedRun` owns
+the round loop around it, because Flower's `Strategy.start()` has no hook to stop between
+rounds, because replies are folded in one at a time as they arrive where the strategy allows
+(engine.app.server.aggregate_round), and because a crashed client must cost its reply, not
+the round (engine.app.server.roster): the round counts when `min_clients` replied. After each
+round's central evaluation: the clients' own (`client_eval`, engine.app.server.client_eval),
+then what the model writes (engine.app.server.model_writes). How the model travels is
+engine.app.server.model_delivery's; stop, hold and live changes come between rounds
+(engine.app.server.between_rounds); every round's model and strategy state is saved
+(engine.app.server.model_store), so a run goes on, or a fork starts, from any round.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 from flwr.serverapp import Grid
 
 from engine.app import transfer
-from engine.app.server.aggregation import ServerMomentum, aggregate_with_flower, fold_replies
+from engine.app.server.aggregate_round import aggregate_round
+from engine.app.server.aggregation import ServerMomentum
 from engine.app.server.between_rounds import ServerSteering, clients_round_config
 from engine.app.server.client_eval import evaluate_on_clients
 from engine.app.server.joined_clients import clients_joined, identify, say_goodbye
@@ -260,10 +261,9 @@ class FederatedRun:
         )
         replies = round_replies.collect(server_round, messages)
         try:
-            if self.config.aggregation == "flower":
-                result = aggregate_with_flower(self.strategy, server_round, replies, self.model)
-            else:
-                result = fold_replies(replies, self.weights, self.momentum)
+            result = aggregate_round(
+                self.strategy, self.config, server_round, replies, self.model, self.momentum
+            )
         finally:
             self.delivery.round_over()
         shortfall = round_replies.shortfall(server_round, required)
