@@ -78,6 +78,15 @@ def type_keys(browser, *keys):
     ActionChains(browser).send_keys(*keys).perform()
 
 
+def close_page(browser):
+    """Its tab closed, as a user closes it. Navigating away is not enough: Chromium 156 keeps
+    the page, websocket and all, in its back-forward cache."""
+    page = browser.current_window_handle
+    browser.switch_to.new_window("tab")
+    browser.switch_to.window(page)
+    browser.close()
+
+
 def test_the_seed_replay_runs_in_the_browser_takes_keys_and_ends_with_the_page(chromium, tmp_path):
     with fedtui_web("replay", SEED) as served:
         chromium.get(served.url)
@@ -89,7 +98,7 @@ def test_the_seed_replay_runs_in_the_browser_takes_keys_and_ends_with_the_page(c
         wait_for(lambda: "perplexity per round" in screen(chromium), timeout=30)
         assert chromium.save_screenshot(str(tmp_path / "fedtui-web.png"))
 
-        chromium.get("about:blank")  # the page closes: its app ends, the server goes on
+        close_page(chromium)  # its app ends, the server goes on
         wait_for(lambda: not served.apps(), timeout=30)
         assert served.process.poll() is None
 
