@@ -14,9 +14,6 @@ from flwr.app import (
     ArrayRecord,
     ConfigRecord,
     Message,
-    MessageType,
-    MetricRecord,
-    RecordDict,
 )
 from flwr.serverapp import strategy as flower
 
@@ -28,6 +25,7 @@ from engine.core.config_checks import config_from_dict
 from engine.core.errors import ConfigError
 from engine.core.live_config import with_changes
 from engine.core.strategies import FLOWER_ETA, STRATEGIES
+from tests.test_aggregation import reply
 
 CLIENTS = 7  # Bulyan with one malicious node needs 4 x 1 + 3
 EXAMPLES = [7, 30, 64, 101, 13, 50, 9]
@@ -93,16 +91,7 @@ def client_replies(rng: np.random.Generator, global_model: dict[str, np.ndarray]
 
 def as_messages(replies: list[tuple]) -> list[Message]:
     return [
-        Message(
-            content=RecordDict(
-                {
-                    "arrays": ArrayRecord({k: Array(v.copy()) for k, v in weights.items()}),
-                    "metrics": MetricRecord({"train-loss": loss, "num-examples": examples}),
-                }
-            ),
-            dst_node_id=node,
-            message_type=MessageType.TRAIN,
-        )
+        reply(weights, examples, node, train_loss=loss)
         for node, (weights, examples, loss) in enumerate(replies, start=1)
     ]
 
