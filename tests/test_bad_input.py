@@ -179,6 +179,11 @@ MISTAKES = [
     setting("krum with two clients", "strategy=krum", "strategy krum with num_malicious_nodes=0"),
     setting("trimming half the replies", "beta=0.5", "'beta' (the share trimmed at each end) must"),
     setting("a second moment decay of 1", "beta_2=1", "'beta_2' must be < 1, got 1.0"),
+    setting(
+        "scaffold by Flower's aggregation",
+        "strategy=scaffold aggregation=flower",
+        "strategy scaffold is fedtui's own (Flower has none)",
+    ),
     # sweeps
     mistake("sweep without a grid", "sweep --headless", "a sweep needs at least one --grid"),
     mistake("grid without values", "sweep --grid proximal_mu", "--grid expects KEY=V1,V2,..."),

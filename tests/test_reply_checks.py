@@ -16,6 +16,7 @@ from engine.app.server.aggregation import fold_replies
 from engine.app.server.replies import RoundReplies
 from engine.app.server.reply_checks import ReplyRules
 from engine.app.server.roster import Roster
+from engine.app.transfer import VARIATE_RECORD
 from engine.core import events as ev
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
@@ -66,7 +67,7 @@ def reply(node, *, partition, examples=8, weights=None, file=None):
     return message
 
 
-def collect(second_reply, reply_file=lambda client: None, roster=None):
+def collect(second_reply, reply_file=lambda client: None, roster=None, variates=False):
     """Client 0 sends a good reply and client 1 `second_reply`; what the round made of them."""
     roster = roster or Roster(num_clients=2, client_of_node={101: 0, 102: 1})
     grid = Grid({101: reply(101, partition=0), 102: second_reply})
@@ -77,7 +78,7 @@ def collect(second_reply, reply_file=lambda client: None, roster=None):
         publish=lambda type_, **fields: published.append(ev.make(type_, **fields)),
         read_commands=lambda: None,
         timeout=30,
-        rules=ReplyRules.of(MODEL, "fp32", HELD, reply_file),
+        rules=ReplyRules.of(MODEL, "fp32", HELD, reply_file, variates=variates),
     )
     messages = [
         Message(RecordDict({"config": ConfigRecord()}), dst_node_id=node, message_type="train")
@@ -184,3 +185,44 @@ def test_an_unknown_node_claiming_a_live_clients_partition_does_not_evict_it():
     why = refused(reply(102, partition=0), who="node 102", roster=roster)
     assert why == "its reply claims partition 0, which node 101 holds"
     assert roster.client(101) == 0 and roster.dead_nodes == {}
+
+
+def with_variate(variate):
+    message = reply(102, partition=1)
+    message.content[VARIATE_RECORD] = arrays(variate)
+    return message
+
+
+def test_a_control_variate_that_does_not_fit_the_model_or_the_run_is_refused():
+    bent = {"layer.weight": torch.ones(4, 1), "layer.bias": torch.zeros(3)}
+    assert refused(with_variate(bent), variates=True) == (
+        "its control variates' layer.weight is [4, 1], the model's is [4, 3]"
+    )
+    assert refused(with_variate(MODEL)) == (
+        "its reply carries control variates, which this run's strategy does not use"
+    )
+    replies, _, errors = collect(with_variate(MODEL), variates=True)
+    assert errors == [] and replies.replied == [0, 1]
+
+
+def test_a_control_variate_file_must_be_the_one_beside_the_clients_weights(tmp_path):
+    global_file = tmp_path / "train-r1.safetensors"
+
+    def expected(client):
+        return shared_weights.reply_file(global_file, client)
+
+    shared_weights.write(expected(1), MODEL, "fp32")
+    beside, elsewhere = shared_weights.variate_file(expected(1)), tmp_path / "c1.safetensors"
+    for path in (beside, elsewhere):
+        shared_weights.write(path, MODEL, "fp32")
+
+    def naming_variate(path):
+        message = reply(102, partition=1, file=expected(1))
+        message.content[VARIATE_RECORD] = shared_weights.naming(path)
+        return message
+
+    replies, _, errors = collect(naming_variate(beside), reply_file=expected, variates=True)
+    assert errors == [] and replies.replied == [0, 1]
+    assert refused(naming_variate(elsewhere), reply_file=expected, variates=True) == (
+        f"its reply names the file {str(elsewhere)!r}, not the one this round expects"
+    )

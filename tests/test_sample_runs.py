@@ -96,6 +96,23 @@ def test_the_sample_sweeps_are_a_mu_sweep_and_a_dirichlet_alpha_pair(capsys):
     )  # a smaller alpha gives every client fewer distinct sources
 
 
+def test_the_strategy_sweep_compares_four_strategies_on_one_dirichlet_split(capsys):
+    assert main(["export", "strategy-sweep"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    strategies = ("fedavg", "fedprox", "scaffold", "fedadam")
+    assert [row["member"] for row in rows] == [f"strategy={name}" for name in strategies]
+    assert all(row["status"] == "completed" and row["rounds"] == "8" for row in rows)
+    members = [open_run(SAMPLE_RUNS / "strategy-sweep" / row["member"]) for row in rows]
+    assert [state.config["strategy"] for state in members] == list(strategies)
+    # one split: the same seed, alpha 0.1, and so the same clients' sources
+    assert {(s.config["seed"], s.config["dirichlet_alpha"]) for s in members} == {(0, 0.1)}
+    assert all(state.partition == members[0].partition for state in members)
+    scaffold = members[2].rounds[1]  # the variates: the model's size again, each way
+    sent, received = scaffold.variate_bytes
+    assert sent == pytest.approx(scaffold.bytes_sent / 2, rel=1e-3)
+    assert received == pytest.approx(scaffold.bytes_received / 2, rel=1e-3)
+
+
 def test_fedtui_runs_lists_the_sample_runs_then_this_folders_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     write_run(tmp_path / "runs" / "20261125-101500-default", simple_run_events())

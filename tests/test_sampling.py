@@ -8,7 +8,7 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
 from engine.app.server.roster import LiveGrid, Roster
-from engine.app.server.sampling import nodes_by_client, sample_clients
+from engine.app.server.sampling import nodes_by_client, round_nodes, sample_clients
 from engine.app.server.strategy import build_strategy
 from engine.core.config import RunConfig
 
@@ -67,3 +67,22 @@ def test_the_draw_waits_until_each_node_is_known_as_a_client():
             roster.node_registered(node, client)
 
     assert nodes_by_client(grid, roster, read_commands) == {0: 11, 1: 12, 2: 13}
+
+
+def test_a_round_whose_clients_must_be_known_waits_for_their_word_when_all_train():
+    """SCAFFOLD sends each client its own variates: with every client training, the round still
+    waits for each node's client, as a draw does, rather than taking a node as None."""
+    roster = Roster(2)
+    roster.node_registered(11, 0)
+    grid = NodesOnly([11, 12])
+    late_words = iter([[], [(12, 1)]])
+
+    def read_commands():
+        for node, client in next(late_words, []):
+            roster.node_registered(node, client)
+
+    assert round_nodes(grid, roster, 0, 0, 1, lambda: None)[1] == (None, 12)
+    assert round_nodes(grid, roster, 0, 0, 1, read_commands, every_client_known=True) == [
+        (0, 11),
+        (1, 12),
+    ]

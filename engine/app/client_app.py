@@ -28,7 +28,7 @@ from engine.app.run_config import config_from_run_config
 from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.core.process_env import threads_per_client
-from engine.ml import data, model as models, out_of_memory, task
+from engine.ml import control_variates, data, model as models, out_of_memory, task
 from engine.ml.samples import Samples
 from engine.net.channel import EventPublisher
 
@@ -79,6 +79,12 @@ def train(msg: Message, context: Context) -> Message:
         global_file = shared_weights.named_file(round_config)
         # a record's bytes are freed as they are copied in
         transfer.load_arrays(model, global_file or msg.content.array_records["arrays"])
+        correction = _correction(msg, model, device)
+        start = (
+            [w.detach().clone() for w in models.trainable_weights(model).values()]
+            if correction
+            else []
+        )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         precision = task.Precision(
@@ -97,7 +103,20 @@ def train(msg: Message, context: Context) -> Message:
             grad_accum_steps=config.grad_accum_steps,
             precision=precision,
             on_step=on_step,
+            correction=correction,
         )
+        variate = (
+            control_variates.new_control_variate(
+                start,
+                list(models.trainable_weights(model).values()),
+                correction,
+                result.optimizer_steps,
+                learning_rate,
+            )
+            if correction and result.optimizer_steps
+            else None
+        )
+        del start, correction
     gc.collect()  # the optimizer's state is gone: free it before the reply is built
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -122,6 +141,16 @@ def train(msg: Message, context: Context) -> Message:
         reply[shared_weights.REPLY_RECORD] = shared_weights.naming(trained)
     else:
         reply["arrays"] = transfer.to_arrays(model, config.transfer_dtype)
+    if variate is not None:
+        variates = dict(zip(models.trainable_weights(model), variate, strict=True))
+        if global_file:
+            path = shared_weights.variate_file(shared_weights.reply_file(global_file, client))
+            shared_weights.write(path, variates, config.transfer_dtype)
+            reply[transfer.VARIATE_RECORD] = shared_weights.naming(path)
+        else:
+            reply[transfer.VARIATE_RECORD] = transfer.tensors_to_arrays(
+                variates, config.transfer_dtype
+            )
     if publisher:
         publisher.close()
     return Message(content=reply, reply_to=msg)
@@ -173,6 +202,25 @@ def finished(msg: Message, context: Context) -> Message:
         publisher.publish(ev.RUN_FINISHED, status=status)
         publisher.close()
     return Message(RecordDict(), reply_to=msg)
+
+
+def _correction(
+    msg: Message, model: torch.nn.Module, device: torch.device
+) -> list[torch.Tensor] | None:
+    """SCAFFOLD's c - c_i for each trainable tensor, in their order, when the message carries
+    it, or names its shared file (engine.ml.control_variates)."""
+    named = shared_weights.named_file(msg.content.config_records.get(transfer.CORRECTION_RECORD))
+    source = named or msg.content.array_records.get(transfer.CORRECTION_RECORD)
+    if source is None:
+        return None
+    targets = models.trainable_weights(model)
+    names, tensors = transfer.weights_in(source)
+    models.check_names(targets, names)
+    received = {name: tensor.to(device, torch.float32, copy=True) for name, tensor in tensors}
+    for name, tensor in received.items():
+        if tensor.shape != targets[name].shape:
+            raise ValueError(f"the control variates' {name} does not fit the model")
+    return [received[name] for name in targets]
 
 
 def node_run_config(context: Context) -> RunConfig:

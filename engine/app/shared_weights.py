@@ -5,7 +5,8 @@ and the SuperNode, both ways: at 135M parameters that took ~65 s a round (BENCHM
 the controller starts the clients itself (`fedtui run`, deployment engine), the server writes
 each round's global model once into a folder in `/dev/shm`, the train messages (and
 `client_eval`'s evaluate messages) carry its path instead of the arrays, and each client writes
-its trained weights beside it and replies with their path. The messages, their metrics,
+its trained weights beside it and replies with their path (SCAFFOLD's control variates take
+the same way, each client's own file). The messages, their metrics,
 replies, errors and timeouts stay Flower's; only the bytes take the shorter way.
 
 The files are safetensors files, written one tensor at a time (no second copy of the model) and
@@ -166,6 +167,16 @@ def named_file(record: ConfigRecord | None) -> Path | None:
 def reply_file(global_file: Path, client: int) -> Path:
     """Where a client writes the weights it trained from `global_file`."""
     return global_file.with_name(f"{global_file.stem}-client{client}.safetensors")
+
+
+def correction_file(global_file: Path, client: int) -> Path:
+    """Where the server writes SCAFFOLD's c - c_i for a client training from `global_file`."""
+    return global_file.with_name(f"{global_file.stem}-client{client}-correction.safetensors")
+
+
+def variate_file(reply: Path) -> Path:
+    """Where a client writes SCAFFOLD's new control variate, beside its trained weights."""
+    return reply.with_name(f"{reply.stem}-variate.safetensors")
 
 
 def remove_leftovers(run_name: str) -> None:

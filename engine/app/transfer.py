@@ -25,14 +25,23 @@ from engine.core.config import TRANSFER_DTYPES
 from engine.ml.model import check_names, trainable_weights
 
 _HEADER_BYTES = 4096  # np.save pads its header to 64 bytes; a few hundred at most in practice
+# The records SCAFFOLD's control variates travel in (engine.ml.control_variates): c - c_i in a
+# train message, the client's new c_i in its reply.
+CORRECTION_RECORD = "scaffold-correction"
+VARIATE_RECORD = "scaffold-variate"
 
 
 def to_arrays(model: torch.nn.Module, transfer_dtype: str) -> ArrayRecord:
     """The model's trainable weights as an ArrayRecord in `transfer_dtype`."""
+    return tensors_to_arrays(trainable_weights(model), transfer_dtype)
+
+
+def tensors_to_arrays(tensors: Mapping[str, torch.Tensor], transfer_dtype: str) -> ArrayRecord:
+    """Named tensors as an ArrayRecord in `transfer_dtype`, cast one at a time."""
     dtype = np.dtype(TRANSFER_DTYPES[transfer_dtype])
     record = ArrayRecord()
-    for name, param in trainable_weights(model).items():
-        record[name] = Array(param.detach().cpu().numpy().astype(dtype, copy=False))
+    for name, tensor in tensors.items():
+        record[name] = Array(tensor.detach().cpu().numpy().astype(dtype, copy=False))
     return record
 
 

@@ -219,14 +219,21 @@ class RunConfig:
     rounds: int = key(5, "federated rounds", minimum=1, live=True)
     strategy: str = key(
         "fedprox",
-        "Flower's server strategy: " + ", ".join(STRATEGIES) + "; fedmedian, fedtrimmedavg, "
-        "krum, multikrum, bulyan and qfedavg hold every reply of a round at once",
+        "the server strategy (Flower's own, but scaffold: Flower has none): "
+        + ", ".join(STRATEGIES)
+        + "; fedmedian, fedtrimmedavg, "
+        "krum, multikrum, bulyan and qfedavg hold every reply of a round at once; scaffold "
+        "keeps a control variate per client on the server",
         choices=STRATEGIES,
     )
     proximal_mu: float = key(0.1, "FedProx proximal term weight mu", minimum=0.0, live=True)
     server_momentum: float = key(0.9, "FedAvgM server momentum", minimum=0.0, live=True)
     server_learning_rate: float = key(
-        1.0, "FedAvgM server learning rate", minimum=0.0, exclusive_minimum=True, live=True
+        1.0,
+        "FedAvgM and SCAFFOLD server learning rate (SCAFFOLD's global step size eta_g)",
+        minimum=0.0,
+        exclusive_minimum=True,
+        live=True,
     )
     eta: float = key(
         0.0,

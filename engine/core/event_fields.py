@@ -65,6 +65,8 @@ _FIELDS: dict[str, tuple[type, ...]] = {
     "execution_seconds": _NUMBER,
     "bytes_sent": _INT,
     "bytes_received": _INT,
+    "variate_bytes_sent": _INT,
+    "variate_bytes_received": _INT,
     "examples": _INT,
     "tokens": _INT,
     "peak_rss_bytes": _INT,

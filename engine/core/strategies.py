@@ -2,9 +2,10 @@
 named in words, and which client counts it needs.
 
 The strategies themselves are Flower's (`flwr.serverapp.strategy`, built in
-engine.app.server.strategy); this module holds what the config checks and every view need to
-know about them without importing Flower. Their parameters keep Flower's names and defaults
-(a test checks the defaults against the installed Flower's signatures).
+engine.app.server.strategy), but for SCAFFOLD, which Flower has not (engine.app.server.scaffold);
+this module holds what the config checks and every view need to know about them without
+importing Flower. Their parameters keep Flower's names and defaults (a test checks the defaults
+against the installed Flower's signatures).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ STRATEGY_KEYS: dict[str, tuple[str, tuple[str, ...]]] = {
     "multikrum": ("MultiKrum", ("num_malicious_nodes", "num_nodes_to_select")),
     "bulyan": ("Bulyan", ("num_malicious_nodes",)),
     "qfedavg": ("QFedAvg", ("q",)),
+    "scaffold": ("SCAFFOLD", ("server_learning_rate",)),
 }
 STRATEGIES = tuple(STRATEGY_KEYS)
 # Adaptive server optimizers (Reddi et al. 2020): their update needs only the replies' mean.
@@ -68,6 +70,11 @@ def strategy_problem(config: Any) -> str | None:
     if config.beta >= 0.5:
         return (
             f"config key 'beta' (the share trimmed at each end) must be < 0.5, got {config.beta!r}"
+        )
+    if config.strategy == "scaffold" and config.aggregation == "flower":
+        return (
+            'strategy scaffold is fedtui\'s own (Flower has none), so aggregation = "flower" '
+            'cannot run it: use aggregation = "streaming"'
         )
     needs = {"krum": 2 * f + 3, "multikrum": 2 * f + 3, "bulyan": 4 * f + 3}.get(config.strategy)
     if needs is not None and replies < needs:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from engine.ml import model as models
+from engine.ml import control_variates, model as models
 from engine.ml.samples import Samples
 
 StepCallback = Callable[[int, int, float], None]  # step, steps_total, loss
@@ -112,12 +112,15 @@ def train(
     precision: Precision = Precision(),
     on_step: StepCallback | None = None,
     local_steps: int = 0,
+    correction: list[torch.Tensor] | None = None,
 ) -> TrainResult:
     """Local AdamW training with FedProx's proximal term (mu > 0). A step is one batch; the
     optimizer steps every `grad_accum_steps` batches (and after the last). `local_steps` > 0:
     exactly that many optimizer steps instead of `epochs`, passing over the samples as often as
     it takes (each pass reshuffled, seeded as an epoch is). A batch without a learned token (its
-    samples' completions cut, loss_on=completion) has no loss: it is skipped, reported as NaN."""
+    samples' completions cut, loss_on=completion) has no loss: it is skipped, reported as NaN.
+    `correction`: SCAFFOLD's c - c_i for each trainable tensor, applied after each optimizer step
+    (engine.ml.control_variates)."""
     torch.manual_seed(seed)  # dropout (LoRA's included) is reproducible too
     model.to(device).train()
     if precision.gradient_checkpointing:
@@ -159,6 +162,8 @@ def train(
                 add_proximal_gradient(params, global_params, mu)
             scaler.step(optimizer)
             scaler.update()
+            if correction is not None:
+                control_variates.apply_correction(params, correction, learning_rate)
             optimizer.zero_grad(set_to_none=True)
             optimizer_steps += 1
             accumulated = False

@@ -17,7 +17,7 @@ from engine.core.errors import RunFolderError
 from engine.core.events import Event, scan_events
 from engine.core.status import Status
 from engine.record import run_lock
-from engine.record.run_state import RunState
+from engine.record.run_state import RoundResult, RunState
 
 EVENTS_FILE = "events.jsonl"
 SWEEP_FILE = "sweep.json"  # a sweep folder's record (engine.run.sweep)
@@ -234,6 +234,7 @@ def export_rows(state: RunState) -> list[dict]:
                 "clients": replies,
                 "bytes_sent_per_client": _per(result.bytes_sent, result.clients_sent),
                 "bytes_received_per_client": _per(result.bytes_received, replies),
+                **_variate_bytes(result),
                 **{
                     client_eval_column(client): value
                     for client, value in sorted(result.client_eval_loss.items())
@@ -286,6 +287,8 @@ def export(state: RunState, fmt: str) -> str:
     evaluated = sorted({c for r in state.rounds.values() for c in r.client_eval_loss})
     scored = sorted({k for r in state.rounds.values() for k in r.pass_at})
     columns = EXPORT_COLUMNS + tuple(map(client_eval_column, evaluated))
+    if any(result.variate_bytes for result in state.rounds.values()):
+        columns += VARIATE_COLUMNS
     columns += tuple(map(pass_at_column, scored))
     return csv_text(rows, columns + tuple(extra_columns(state)))
 
@@ -302,6 +305,14 @@ def csv_text(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 def _values(config: dict, keys: list[str]) -> dict:
     return {key: get_dotted(config, key) for key in keys}
+
+
+VARIATE_COLUMNS = ("variate_bytes_sent", "variate_bytes_received")  # SCAFFOLD's runs
+
+
+def _variate_bytes(result: RoundResult) -> dict[str, int]:
+    """SCAFFOLD's control variates' share of the round's bytes, where it has one."""
+    return dict(zip(VARIATE_COLUMNS, result.variate_bytes)) if result.variate_bytes else {}
 
 
 def _per(total: int | None, clients: int | None) -> int | None:

@@ -26,6 +26,7 @@ class RoundResult:
     eval_seconds: float | None = None
     bytes_sent: int | None = None
     bytes_received: int | None = None
+    variate_bytes: tuple[int, int] | None = None  # SCAFFOLD's share of them (sent, received)
     clients_sent: int | None = None  # how many clients the round's model went to
     sampled: list[int] | None = None  # which ones (recorded since clients_per_round exists)
     client_train_loss: dict[int, float] = field(default_factory=dict)
@@ -198,6 +199,11 @@ class RunState:
         result.eval_seconds = event.get("eval_seconds")
         result.bytes_sent = event.get("bytes_sent")
         result.bytes_received = event.get("bytes_received")
+        if "variate_bytes_sent" in event:
+            result.variate_bytes = (
+                event["variate_bytes_sent"],
+                event.get("variate_bytes_received") or 0,
+            )
         self.current_round = event["round"]
         self.rounds_without_improvement = event.get("rounds_without_improvement", 0)
         if "best_round" in event:  # the ServerApp's own judgement

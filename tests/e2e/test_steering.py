@@ -142,17 +142,19 @@ def test_a_run_held_changed_and_forked_as_a_person_steers_it(tmp_path):
         assert member_state.rounds[0].eval_loss == state.rounds[2].eval_loss
 
 
-@pytest.mark.parametrize("strategy", ["fedprox", "fedavgm", "fedadam"])
-def test_a_run_stopped_at_round_2_goes_on_as_if_it_never_stopped(tmp_path, strategy):
-    """FedAvgM's momentum and FedAdam's moments (m_t, v_t: FedYogi's and FedAdagrad's are the
-    same state, round-tripped in tests/test_strategy_oracle.py) must travel with the checkpoint;
-    FedProx keeps none (nor does FedAvg, whose server FedProx extends). In Flower's simulation
-    runtime: the server is the subject, not the backend."""
+def test_a_scaffold_run_on_lora_adapters_stopped_at_round_2_goes_on_as_if_it_never_stopped(
+    tmp_path,
+):
+    """SCAFFOLD's variates (c and each client's c_i, over the adapters) travel with the
+    checkpoint, and a client holds none between rounds: the resumed run's clients, new
+    processes, train with exactly the variates the uninterrupted run's had. On the deployment
+    backend, where weights and variates go through shared memory. (The other stateful
+    strategies, on full weights: tests/e2e/test_strategies.py.)"""
 
     def run(*args):
         return fedtui(tmp_path, "run", *args, "--headless")
 
-    small = ["--set", f"strategy={strategy}", "--set", "backend=simulation", *SMALL]
+    small = ["--set", "strategy=scaffold", "--set", "lora.enabled=true", *SMALL]
 
     def rounds(folder):
         return [

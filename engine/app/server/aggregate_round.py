@@ -1,7 +1,9 @@
 """A round's replies into the new global model, by the run's strategy, with Flower's own math.
 
-- FedAvg, FedProx, FedAvgM: the replies are folded in one at a time as they arrive
-  (engine.app.server.aggregation), FedAvgM's server step after them.
+- FedAvg, FedProx, FedAvgM, SCAFFOLD: the replies are folded in one at a time as they arrive
+  (engine.app.server.aggregation), FedAvgM's server step after them (SCAFFOLD's global step
+  size is the same step without momentum), SCAFFOLD's variates taken from each reply as it
+  passes (engine.app.server.scaffold).
 - FedAdam, FedYogi, FedAdagrad: their server update needs only the example-weighted mean of the
   replies, so that mean is streamed the same way and then handed to Flower's strategy as its one
   reply (weight 1): Flower's `aggregate_train` takes the mean of one reply (itself, exactly) and
@@ -17,6 +19,7 @@ so `aggregate_round` gives them the server's own fp32 weights instead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -30,6 +33,7 @@ from engine.app.server.aggregation import (
     aggregate_with_flower,
     fold_replies,
 )
+from engine.app.server.scaffold import ControlVariates
 from engine.app.transfer import load_arrays
 from engine.core.config import RunConfig
 from engine.core.strategies import WHOLE_ROUND
@@ -45,6 +49,7 @@ def aggregate_round(
     replies: Iterable[Message],
     model: torch.nn.Module,
     momentum: ServerMomentum | None,
+    variates: ControlVariates | None = None,
 ) -> Aggregate | None:
     """The new global model into `model` (whose trainable weights hold the round's starting
     model until then); None when no client returned a model."""
@@ -52,10 +57,27 @@ def aggregate_round(
     _starting_model(strategy, weights)
     if config.aggregation == "flower" or config.strategy in WHOLE_ROUND:
         return aggregate_with_flower(strategy, server_round, replies, model)
+    if variates is not None:
+        result = fold_replies(variates.taking_variates(replies), weights, momentum)
+        variates.finish_round()
+        if result is None:
+            return None
+        received = result.bytes_received + variates.bytes_received
+        return dataclasses.replace(result, bytes_received=received)
     result = fold_replies(replies, weights, momentum)
     if result is not None and isinstance(strategy, FEDOPT):
         _server_update(strategy, server_round, model, weights)
     return result
+
+
+def server_step(config: RunConfig) -> ServerMomentum | None:
+    """FedAvgM's server optimizer, or SCAFFOLD's global step size (the same step, no momentum);
+    None for the other strategies."""
+    if config.strategy not in ("fedavgm", "scaffold"):
+        return None
+    step = ServerMomentum(1.0, 0.0)
+    step.configure(config)
+    return step
 
 
 def _starting_model(strategy: FedAvg, weights: Mapping[str, torch.Tensor]) -> None:

@@ -20,6 +20,7 @@ from flwr.serverapp.strategy import FedAvg
 from engine.app import shared_weights
 from engine.app.flower_records import number
 from engine.app.transfer import load_arrays, weights_in
+from engine.core.config import RunConfig
 from engine.ml.model import check_names
 
 
@@ -79,6 +80,11 @@ class ServerMomentum:
             for name, tensor in state.items()
             if name.startswith(VELOCITY)
         }
+
+    def configure(self, config: RunConfig) -> None:
+        """The run's settings, at its start or after a live change (SCAFFOLD's step has none)."""
+        self.learning_rate = config.server_learning_rate
+        self.momentum = config.server_momentum if config.strategy == "fedavgm" else 0.0
 
     @property
     def active(self) -> bool:

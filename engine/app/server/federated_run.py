@@ -23,8 +23,7 @@ from pathlib import Path
 from flwr.serverapp import Grid
 
 from engine.app import transfer
-from engine.app.server.aggregate_round import aggregate_round
-from engine.app.server.aggregation import ServerMomentum
+from engine.app.server.aggregate_round import aggregate_round, server_step
 from engine.app.server.between_rounds import ServerSteering, clients_round_config
 from engine.app.server.client_eval import evaluate_on_clients
 from engine.app.server.joined_clients import clients_joined, identify, say_goodbye
@@ -39,6 +38,7 @@ from engine.app.server.replies import (
 )
 from engine.app.server.roster import LiveGrid, Roster
 from engine.app.server.sampling import discover_clients, round_nodes
+from engine.app.server.scaffold import ControlVariates
 from engine.app.server.strategy import build_strategy, update_strategy
 from engine.core import events as ev
 from engine.core.config import RunConfig
@@ -75,11 +75,8 @@ class FederatedRun:
         self.precision = models.resolve_precision(config, self.device)
         self.model = models.load_model(config).to(self.device)
         self.weights = models.trainable_weights(self.model)  # the global model, updated in place
-        self.momentum = (
-            ServerMomentum(config.server_learning_rate, config.server_momentum)
-            if config.strategy == "fedavgm"
-            else None
-        )
+        self.momentum = server_step(config)
+        self.variates = ControlVariates.for_run(config, self.weights)
         tokenizer = data.load_tokenizer(config)
         self.store = ModelStore(
             run_dir / "checkpoints" if run_dir else None,
@@ -87,6 +84,7 @@ class FederatedRun:
             tokenizer,
             self.strategy,
             self.momentum,
+            self.variates,
         )
         self.writes = ModelWrites(
             config, self.model, tokenizer, self.device, self.precision, self._publish
@@ -108,6 +106,7 @@ class FederatedRun:
         self.train_loss: float | None = None  # of the round being finished
         self.round_nodes: list[int] | None = None  # who trained it (None: round 0, everyone)
         self.bytes_sent = self.bytes_received = 0
+        self.variate_bytes: dict[str, int] = {}  # SCAFFOLD's share of them
         # In Flower's messages until run() has opened the shared folder, if there is one.
         self.delivery = ModelDelivery(self.model, config.transfer_dtype)
 
@@ -191,8 +190,7 @@ class FederatedRun:
         self.config = config
         update_strategy(self.strategy, config)
         if self.momentum is not None:
-            self.momentum.learning_rate = config.server_learning_rate
-            self.momentum.momentum = config.server_momentum
+            self.momentum.configure(config)
         self.early_stopping.policy = config.early_stopping
         self.early_stopping.last_round = config.rounds
 
@@ -233,6 +231,7 @@ class FederatedRun:
             self.config.seed,
             server_round,
             self.steering.read,
+            every_client_known=self.variates is not None,  # each is sent its own variates
         )
         self.round_nodes = [node for _, node in sampled]
         arrays, train_config, model_bytes = self.delivery.outgoing(server_round, "train")
@@ -242,6 +241,14 @@ class FederatedRun:
                 self.strategy.configure_train(server_round, arrays, train_config, self.grid)
             )
         del arrays  # the messages hold it until they are pushed
+        self.bytes_sent = model_bytes * len(messages)
+        if self.variates is not None:
+            clients = {node: client for client, node in sampled if client is not None}
+            messages, variate_bytes = self.variates.with_corrections(
+                messages, clients, self.delivery.train_file(server_round)
+            )
+            self.bytes_sent += variate_bytes
+            self.variate_bytes = {"variate_bytes_sent": variate_bytes}
         self._publish(
             ev.ROUND_STARTED,
             round=server_round,
@@ -250,19 +257,26 @@ class FederatedRun:
             start_model_sha256=transfer.fingerprint(self.weights),
             learning_rate=train_config["learning-rate"],
         )
-        self.bytes_sent = model_bytes * len(messages)
         round_replies = RoundReplies(
             self.grid,
             self.roster,
             publish=self._publish,
             read_commands=self.steering.read,
             timeout=self.config.round_timeout,
-            rules=self.delivery.reply_rules(server_round, self.partition_sizes),
+            rules=self.delivery.reply_rules(
+                server_round, self.partition_sizes, variates=self.variates is not None
+            ),
         )
         replies = round_replies.collect(server_round, messages)
         try:
             result = aggregate_round(
-                self.strategy, self.config, server_round, replies, self.model, self.momentum
+                self.strategy,
+                self.config,
+                server_round,
+                replies,
+                self.model,
+                self.momentum,
+                self.variates,
             )
         finally:
             self.delivery.round_over()
@@ -272,6 +286,8 @@ class FederatedRun:
                 server_round, shortfall or f"round {server_round}: no client returned a model"
             )
         self.train_loss, self.bytes_received = result.train_loss, result.bytes_received
+        if self.variates is not None:
+            self.variate_bytes["variate_bytes_received"] = self.variates.bytes_received
         return True
 
     def _round_failed(self, server_round: int, message: str) -> bool:
@@ -325,6 +341,7 @@ class FederatedRun:
             eval_seconds=eval_seconds,
             bytes_sent=self.bytes_sent,
             bytes_received=self.bytes_received,
+            **self.variate_bytes,
             model_sha256=transfer.fingerprint(self.weights),
             best_round=self.early_stopping.best_round,
             rounds_without_improvement=self.early_stopping.rounds_without_improvement,

@@ -41,10 +41,11 @@ class ModelDelivery:
         """`local`: the clients run on this machine, started by the controller."""
         delivery = cls(model, config.transfer_dtype)
         if config.shared_memory_weights and local:
+            # the global model and each client's reply; SCAFFOLD's variates both ways too
+            copies = config.sampled_per_round * (3 if config.strategy == "scaffold" else 1) + 1
             folder = shared_weights.SharedFolder.create(
                 run_name,
-                shared_weights.model_bytes(delivery.weights, config.transfer_dtype)
-                * (config.sampled_per_round + 1),
+                shared_weights.model_bytes(delivery.weights, config.transfer_dtype) * copies,
             )
             if isinstance(folder, str):
                 publish(ev.NOTICE, message=f"weights go through Flower's messages: {folder}")
@@ -64,9 +65,17 @@ class ModelDelivery:
         size = shared_weights.write(path, self.weights, self.transfer_dtype)
         return ArrayRecord(), shared_weights.naming(path), size
 
-    def reply_rules(self, server_round: int, partition_sizes: Sequence[int]) -> ReplyRules:
+    def train_file(self, server_round: int) -> Path | None:
+        """The shared file of this round's global model, when it goes through shared memory."""
+        return self.shared.global_file(server_round, "train") if self.shared else None
+
+    def reply_rules(
+        self, server_round: int, partition_sizes: Sequence[int], *, variates: bool = False
+    ) -> ReplyRules:
         """What a reply to this round's train message must hold: the global model's tensors,
-        and, through shared memory, the one file its client was to write (none otherwise)."""
+        and, through shared memory, the one file its client was to write (none otherwise);
+        `variates`: it may hold SCAFFOLD's control variate too (in the message, or in the file
+        beside its weights file)."""
         shared = self.shared
 
         def reply_file(client: int) -> Path | None:
@@ -74,7 +83,9 @@ class ModelDelivery:
                 return None
             return shared_weights.reply_file(shared.global_file(server_round, "train"), client)
 
-        return ReplyRules.of(self.weights, self.transfer_dtype, partition_sizes, reply_file)
+        return ReplyRules.of(
+            self.weights, self.transfer_dtype, partition_sizes, reply_file, variates=variates
+        )
 
     def round_over(self) -> None:
         """The messages' files, and the clients' replies, are no longer needed."""

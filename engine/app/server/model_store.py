@@ -1,10 +1,11 @@
 """The ServerApp's checkpoints of the global model (engine.record.checkpoints writes them safely).
 
 Every round's global model is saved with what the strategy keeps between rounds (FedAvgM's
-momentum, fedtui's or Flower's own), so that a run goes on from its last round (`--resume`) and a
-fork starts from a kept round exactly as the run itself would have gone on. When the eval loss
-improved, `best` also holds the whole model in `save_pretrained` format with its tokenizer, ready
-for `transformers` or `fedtui export-model`.
+momentum, fedtui's or Flower's own; FedOpt's moments; SCAFFOLD's control variates), so that a
+run goes on from its last round (`--resume`) and a fork starts from a kept round exactly as the
+run itself would have gone on. When the eval loss improved, `best` also holds the whole model
+in `save_pretrained` format with its tokenizer, ready for `transformers` or `fedtui
+export-model`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flwr.serverapp.strategy import FedAvg
 from safetensors.torch import load_file, save_file
 
 from engine.app.server.aggregation import ServerMomentum
+from engine.app.server.scaffold import ControlVariates
 from engine.app.server.strategy import restore_strategy_state, strategy_state
 from engine.ml import model as models
 from engine.record import checkpoints
@@ -31,6 +33,7 @@ class ModelStore:
         tokenizer: Any,
         strategy: FedAvg,
         momentum: ServerMomentum | None,
+        variates: ControlVariates | None = None,
     ) -> None:
         """`folder`: the run's checkpoints/ (None: nothing is saved)."""
         self.folder = folder
@@ -39,6 +42,7 @@ class ModelStore:
         self.tokenizer = tokenizer
         self.strategy = strategy
         self.momentum = momentum
+        self.variates = variates
 
     def save(self, server_round: int, eval_loss: float, best: bool, keep: list[int] | None) -> None:
         """The global model after `server_round` (and as the best so far when `best`); `keep`:
@@ -78,11 +82,17 @@ class ModelStore:
         state = load_file(state_file) if state_file.is_file() else {}
         if self.momentum is not None:
             self.momentum.restore(state, self.weights)
+        if self.variates is not None:
+            self.variates.restore(state)
         restore_strategy_state(self.strategy, state, list(self.weights))
 
     def _server_state(self) -> dict[str, torch.Tensor]:
         state = strategy_state(self.strategy, list(self.weights))
-        return {**state, **self.momentum.state()} if self.momentum is not None else state
+        if self.momentum is not None:
+            state.update(self.momentum.state())
+        if self.variates is not None:
+            state.update(self.variates.state())
+        return state
 
 
 def _on_cpu(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

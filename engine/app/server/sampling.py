@@ -40,12 +40,18 @@ def round_nodes(
     seed: int,
     server_round: int,
     read_commands: Callable[[], None],
+    *,
+    every_client_known: bool = False,
 ) -> list[tuple[int | None, int]]:
     """(client, node) of each client that trains the round: every live node when all train
-    (one whose client is not known yet as None), else a seeded draw of clients."""
-    if not clients_per_round:
+    (one whose client is not known yet as None, unless `every_client_known`: then only nodes
+    whose client is known once the word has had its moment to come), else a seeded draw of
+    clients."""
+    if not clients_per_round and not every_client_known:
         return [(roster.client(node), node) for node in grid.get_node_ids()]
     nodes = nodes_by_client(grid, roster, read_commands)
+    if not clients_per_round:
+        return sorted(nodes.items())
     chosen = sample_clients(list(nodes), clients_per_round, seed, server_round)
     return [(client, nodes[client]) for client in chosen]
 
