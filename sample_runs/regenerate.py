@@ -9,7 +9,9 @@ epochs so that, as in the report, central eval loss bottoms out and then rises. 
 values of mu (the sweep the report recommends, made by `fedtui sweep`'s engine), FedAvg and
 FedAvgM (the report's earlier strategy), and a Dirichlet pair: the same FedProx run over four
 clients whose sources are drawn with alpha 0.1 (each client dominated by a few packages) and
-alpha 10 (nearly IID). Checkpoints are dropped: the runs replay and compare without the weights.
+alpha 10 (nearly IID); and four strategies on the alpha 0.1 split: FedAvg, FedProx, SCAFFOLD
+and FedAdam, the comparison OpenFedLLM makes. Checkpoints are dropped: the runs replay and
+compare without the weights.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 
 from engine.core.config import RunConfig
 from engine.core.config_files import load_config
+from engine.record.run_lock import LOCK_FILE
 from engine.run.controller import RunController
 from engine.run.sweep import Sweep, parse_grid, plan_members
 
@@ -51,6 +54,19 @@ SWEEPS = {
             "samples_per_client=64",
         ],
         ["dirichlet_alpha=0.1,10"],
+    ),
+    # FedAdam's eta: Flower's default (0.1) moves every weight ~0.1 a round, far past this
+    # model's weights; 0.01 is FedYogi's default.
+    "strategy-sweep": (
+        [
+            "proximal_mu=0.1",
+            "eta=0.01",
+            "partition=dirichlet",
+            "dirichlet_alpha=0.1",
+            "num_clients=4",
+            "samples_per_client=64",
+        ],
+        ["strategy=fedavg,fedprox,scaffold,fedadam"],
     ),
 }
 
@@ -90,7 +106,7 @@ def record(config: RunConfig, runs_dir: Path, run_id: str) -> Path:
     with pinned_kernels():
         controller = RunController(config, runs_dir, run_id=run_id).start()
         status = controller.wait()
-    shutil.rmtree(controller.run_dir / "checkpoints", ignore_errors=True)
+    _drop_run_only_files(controller.run_dir)
     print(f"{run_id}: {status} ({controller.run_dir})", flush=True)
     return controller.run_dir
 
@@ -104,9 +120,15 @@ def record_sweep(name: str, runs_dir: Path) -> Path:
         sweep = Sweep.plan("default", [*SHARED, *overrides], grid, runs_dir, sweep_id=name)
         status = sweep.start().wait()
     for member in sweep.members:
-        shutil.rmtree(sweep.sweep_dir / member.name / "checkpoints", ignore_errors=True)
+        _drop_run_only_files(sweep.sweep_dir / member.name)
     print(f"{name}: {status} ({sweep.sweep_dir})", flush=True)
     return sweep.sweep_dir
+
+
+def _drop_run_only_files(run_dir: Path) -> None:
+    """What a replay does not read: the checkpoints, the finished controller's lock file."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
 
 
 def main(names: list[str]) -> int:
