@@ -71,3 +71,12 @@ def test_a_flower_node_id_reads_back_whole_however_large():
         ev.make(ev.CLIENT_JOINED, client=0, node_id=2**64 - 1, address="10.0.0.2", host="lab")
     )
     assert ev.parse_line(json.dumps(joined))["node_id"] == 2**64 - 1
+
+
+@pytest.mark.parametrize("field", ["devices", "clients"])
+def test_a_gpu_sample_whose_rows_are_null_is_damage_not_a_crash(field):
+    """Found by tests/test_crafted_run_folders.py's fuzzing: null passes every type check."""
+    sample = ev.stamp(ev.make(ev.GPU_SAMPLE, devices=[], clients={}))
+    sample[field] = None
+    with pytest.raises(ValueError, match=f"its '{field}' is not a list or table of rows"):
+        ev.parse_line(json.dumps(sample))

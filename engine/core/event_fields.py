@@ -190,6 +190,8 @@ def _typed(name: str, value: Any, types: tuple[type, ...] | None) -> str | None:
 
 
 def _rows(name: str, value: Any, fields: dict[str, tuple[type, ...]]) -> str | None:
+    if not isinstance(value, dict | list):  # null, which every type check lets through
+        return f"its {name!r} is not a list or table of rows"
     rows = value.values() if isinstance(value, dict) else value
     for row in rows:
         if not isinstance(row, dict):
