@@ -209,8 +209,7 @@ def _correction(
 ) -> list[torch.Tensor] | None:
     """SCAFFOLD's c - c_i for each trainable tensor, in their order, when the message carries
     it, or names its shared file (engine.ml.control_variates)."""
-    named = shared_weights.named_file(msg.content.config_records.get(transfer.CORRECTION_RECORD))
-    source = named or msg.content.array_records.get(transfer.CORRECTION_RECORD)
+    source = transfer.carried(msg.content, transfer.CORRECTION_RECORD)
     if source is None:
         return None
     targets = models.trainable_weights(model)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flwr.app import Array, ArrayRecord
+from flwr.app import Array, ArrayRecord, RecordDict
 
 from engine.app import shared_weights
 from engine.core.config import TRANSFER_DTYPES
@@ -88,6 +88,18 @@ def weights_in(source: ArrayRecord | Path) -> tuple[list[str], Iterator[tuple[st
     if isinstance(source, Path):
         return shared_weights.read(source)
     return list(source), drain(source)
+
+
+def carried(content: RecordDict, key: str) -> ArrayRecord | Path | None:
+    """What a message holds under `key`: the shared file a record of that name names, or the
+    arrays of that name (SCAFFOLD's variates go either way, as the weights do)."""
+    named = shared_weights.named_file(content.config_records.get(key))
+    return named if named is not None else content.array_records.get(key)
+
+
+def size_of(source: ArrayRecord | Path) -> int:
+    """The bytes that came: a record's arrays, or a shared file."""
+    return source.stat().st_size if isinstance(source, Path) else source.count_bytes()
 
 
 @torch.no_grad()

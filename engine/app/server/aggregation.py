@@ -19,7 +19,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from engine.app import shared_weights
 from engine.app.flower_records import number
-from engine.app.transfer import load_arrays, weights_in
+from engine.app.transfer import load_arrays, size_of, weights_in
 from engine.core.config import RunConfig
 from engine.ml.model import check_names
 
@@ -151,10 +151,8 @@ def _with_weights(replies: Iterable[Message]) -> Iterator[tuple[Message, ArrayRe
 def reply_weights(reply: Message) -> tuple[ArrayRecord | Path, int]:
     """Where a reply's weights are, its arrays or a shared weights file, and their size."""
     path = shared_weights.named_file(reply.content.config_records.get(shared_weights.REPLY_RECORD))
-    if path is not None:
-        return path, path.stat().st_size
-    arrays = reply.content.array_records["arrays"]
-    return arrays, arrays.count_bytes()
+    source = path if path is not None else reply.content.array_records["arrays"]
+    return source, size_of(source)
 
 
 def aggregate_with_flower(

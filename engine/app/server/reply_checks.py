@@ -25,7 +25,7 @@ import torch
 from flwr.app import ArrayRecord, Message
 
 from engine.app import shared_weights
-from engine.app.transfer import VARIATE_RECORD, array_layout
+from engine.app.transfer import VARIATE_RECORD, array_layout, carried
 from engine.core.config import TRANSFER_DTYPES
 
 Shapes = dict[str, tuple[int, ...]]
@@ -89,17 +89,16 @@ def refusal(reply: Message, client: int, rules: ReplyRules) -> str | None:
 
 
 def _variate_refusal(reply: Message, client: int, rules: ReplyRules) -> str | None:
-    named = shared_weights.named_file(reply.content.config_records.get(VARIATE_RECORD))
-    arrays = reply.content.array_records.get(VARIATE_RECORD)
-    if named is None and arrays is None:
+    source = carried(reply.content, VARIATE_RECORD)
+    if source is None:
         return None
     if not rules.variates:
         return "its reply carries control variates, which this run's strategy does not use"
-    if named is not None:
+    if isinstance(source, Path):
         expected = rules.reply_file(client)
         beside = shared_weights.variate_file(expected) if expected is not None else None
-        return _file_refusal(named, beside, rules, "control variates")
-    return _arrays_refusal(arrays, rules, "control variates") if arrays is not None else None
+        return _file_refusal(source, beside, rules, "control variates")
+    return _arrays_refusal(source, rules, "control variates")
 
 
 def _arrays_refusal(arrays: ArrayRecord, rules: ReplyRules, what: str) -> str | None:

@@ -24,7 +24,14 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
 from engine.app import shared_weights
 from engine.app.flower_records import number
-from engine.app.transfer import CORRECTION_RECORD, VARIATE_RECORD, tensors_to_arrays, weights_in
+from engine.app.transfer import (
+    CORRECTION_RECORD,
+    VARIATE_RECORD,
+    carried,
+    size_of,
+    tensors_to_arrays,
+    weights_in,
+)
 from engine.core.config import RunConfig
 
 SERVER_PREFIX = "scaffold_c."  # c's tensors in a checkpoint's server state
@@ -101,16 +108,11 @@ class ControlVariates:
 
     @torch.no_grad()
     def _take(self, reply: Message) -> None:
-        source: Path | ArrayRecord | None = shared_weights.named_file(
-            reply.content.config_records.get(VARIATE_RECORD)
-        ) or reply.content.array_records.get(VARIATE_RECORD)
+        source = carried(reply.content, VARIATE_RECORD)
         if source is None:  # no optimizer step this round: c_i stays
             return
         client = int(number(reply.content.metric_records["metrics"], "partition-id"))
-        if isinstance(source, Path):
-            self.bytes_received += source.stat().st_size
-        else:
-            self.bytes_received += source.count_bytes()
+        self.bytes_received += size_of(source)
         _, tensors = weights_in(source)
         variate = {name: tensor.to(torch.float32, copy=True) for name, tensor in tensors}
         old = self.clients.get(client)
