@@ -27,10 +27,36 @@ from engine.core import events as ev
 from engine.core.config import RunConfig
 from engine.core.config_files import load_config
 from engine.ml import data, model as models, task
+from engine.ml.samples import Samples
 from engine.run.controller import RunController
 
 # Each client trains about 60 s per round on this 2-core machine (1 thread each).
 LONG_ROUNDS = ["rounds=3", "local_epochs=24"]
+
+
+def local_training(
+    config: RunConfig,
+    model: torch.nn.Module,
+    samples: Samples,
+    client: int,
+    server_round: int,
+    device: torch.device,
+    precision: task.Precision | None = None,
+) -> task.TrainResult:
+    """`client`'s local training in `server_round` as a run of `config` trains it."""
+    return task.train(
+        model,
+        samples,
+        epochs=config.local_epochs,
+        local_steps=config.local_steps,
+        batch_size=config.train_batch_size,
+        learning_rate=config.learning_rate,
+        mu=config.proximal_mu if config.strategy == "fedprox" else 0.0,
+        device=device,
+        seed=task.local_seed(config.seed, client, server_round),
+        grad_accum_steps=config.grad_accum_steps,
+        precision=precision or task.Precision(),
+    )
 
 
 def plain_loop(config: RunConfig) -> tuple[float, list[float]]:
@@ -64,19 +90,7 @@ def plain_loop(config: RunConfig) -> tuple[float, list[float]]:
         total = 0
         for client, (model, samples) in enumerate(clients):
             models.load_weights(model, {n: t.detach() for n, t in global_weights.items()})
-            result = task.train(
-                model,
-                samples,
-                epochs=config.local_epochs,
-                local_steps=config.local_steps,
-                batch_size=config.train_batch_size,
-                learning_rate=config.learning_rate,
-                mu=config.proximal_mu if config.strategy == "fedprox" else 0.0,
-                device=device,
-                seed=task.local_seed(config.seed, client, server_round),
-                grad_accum_steps=config.grad_accum_steps,
-                precision=precision,
-            )
+            result = local_training(config, model, samples, client, server_round, device, precision)
             with torch.no_grad():
                 for name, tensor in models.trainable_weights(model).items():
                     sums[name].add_(tensor.detach().to(device), alpha=result.examples)

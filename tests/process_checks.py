@@ -3,6 +3,9 @@ parent dies, so an orphan is found as surely as a child."""
 
 import psutil
 
+from engine.core import events as ev
+from engine.flower.home import MALLOC_ENV
+
 
 def processes_with(name, value):
     """(pid, command line) of every live process whose environment has `name`=`value`."""
@@ -16,3 +19,27 @@ def processes_with(name, value):
         except psutil.Error:
             continue
     return found
+
+
+class ProcessSettings:
+    """What each process of a run runs with, read while its clients train: an `on_event` for
+    tests.e2e.test_real_runs.start. `seen`: (role, niceness, whether the fixed malloc threshold
+    is in its environment)."""
+
+    def __init__(self):
+        self._roles = {}
+        self.seen = set()
+
+    def __call__(self, controller, event):
+        if event["type"] == ev.PROCESS_STARTED:
+            self._roles[event["pid"]] = event["role"]
+        elif event["type"] == ev.CLIENT_PROGRESS and not self.seen:
+            for pid, role in self._roles.items():
+                try:
+                    process = psutil.Process(pid)
+                    self.seen.add((role, process.nice(), MALLOC_ENV in process.environ()))
+                except psutil.Error:
+                    continue
+
+    def of(self, *roles):
+        return {(nice, malloc) for role, nice, malloc in self.seen if role in roles}

@@ -1,13 +1,15 @@
-"""The user a TCP connection on this host comes from is read from the kernel's socket tables
-(engine.system.peer_uid): the SuperLink's and SuperNodes' APIs answer only their own user."""
+"""The user a TCP connection on this host comes from is asked of the kernel (sock_diag), or read
+from its socket tables where it has no sock_diag (engine.system.peer_uid): the SuperLink's and
+SuperNodes' APIs answer only their own user. Each test runs with each way alone."""
 
 import contextlib
+import errno
 import os
 import socket
 
 import pytest
 
-from engine.system.peer_uid import uid_of_peer
+from engine.system import peer_uid
 from tests.other_user import NOBODY_UID, as_nobody, skip_unless_root_can_be_nobody
 
 # Connects to the port it is given, says so, and holds the connection until its stdin closes.
@@ -17,6 +19,23 @@ connection = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 print("connected", flush=True)
 sys.stdin.read()
 """
+
+
+@pytest.fixture(params=["sock_diag", "tables"])
+def uid_of_peer(request, monkeypatch):
+    """engine.system.peer_uid.uid_of_peer with one way: the tables never read, or no sock_diag."""
+
+    def tables_read(*ends):
+        raise AssertionError("the socket tables were read")
+
+    def no_sock_diag(*ends):
+        raise OSError(errno.EPROTONOSUPPORT, "no sock_diag in this kernel")
+
+    if request.param == "sock_diag":
+        monkeypatch.setattr(peer_uid, "from_tables", tables_read)
+    else:
+        monkeypatch.setattr(peer_uid, "from_sock_diag", no_sock_diag)
+    return peer_uid.uid_of_peer
 
 
 @pytest.fixture
@@ -34,7 +53,7 @@ def accepted(listener):
     return server_end, peer
 
 
-def test_a_connection_from_another_user_is_that_users(listener):
+def test_a_connection_from_another_user_is_that_users(listener, uid_of_peer):
     skip_unless_root_can_be_nobody()
     nobody = as_nobody(CONNECT_AND_HOLD, listener.getsockname()[1])
     try:
@@ -71,12 +90,12 @@ def own_connection_ends(bind, connect=None):
         ("::1", "::1"),
     ],
 )
-def test_this_processes_own_connection_is_its_own(bind, connect):
+def test_this_processes_own_connection_is_its_own(bind, connect, uid_of_peer):
     with own_connection_ends(bind, connect) as (peer, server):
         assert uid_of_peer(peer, server) == os.getuid()
 
 
-def test_a_peer_that_closed_its_socket_is_nobodys(listener):
+def test_a_peer_that_closed_its_socket_is_nobodys(listener, uid_of_peer):
     """A stranger that sends its request and closes at once leaves an orphaned socket, which
     the kernel lists as root's: it must not pass for the owner when fedtui runs as root."""
     client = socket.create_connection(listener.getsockname())
@@ -86,6 +105,6 @@ def test_a_peer_that_closed_its_socket_is_nobodys(listener):
         assert uid_of_peer(peer, server_end.getsockname()) is None
 
 
-def test_a_peer_on_another_host_or_with_no_address_is_nobodys(listener):
+def test_a_peer_on_another_host_or_with_no_address_is_nobodys(listener, uid_of_peer):
     assert uid_of_peer(("192.0.2.7", 40123), listener.getsockname()) is None
     assert uid_of_peer(("a unix socket", 0), listener.getsockname()) is None

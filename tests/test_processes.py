@@ -46,6 +46,23 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     assert {p.pid for p in exited} == {parent.pid, child.pid}
 
 
+def test_a_process_started_nicer_runs_nicer_and_so_does_what_it_starts(tmp_path):
+    table = ProcessTable(lambda process: None, lambda process: None)
+    parent = table.spawn(
+        "superlink",
+        [sys.executable, "-c", PARENT],
+        env=dict(os.environ),
+        log_path=tmp_path / "parent.log",
+        nice=3,
+    )
+    try:
+        wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
+        niceness = {psutil.Process(p.pid).nice() for p in table.alive()}
+        assert niceness == {min(os.nice(0) + 3, 19)} and parent in table.alive()
+    finally:
+        table.terminate_all(grace_s=2)
+
+
 def test_a_forked_copy_of_a_flower_process_is_not_taken_for_a_second_one(tmp_path):
     """Between fork and exec (or with no exec) a child's command line is its parent's: a
     ServerApp's helper caught in that moment must not be recorded as another ServerApp."""

@@ -240,7 +240,7 @@ def test_a_batch_whose_completions_were_cut_teaches_nothing_and_breaks_nothing(o
         model,
         samples,
         **TRAINING,
-        on_step=lambda step, total, loss: losses.append(loss),
+        on_step=lambda step, total, loss: losses.append(loss()),
     )
     assert np.isfinite(losses[0]) and np.isnan(losses[1])  # the second batch: no loss at all
     assert (result.steps, result.optimizer_steps, len(optimizer_steps)) == (2, 1, 1)

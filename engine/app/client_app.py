@@ -16,6 +16,7 @@ import gc
 import json
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -57,7 +58,7 @@ def train(msg: Message, context: Context) -> Message:
     publisher = EventPublisher.from_env(role="client", client=client, node_id=context.node_id)
     last_sent = 0.0
 
-    def on_step(step: int, steps_total: int, loss: float) -> None:
+    def on_step(step: int, steps_total: int, loss: Callable[[], float]) -> None:
         nonlocal last_sent
         now = time.monotonic()
         if publisher and (now - last_sent >= PROGRESS_INTERVAL_S or step in (1, steps_total)):
@@ -69,7 +70,7 @@ def train(msg: Message, context: Context) -> Message:
                 client=client,
                 step=step,
                 steps_total=steps_total,
-                loss=loss,
+                loss=loss(),
                 vram_bytes=vram,
             )
 

@@ -41,7 +41,7 @@ from engine.flower import home as flower_home
 from engine.flower.flwr_cli import FlowerCli
 from engine.net.federation import WILDCARD_HOSTS, Address, ServerFiles, ServeSettings
 from engine.system import guard
-from engine.system.processes import ProcessTable, TrackedProcess
+from engine.system.processes import CONTROL_PLANE_NICE, ProcessTable, TrackedProcess
 
 SUPERLINK_START_TIMEOUT_S = 60.0
 
@@ -127,6 +127,7 @@ class FlowerDeployment:
     def start_supernode(self, client: int) -> TrackedProcess:
         log_path = self.run_dir / "logs" / f"supernode-{client}.log"
         self._node_log_start[client] = log_path.stat().st_size if log_path.exists() else 0
+        env, warm = self._client_environment(client), self.config.warm_workers
         self.supernodes[client] = self._processes.spawn(
             "supernode",
             [
@@ -139,22 +140,19 @@ class FlowerDeployment:
                 "--node-config",
                 f"partition-id={client} num-partitions={self.config.num_clients}",
             ],
-            env=self._client_environment(client),
+            # without warm workers, a client trains in a ClientApp under its SuperNode
+            env=env if warm else flower_home.for_training(env),
             client=client,
             log_path=log_path,
+            nice=CONTROL_PLANE_NICE if warm else 0,
         )
         return self.supernodes[client]
 
     def start_worker(self, client: int) -> TrackedProcess:
-        env = self._client_environment(client)
-        if flower_home.MALLOC_ENV not in os.environ:  # a threshold the user set stands
-            # Training frees and allocates activations over 1 MiB every step: under the fixed
-            # threshold each is a fresh mmap, page faults and all (~30% slower; BENCHMARKS.md).
-            del env[flower_home.MALLOC_ENV]
         self.workers[client] = self._processes.spawn(
             "worker",
             [*flower_home.WORKER, "--client", str(client)],
-            env=env,
+            env=flower_home.for_training(self._client_environment(client)),
             client=client,
             log_path=self.run_dir / "logs" / f"worker-{client}.log",
         )
@@ -210,6 +208,8 @@ class FlowerDeployment:
             ],
             env=self._superlink_environment(),
             log_path=self.run_dir / "logs" / "superlink.log",
+            # in simulation, the virtual clients train under it
+            nice=CONTROL_PLANE_NICE if self.config.backend != "simulation" else 0,
         )
         deadline = time.monotonic() + SUPERLINK_START_TIMEOUT_S
         while not _healthy(self._superlink_address, self._tls.ca_cert if self._tls else None):
@@ -233,6 +233,7 @@ class FlowerDeployment:
             threads = str(threads_per_client(self.config))
             ray_dir = flower_home.temp_folder("ray")
             self._ray_dir = ray_dir
+            env = flower_home.for_training(env)
             env.update(
                 OMP_NUM_THREADS=threads,
                 MKL_NUM_THREADS=threads,
@@ -241,6 +242,9 @@ class FlowerDeployment:
                 ).rstrip(os.pathsep),
                 RAY_TMPDIR=str(ray_dir),
                 RAY_USAGE_STATS_ENABLED="0",
+                # Ray starts its workers at niceness 15: the virtual clients would yield the
+                # cores to every other process (BENCHMARKS.md, "Training speed")
+                RAY_worker_niceness="0",
             )
         return env
 

@@ -110,6 +110,16 @@ def environment(root: Path, flwr_home: Path, extra: dict[str, str]) -> dict[str,
     return env
 
 
+def for_training(env: dict[str, str]) -> dict[str, str]:
+    """`env` for a process that trains (a worker; in simulation, Ray's under the SuperLink):
+    without MALLOC_MMAP_THRESHOLD_, unless the user set it. Training frees and allocates
+    activations over 1 MiB every step: under the fixed threshold each is a fresh mmap, page
+    faults and all (~30% slower; BENCHMARKS.md)."""
+    if MALLOC_ENV in os.environ:
+        return env
+    return {name: value for name, value in env.items() if name != MALLOC_ENV}
+
+
 def _internal(name: str) -> bool:
     return name.upper().startswith(INTERNAL_ENV_PREFIX)
 

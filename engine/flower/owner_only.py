@@ -6,7 +6,7 @@ Control API (`flwr run` submits an app through it, and the app then runs as this
 on every client), its Runtime API (the ServerApp's and SuperExec's: a run's tasks and messages),
 and each SuperNode's Runtime API (the ClientApp's: a round's task, the model, and the reply). A
 local run listens on loopback with `--insecure`, a port every account on the machine can reach.
-So each request's peer is looked up in the kernel's socket tables (engine.system.peer_uid) and
+So each request's peer is looked up in the kernel's sockets (engine.system.peer_uid) and
 served only if its socket belongs to this process's uid, which every process fedtui starts
 shares (the controller's `flwr` commands, SuperExec, the ServerApp, the ClientApps and warm
 workers). Everyone else, another host included, is refused (403; a WebSocket, though Flower

@@ -4,6 +4,7 @@ sample's labels_mask marks, when it has one (engine.ml.samples)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -16,7 +17,9 @@ import torch
 from engine.ml import control_variates, model as models
 from engine.ml.samples import Samples
 
-StepCallback = Callable[[int, int, float], None]  # step, steps_total, loss
+# step, steps_total, and the step's loss: reading it waits for the device (a host sync), so a
+# callback reads it only when it shows it
+StepCallback = Callable[[int, int, Callable[[], float]], None]
 
 
 @dataclass
@@ -71,6 +74,10 @@ def _predicted_tokens(batch: dict[str, torch.Tensor]) -> int:
     """Tokens the batch's loss is the mean over: learned ones after each row's first (the model
     predicts token t from the tokens before it)."""
     return int((batch["labels"][:, 1:] != -100).sum())
+
+
+def _value(loss: torch.Tensor | None) -> float:
+    return math.nan if loss is None else loss.item()
 
 
 @torch.no_grad()
@@ -139,7 +146,7 @@ def train(
             batches(samples, batch_size, shuffle_seed=seed * 1_000 + epoch)
             for epoch in range(epochs)
         )
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
     steps = tokens = optimizer_steps = 0
     accumulated = False  # whether the optimizer step to come has a gradient to take
     started = time.perf_counter()
@@ -148,12 +155,12 @@ def train(
         tokens += int(batch["attention_mask"].sum())  # counted on the CPU: no device sync
         learns = _predicted_tokens(batch) > 0
         batch = {k: v.to(device) for k, v in batch.items()}
-        loss = math.nan
+        loss = None
         if learns:
             with models.autocast(precision.compute, device):
                 lm_loss = model(**batch).loss
             scaler.scale(lm_loss / grad_accum_steps).backward()
-            loss = lm_loss.item()
+            loss = lm_loss.detach()
             losses.append(loss)
             accumulated = True
         if accumulated and (steps % grad_accum_steps == 0 or steps == steps_total):
@@ -168,12 +175,12 @@ def train(
             optimizer_steps += 1
             accumulated = False
         if on_step is not None:
-            on_step(steps, steps_total, loss)
+            on_step(steps, steps_total, functools.partial(_value, loss))
     if precision.gradient_checkpointing:
         models.checkpoint_activations(model, False)
     del optimizer, global_params
     return TrainResult(
-        train_loss=float(np.mean(losses)) if losses else math.nan,
+        train_loss=float(np.mean([loss.item() for loss in losses])) if losses else math.nan,
         examples=len(samples),
         tokens=tokens,
         steps=steps,

@@ -27,7 +27,7 @@ from engine.flower import home as flower_home
 from engine.ml.preflight import check_cuda
 from engine.net.channel import EventHub
 from engine.net.federation import Address, check_private_key
-from engine.system.processes import ProcessTable, TrackedProcess
+from engine.system.processes import CONTROL_PLANE_NICE, ProcessTable, TrackedProcess
 
 TICK_S = 0.2
 WORKER_RESTARTS = 3
@@ -153,7 +153,7 @@ class ClientHost:
         return self._processes.spawn(
             "worker",
             [*flower_home.WORKER, "--client", str(self.settings.partition)],
-            env=self._environment(),
+            env=flower_home.for_training(self._environment()),
             client=self.settings.partition,
             log_path=self._root / "worker.log",
         )
@@ -188,6 +188,7 @@ class ClientHost:
             env=self._environment(),
             client=settings.partition,
             log_path=self._root / "supernode.log",
+            nice=CONTROL_PLANE_NICE,
         )
 
     def _environment(self) -> dict[str, str]:

@@ -36,6 +36,11 @@ FORKED = "fork"
 
 _PR_SET_PDEATHSIG = 1
 ORPHANED_EXIT_CODE = 70  # as engine.system.guard's: the controller was gone
+# The niceness of a run's control plane (SuperLink, SuperNodes and what they start), beside
+# clients that train at 0: on a machine whose cores the training threads fill, each of its
+# wakeups would otherwise take a core from one training thread and stall the others at their
+# next barrier (BENCHMARKS.md, "Training speed"). Its work still runs whenever a core is free.
+CONTROL_PLANE_NICE = 19
 _libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
 
 
@@ -79,9 +84,11 @@ class ProcessTable:
         env: dict[str, str],
         log_path: Path,
         client: int | None = None,
+        nice: int = 0,
     ) -> TrackedProcess:
         """Start a process in its own session (a terminal's Ctrl+C reaches only fedtui), with
-        its output in `log_path`, and have the kernel end it if fedtui itself dies."""
+        its output in `log_path` and `nice` added to its niceness (its children inherit it),
+        and have the kernel end it if fedtui itself dies."""
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 argv,
@@ -90,7 +97,7 @@ class ProcessTable:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                preexec_fn=functools.partial(_in_child, os.getpid(), nice),
             )
         process = TrackedProcess(popen.pid, role, client, _created(popen.pid), popen)
         self._track(process)
@@ -98,17 +105,14 @@ class ProcessTable:
 
     def scan(self) -> None:
         """Record new descendants and processes that have exited."""
+        children_of = _children_by_parent()  # one pass over /proc, not one per process
         for process in list(self._tracked.values()):
             if not process.alive:
                 continue
             if not self._still_running(process):
                 self._mark_exited(process)
                 continue
-            try:
-                children = psutil.Process(process.pid).children(recursive=True)
-            except psutil.Error:
-                continue
-            for child in children:
+            for child in _descendants(process.pid, children_of):
                 self._adopt(child, process.client)
 
     def alive(self) -> list[TrackedProcess]:
@@ -196,11 +200,33 @@ def _is_ray(command: list[str], name: str) -> bool:
     )
 
 
+def _children_by_parent() -> dict[int, list[psutil.Process]]:
+    children: dict[int, list[psutil.Process]] = {}
+    for process in psutil.process_iter(["ppid"]):
+        children.setdefault(process.info["ppid"], []).append(process)
+    return children
+
+
+def _descendants(pid: int, children_of: dict[int, list[psutil.Process]]) -> list[psutil.Process]:
+    found, waiting = [], [pid]
+    while waiting:
+        for child in children_of.get(waiting.pop(), []):
+            found.append(child)
+            waiting.append(child.pid)
+    return found
+
+
 def _created(pid: int) -> float:
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
         return 0.0
+
+
+def _in_child(parent_pid: int, nice: int) -> None:
+    die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -14,6 +14,7 @@ from engine.record.run_folders import export, open_run
 from engine.run.controller import RunController
 from tests.e2e.test_faults import kill_fedtui_at, processes_of
 from tests.e2e.test_real_runs import finish, of_type, start
+from tests.process_checks import ProcessSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +29,8 @@ def trained(events, number):
 
 
 def test_twenty_virtual_clients_four_a_round_in_the_simulation_runtime(tmp_path):
-    controller, _ = start(tmp_path, SIMULATION)
+    settings = ProcessSettings()
+    controller, _ = start(tmp_path, SIMULATION, settings)
     status, events = finish(controller)
 
     assert status == "completed"
@@ -41,6 +43,10 @@ def test_twenty_virtual_clients_four_a_round_in_the_simulation_runtime(tmp_path)
     assert evals[3] < evals[0]
     roles = {e["role"] for e in of_type(events, ev.PROCESS_STARTED)}
     assert {"superlink", "serverapp", "ray"} <= roles and "supernode" not in roles
+    # Ray's actors train under the SuperLink: all of it at this process's priority, without
+    # the fixed malloc threshold (BENCHMARKS.md, "Training speed")
+    assert {nice for _, nice, _ in settings.seen} == {os.nice(0)}
+    assert settings.of("ray") == {(os.nice(0), False)}
     assert processes_of(os.getpid()) == []  # nothing of Ray's, either
 
 

@@ -1,6 +1,7 @@
 """Real runs: flower-superlink, one flower-supernode per client, the ServerApp and ClientApps
 as separate processes talking over loopback. Small (2 clients, tiny model) but nothing faked."""
 
+import os
 import threading
 import time
 
@@ -14,7 +15,9 @@ from engine.core.config_files import load_config
 from engine.core.process_env import EVENTS_KEY_ENV
 from engine.record.run_folders import open_run
 from engine.run.controller import RunController
+from engine.system.processes import CONTROL_PLANE_NICE
 from tests.channel_checks import assert_key_not_in
+from tests.process_checks import ProcessSettings
 from tests.tracker_reading import (
     assert_same_series,
     mlflow_history,
@@ -69,7 +72,8 @@ def of_type(events, kind):
 def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path, monkeypatch):
     # the run is mirrored to TensorBoard and MLflow too (report_to): checked at the end
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    controller, _ = start(tmp_path, ["rounds=3", 'report_to=["tensorboard", "mlflow"]'])
+    settings = ProcessSettings()
+    controller, _ = start(tmp_path, ["rounds=3", 'report_to=["tensorboard", "mlflow"]'], settings)
     key = controller._require_hub().environment()[EVENTS_KEY_ENV]
     status, events = finish(controller)
 
@@ -95,6 +99,11 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path, m
     ]
     workers = [e for e in of_type(events, ev.PROCESS_STARTED) if e["role"] == "worker"]
     assert sorted(e["client"] for e in workers) == [0, 1]  # one stable process per client
+    # Workers train at this process's priority, without the fixed malloc threshold; the
+    # control plane, with it, yields the cores to them (BENCHMARKS.md, "Training speed").
+    assert settings.of("worker") == {(os.nice(0), False)}
+    control_plane = ("superlink", "supernode", "superexec", "serverapp", "clientapp")
+    assert settings.of(*control_plane) == {(min(os.nice(0) + CONTROL_PLANE_NICE, 19), True)}
     peak_rss = {(e["round"], e["client"]): e["peak_rss_bytes"] for e in done}
     for client in (0, 1):  # the same warm worker, its model reused: no growth round over round
         assert peak_rss[(2, client)] < 1.1 * peak_rss[(1, client)]
