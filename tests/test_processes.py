@@ -17,6 +17,17 @@ time.sleep(120)
 """
 
 
+def start_parent(table, tmp_path, role, **options):
+    """PARENT, started by `table` as `role` with `options` (client, nice)."""
+    return table.spawn(
+        role,
+        [sys.executable, "-c", PARENT],
+        env=dict(os.environ),
+        log_path=tmp_path / "parent.log",
+        **options,
+    )
+
+
 def gone(pid):
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -27,13 +38,7 @@ def gone(pid):
 def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     started, exited = [], []
     table = ProcessTable(started.append, exited.append)
-    parent = table.spawn(
-        "supernode",
-        [sys.executable, "-c", PARENT],
-        env=dict(os.environ),
-        log_path=tmp_path / "parent.log",
-        client=1,
-    )
+    parent = start_parent(table, tmp_path, "supernode", client=1)
     wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
     child = next(p for p in table.alive() if p.pid != parent.pid)
     assert child.client == 1
@@ -48,13 +53,7 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
 
 def test_a_process_started_nicer_runs_nicer_and_so_does_what_it_starts(tmp_path):
     table = ProcessTable(lambda process: None, lambda process: None)
-    parent = table.spawn(
-        "superlink",
-        [sys.executable, "-c", PARENT],
-        env=dict(os.environ),
-        log_path=tmp_path / "parent.log",
-        nice=3,
-    )
+    parent = start_parent(table, tmp_path, "superlink", nice=3)
     try:
         wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
         niceness = {psutil.Process(p.pid).nice() for p in table.alive()}
@@ -87,13 +86,7 @@ def test_a_forked_copy_of_a_flower_process_is_not_taken_for_a_second_one(tmp_pat
 
 def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
-    parent = table.spawn(
-        "supernode",
-        [sys.executable, "-c", PARENT],
-        env=dict(os.environ),
-        log_path=tmp_path / "parent.log",
-        client=0,
-    )
+    parent = start_parent(table, tmp_path, "supernode", client=0)
     wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
     orphan = next(p for p in table.alive() if p.pid != parent.pid)
     parent.popen.kill()
