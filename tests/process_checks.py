@@ -1,6 +1,8 @@
 """Processes found by a mark in their environment: a process keeps its environment when its
 parent dies, so an orphan is found as surely as a child."""
 
+import os
+
 import psutil
 
 from engine.core import events as ev
@@ -24,11 +26,12 @@ def processes_with(name, value):
 class ProcessSettings:
     """What each process of a run runs with, read while its clients train: an `on_event` for
     tests.e2e.test_real_runs.start. `seen`: (role, niceness, whether the fixed malloc threshold
-    is in its environment)."""
+    is in its environment); `batch`: the roles that run under the SCHED_BATCH policy."""
 
     def __init__(self):
         self._roles = {}
         self.seen = set()
+        self.batch = set()
 
     def __call__(self, controller, event):
         if event["type"] == ev.PROCESS_STARTED:
@@ -38,7 +41,9 @@ class ProcessSettings:
                 try:
                     process = psutil.Process(pid)
                     self.seen.add((role, process.nice(), MALLOC_ENV in process.environ()))
-                except psutil.Error:
+                    if os.sched_getscheduler(pid) == os.SCHED_BATCH:
+                        self.batch.add(role)
+                except (psutil.Error, ProcessLookupError):
                     continue
 
     def of(self, *roles):

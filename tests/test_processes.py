@@ -51,13 +51,14 @@ def test_descendants_in_new_sessions_are_tracked_and_ended_by_pid(tmp_path):
     assert {p.pid for p in exited} == {parent.pid, child.pid}
 
 
-def test_a_process_started_nicer_runs_nicer_and_so_does_what_it_starts(tmp_path):
+def test_a_process_started_nicer_runs_nicer_as_a_batch_job_and_so_does_what_it_starts(tmp_path):
     table = ProcessTable(lambda process: None, lambda process: None)
     parent = start_parent(table, tmp_path, "superlink", nice=3)
     try:
         wait_for(lambda: (table.scan(), len(table.alive()) == 2)[1])
         niceness = {psutil.Process(p.pid).nice() for p in table.alive()}
         assert niceness == {min(os.nice(0) + 3, 19)} and parent in table.alive()
+        assert {os.sched_getscheduler(p.pid) for p in table.alive()} == {os.SCHED_BATCH}
     finally:
         table.terminate_all(grace_s=2)
 

@@ -4,9 +4,10 @@ for a client the controller saw crash (engine.app.server.roster, engine.app.serv
 import pytest
 from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 
+from engine.app.server import replies as replies_module
 from engine.app.server.replies import RoundReplies, wait_for_clients
 from engine.app.server.roster import LiveGrid, Roster
-from engine.core import events as ev
+from engine.core import commands, events as ev
 
 pytestmark = pytest.mark.usefixtures("serverapp_identity")
 
@@ -260,3 +261,67 @@ def test_a_late_word_about_a_dead_node_does_not_bring_it_back():
     roster.node_registered(102, 0)
     roster.node_registered(101, 0)  # the dead node's ClientApp said hello after the fact
     assert roster.live([101, 102]) == [102]
+
+
+class Clock:
+    """time as the round loop sees it: each sleep moves it on at once."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def progress(client, server_round, step, steps_total=10):
+    return ev.make(
+        ev.CLIENT_PROGRESS, round=server_round, client=client, step=step, steps_total=steps_total
+    )
+
+
+def test_the_controller_passes_on_when_a_client_begins_and_ends_a_rounds_training():
+    assert commands.training_of(progress(1, 4, step=1)) == {
+        "command": commands.CLIENT_TRAINING,
+        "client": 1,
+        "round": 4,
+        "done": False,
+    }
+    assert commands.training_of(progress(1, 4, step=10))["done"] is True
+    assert commands.training_of(progress(1, 4, step=1, steps_total=1))["done"] is True
+    assert commands.training_of(progress(1, 4, step=5)) is None
+    assert commands.training_of(progress("1", 4, step=1)) is None  # a peer's bad event
+    assert commands.training_of(ev.make(ev.ROUND_STARTED, round=4)) is None
+
+
+def test_the_superlink_is_left_alone_while_a_client_trains(monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(replies_module, "time", clock)
+    roster = Roster(num_clients=1)
+    roster.node_registered(101, 0)
+    grid = FakeGrid([101])
+    pulled_at = []
+    pull = grid.pull_messages
+    grid.pull_messages = lambda ids: pulled_at.append(clock.now) or pull(ids)
+    began = clock.now
+    replied_at = []
+    words = {  # seconds into the round -> what the controller tells the ServerApp
+        0.5: commands.training_of(progress(0, 2, step=1)),
+        20.0: commands.training_of(progress(0, 2, step=10)),
+    }
+
+    def on_poll():
+        for at in [at for at in words if clock.now - began >= at]:
+            roster.apply(words.pop(at))
+        if clock.now - began >= 20.5 and not grid.replies and not replied_at:
+            grid.reply("m0", client=0)
+            replied_at.append(clock.now)
+
+    replies = collector(grid, roster, [], on_poll)
+    assert len(list(replies.collect(2, train_messages([101])))) == 1
+
+    while_training = [t - began for t in pulled_at if 0.5 < t - began < 20.0]
+    assert len(while_training) <= 20 / replies_module.TRAINING_POLL_S  # not every poll: 100
+    assert pulled_at[-1] - replied_at[0] < 1.5 * replies_module.REPLY_POLL_S  # once done: at once

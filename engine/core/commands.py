@@ -4,22 +4,25 @@ channel, engine.net.channel). Declared once, as events are: each command's name 
 `make` builds one; `check` refuses a malformed one with a ValueError saying why (a request comes
 from another process: nothing in it is trusted before it is checked).
 
-| command        | from -> to                          | fields ([optional])                   |
-|----------------|-------------------------------------|---------------------------------------|
-| stop           | viewer -> controller -> ServerApp   | [source]                              |
-| abort          | viewer -> controller                |                                       |
-| set            | viewer -> controller -> ServerApp   | changes ({key: value}), [source]      |
-| hold           | viewer -> controller -> ServerApp   | [source]                              |
-| continue       | viewer -> controller -> ServerApp   | [source]                              |
-| detach         | viewer -> controller                |                                       |
-| client_of_node | controller -> ServerApp             | node_id, client                       |
-| client_crashed | controller -> ServerApp             | client, reason, node_dead,            |
-|                |                                     | coming_back, [round]                  |
+| command         | from -> to                          | fields ([optional])                   |
+|-----------------|-------------------------------------|---------------------------------------|
+| stop            | viewer -> controller -> ServerApp   | [source]                              |
+| abort           | viewer -> controller                |                                       |
+| set             | viewer -> controller -> ServerApp   | changes ({key: value}), [source]      |
+| hold            | viewer -> controller -> ServerApp   | [source]                              |
+| continue        | viewer -> controller -> ServerApp   | [source]                              |
+| detach          | viewer -> controller                |                                       |
+| client_of_node  | controller -> ServerApp             | node_id, client                       |
+| client_crashed  | controller -> ServerApp             | client, reason, node_dead,            |
+|                 |                                     | coming_back, [round]                  |
+| client_training | controller -> ServerApp             | client, round, done                   |
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from engine.core import events as ev
 
 STOP = "stop"
 ABORT = "abort"
@@ -29,6 +32,7 @@ CONTINUE = "continue"
 DETACH = "detach"
 CLIENT_OF_NODE = "client_of_node"
 CLIENT_CRASHED = "client_crashed"
+CLIENT_TRAINING = "client_training"
 
 Command = dict[str, Any]
 
@@ -48,6 +52,7 @@ FIELDS: dict[str, dict[str, tuple[type, bool]]] = {
         "coming_back": (bool, True),
         "round": (int, False),
     },
+    CLIENT_TRAINING: {"client": (int, True), "round": (int, True), "done": (bool, True)},
 }
 
 _TYPE_NAMES = {str: "a string", int: "a whole number", bool: "true or false", dict: "a table"}
@@ -79,3 +84,20 @@ def check(command: Any) -> Command:
         elif not isinstance(value, type_) or (type_ is int and isinstance(value, bool)):
             raise ValueError(f"{name}: {field} must be {_TYPE_NAMES[type_]}")
     return command
+
+
+def training_of(event: ev.Event) -> Command | None:
+    """What the ServerApp is told of a client's progress event: that the client began a round's
+    training (its first step) or ended it (its last); None for the steps between, and for an
+    event whose fields are not whole numbers (a peer's events are not trusted)."""
+    if event["type"] != ev.CLIENT_PROGRESS or event["step"] not in (1, event["steps_total"]):
+        return None
+    try:
+        return make(
+            CLIENT_TRAINING,
+            client=event["client"],
+            round=event["round"],
+            done=event["step"] == event["steps_total"],
+        )
+    except ValueError:
+        return None

@@ -318,6 +318,8 @@ class RunController:
             self._round_in_progress = event["round"]
         elif event["type"] == ev.ROUND_DONE:
             self._round_in_progress = None
+        elif (training := commands.training_of(event)) is not None:
+            self._send_to_server(training)
         self._emit(event)
         self._steering.on_server_event(event)
 

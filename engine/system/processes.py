@@ -39,7 +39,9 @@ ORPHANED_EXIT_CODE = 70  # as engine.system.guard's: the controller was gone
 # The niceness of a run's control plane (SuperLink, SuperNodes and what they start), beside
 # clients that train at 0: on a machine whose cores the training threads fill, each of its
 # wakeups would otherwise take a core from one training thread and stall the others at their
-# next barrier (BENCHMARKS.md, "Training speed"). Its work still runs whenever a core is free.
+# next barrier (BENCHMARKS.md, "Training speed"). A niced process also runs under SCHED_BATCH,
+# so that waking it never preempts a running thread: it waits for a free core or the end of
+# that thread's time slice (a few milliseconds). Its work still runs whenever a core is free.
 CONTROL_PLANE_NICE = 19
 _libc = ctypes.CDLL(None, use_errno=True) if os.name == "posix" else None
 
@@ -87,8 +89,8 @@ class ProcessTable:
         nice: int = 0,
     ) -> TrackedProcess:
         """Start a process in its own session (a terminal's Ctrl+C reaches only fedtui), with
-        its output in `log_path` and `nice` added to its niceness (its children inherit it),
-        and have the kernel end it if fedtui itself dies."""
+        its output in `log_path` and `nice` added to its niceness (above 0, as a SCHED_BATCH
+        job; its children inherit both), and have the kernel end it if fedtui itself dies."""
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
                 argv,
@@ -104,16 +106,17 @@ class ProcessTable:
         return process
 
     def scan(self) -> None:
-        """Record new descendants and processes that have exited."""
-        children_of = _children_by_parent()  # one pass over /proc, not one per process
-        for process in list(self._tracked.values()):
-            if not process.alive:
-                continue
+        """Record processes that have exited, then new descendants."""
+        for process in self.alive():
             if not self._still_running(process):
                 self._mark_exited(process)
-                continue
+        children_of = _children_by_parent()  # one pass over /proc, not one per process
+        known = {process.pid for process in self.alive()}
+        for process in self.alive():
             for child in _descendants(process.pid, children_of):
-                self._adopt(child, process.client)
+                if child not in known:
+                    known.add(child)
+                    self._adopt(child, process.client)
 
     def alive(self) -> list[TrackedProcess]:
         return [process for process in self._tracked.values() if process.alive]
@@ -150,8 +153,9 @@ class ProcessTable:
         self.scan()  # children spawned during shutdown are caught too
         return self.alive()
 
-    def _adopt(self, child: psutil.Process, client: int | None) -> None:
+    def _adopt(self, pid: int, client: int | None) -> None:
         try:
+            child = psutil.Process(pid)
             key = (child.pid, child.create_time())
             if key in self._tracked:
                 return
@@ -200,19 +204,31 @@ def _is_ray(command: list[str], name: str) -> bool:
     )
 
 
-def _children_by_parent() -> dict[int, list[psutil.Process]]:
-    children: dict[int, list[psutil.Process]] = {}
-    for process in psutil.process_iter(["ppid"]):
-        children.setdefault(process.info["ppid"], []).append(process)
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from /proc/PID/stat read directly: the supervisor's scan runs
+    four times a second beside the training threads, and psutil's per-process objects cost
+    three times as much."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat:
+                fields = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        # after the command name in parentheses (which may hold spaces): state, then ppid
+        parent = int(fields[fields.rindex(b")") + 2 :].split(b" ", 2)[1])
+        children.setdefault(parent, []).append(int(name))
     return children
 
 
-def _descendants(pid: int, children_of: dict[int, list[psutil.Process]]) -> list[psutil.Process]:
+def _descendants(pid: int, children_of: dict[int, list[int]]) -> list[int]:
     found, waiting = [], [pid]
     while waiting:
         for child in children_of.get(waiting.pop(), []):
             found.append(child)
-            waiting.append(child.pid)
+            waiting.append(child)
     return found
 
 
@@ -227,6 +243,7 @@ def _in_child(parent_pid: int, nice: int) -> None:
     die_with_parent(parent_pid)
     if nice:
         os.nice(nice)
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
 def die_with_parent(parent_pid: int) -> None:

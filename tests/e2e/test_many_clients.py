@@ -47,6 +47,7 @@ def test_twenty_virtual_clients_four_a_round_in_the_simulation_runtime(tmp_path)
     # the fixed malloc threshold (BENCHMARKS.md, "Training speed")
     assert {nice for _, nice, _ in settings.seen} == {os.nice(0)}
     assert settings.of("ray") == {(os.nice(0), False)}
+    assert settings.batch == set()
     assert processes_of(os.getpid()) == []  # nothing of Ray's, either
 
 

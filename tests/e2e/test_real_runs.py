@@ -100,10 +100,12 @@ def test_a_run_trains_records_its_whole_story_and_ends_every_process(tmp_path, m
     workers = [e for e in of_type(events, ev.PROCESS_STARTED) if e["role"] == "worker"]
     assert sorted(e["client"] for e in workers) == [0, 1]  # one stable process per client
     # Workers train at this process's priority, without the fixed malloc threshold; the
-    # control plane, with it, yields the cores to them (BENCHMARKS.md, "Training speed").
+    # control plane, with it, yields the cores to them and never preempts them when it wakes
+    # (SCHED_BATCH) (BENCHMARKS.md, "Training speed").
     assert settings.of("worker") == {(os.nice(0), False)}
     control_plane = ("superlink", "supernode", "superexec", "serverapp", "clientapp")
     assert settings.of(*control_plane) == {(min(os.nice(0) + CONTROL_PLANE_NICE, 19), True)}
+    assert settings.batch == {role for role, _, _ in settings.seen if role in control_plane}
     peak_rss = {(e["round"], e["client"]): e["peak_rss_bytes"] for e in done}
     for client in (0, 1):  # the same warm worker, its model reused: no growth round over round
         assert peak_rss[(2, client)] < 1.1 * peak_rss[(1, client)]

@@ -22,6 +22,11 @@ from engine.app.server.roster import Roster
 from engine.core import events as ev
 
 REPLY_POLL_S = 0.2
+# How often to ask for the reply of a client known to be still training. Each ask is an HTTP
+# request the SuperLink answers, a few milliseconds of CPU on each side taken from the training
+# threads (BENCHMARKS.md, "Training speed"); asking at all is only the fallback for a word from
+# the controller that gets lost.
+TRAINING_POLL_S = 2.0
 CLIENT_WAIT_POLL_S = 0.5
 # A restarted SuperNode registers within seconds; past this a round goes on without it (if
 # `min_clients` allows).
@@ -56,7 +61,8 @@ class RoundReplies:
         self.failed: dict[str, str] = {}
 
     def collect(self, server_round: int, messages: list[Message]) -> Iterator[Message]:
-        """Push `messages` (and let them go), then yield each good reply as it arrives."""
+        """Push `messages` (and let them go), then yield each good reply as it arrives: asked
+        for every REPLY_POLL_S, or every TRAINING_POLL_S while its client is known to train."""
         nodes = [message.metadata.dst_node_id for message in messages]
         node_of = {}
         for message_id, node in zip(self.grid.push_messages(messages), nodes):
@@ -66,8 +72,12 @@ class RoundReplies:
                 node_of[message_id] = node
         messages.clear()
         deadline = time.monotonic() + self.timeout
-        while node_of and time.monotonic() < deadline:
-            for message_id in list(node_of):
+        next_ask: dict[str, float] = {}  # while its client trains
+        while node_of and (now := time.monotonic()) < deadline:
+            for message_id, node in list(node_of.items()):
+                if self.roster.training(node, server_round) and now < next_ask.get(message_id, now):
+                    continue
+                next_ask[message_id] = now + TRAINING_POLL_S
                 for reply in self.grid.pull_messages([message_id]):
                     del node_of[message_id]
                     if self._accept(server_round, reply):

@@ -6,7 +6,9 @@ controller owns the client's processes, so it knows at once: it tells the Server
 each client's SuperNode registered as, and which client crashed (`client_crashed`, with whether
 its node died and whether the client comes back). The roster folds those commands; `LiveGrid`
 shows the strategy only the nodes that are alive, and the round loop stops waiting for the
-reply of a client that crashed.
+reply of a client that crashed. The controller also passes on when a client began and ended a
+round's training (`client_training`, from its progress events): the round loop leaves the
+SuperLink alone while no reply can be in (engine.app.server.replies).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class Roster:
     lost_work: dict[tuple[int, int], str] = field(default_factory=dict)
     # Joined nodes that claimed a client another live node is (warned about once)
     set_aside: set[int] = field(default_factory=set)
+    # (client, round) -> whether its training is done, for clients whose progress is seen
+    trained: dict[tuple[int, int], bool] = field(default_factory=dict)
 
     def node_registered(self, node: int, client: int) -> None:
         """`client`'s SuperNode is `node`; an earlier node of the same client is dead. (A late
@@ -73,6 +77,12 @@ class Roster:
         client = self.client(node)
         return None if client is None else self.lost_work.get((client, server_round))
 
+    def training(self, node: int, server_round: int) -> bool:
+        """Whether `node`'s client is known to be training `server_round`: its reply is not
+        in yet."""
+        client = self.client(node)
+        return client is not None and self.trained.get((client, server_round)) is False
+
     def client(self, node: int) -> int | None:
         return self.client_of_node.get(node)
 
@@ -109,6 +119,8 @@ class Roster:
                 coming_back=bool(command["coming_back"]),
                 server_round=None if server_round is None else int(server_round),
             )
+        elif kind == commands.CLIENT_TRAINING:
+            self.trained[(int(command["client"]), int(command["round"]))] = bool(command["done"])
         else:
             return False
         return True
