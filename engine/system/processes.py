@@ -205,9 +205,9 @@ def _is_ray(command: list[str], name: str) -> bool:
 
 
 def _children_by_parent() -> dict[int, list[int]]:
-    """Every process's children, from /proc/PID/stat read directly: the supervisor's scan runs
-    four times a second beside the training threads, and psutil's per-process objects cost
-    three times as much."""
+    """Every process's children, from /proc/PID/stat read directly: a run's supervisor scans
+    several times a second beside the training threads, and psutil's per-process objects cost
+    four times as much (BENCHMARKS.md, "Training speed")."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
