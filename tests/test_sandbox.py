@@ -69,6 +69,17 @@ def test_a_failing_assertion_fails_with_the_error_as_its_reason():
     assert result.reason == "failed: AssertionError: add is wrong"
 
 
+def test_the_reason_is_the_exception_the_program_ended_on_whatever_is_printed_after_it():
+    printed_after = "import atexit, sys\natexit.register(print, 'goodbye', file=sys.stderr)\n"
+    result = run(printed_after + "raise ValueError('the program failed here')\n")
+    assert result.reason == "failed: ValueError: the program failed here"
+
+
+def test_a_program_that_exits_without_an_exception_fails_with_its_last_words():
+    result = run("import sys\nsys.exit('no tests found')\n")
+    assert result.reason == "failed: no tests found"
+
+
 def test_an_infinite_loop_is_killed_at_the_timeout():
     result = run("while True:\n    pass\n")
     assert not result.passed

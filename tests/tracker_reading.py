@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.core import events as ev
+from tests.waiting import wait_for
 
 
 def recorded_round_ends(events):
@@ -48,10 +49,31 @@ FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
 
 
 def wandb_offline_run(wandb_dir):
-    """(history rows, summary) of the one offline W&B run under `wandb_dir`."""
+    """(history rows, summary) of the one offline W&B run under `wandb_dir`.
+
+    wandb-core writes the log whole when it closes the run's stream, which `run.finish()` asks
+    for without waiting: the run is read once its exit record, the last one, is there."""
+    (path,) = Path(wandb_dir).glob("wandb/offline-run-*/run-*.wandb")
+    records = wait_for(lambda: _ended_wandb_records(path), timeout=60.0, interval=0.1)
+    history, summary = [], {}
+    for record in records:
+        if record.WhichOneof("record_type") == "history":
+            history.append(
+                {
+                    i.key or ".".join(i.nested_key): json.loads(i.value_json)
+                    for i in record.history.item
+                }
+            )
+        elif record.WhichOneof("record_type") == "summary":
+            for update in record.summary.update:
+                summary[update.key or ".".join(update.nested_key)] = json.loads(update.value_json)
+    return history, summary
+
+
+def _ended_wandb_records(path):
+    """The records of a W&B run log that ends with its exit record, else None."""
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = Path(wandb_dir).glob("wandb/offline-run-*/run-*.wandb")
     data = path.read_bytes()
     records, chunk, position = [], b"", WANDB_HEADER
     while position + 7 <= len(data):
@@ -68,19 +90,8 @@ def wandb_offline_run(wandb_dir):
             record.ParseFromString(chunk)
             records.append(record)
             chunk = b""
-    history, summary = [], {}
-    for record in records:
-        if record.WhichOneof("record_type") == "history":
-            history.append(
-                {
-                    i.key or ".".join(i.nested_key): json.loads(i.value_json)
-                    for i in record.history.item
-                }
-            )
-        elif record.WhichOneof("record_type") == "summary":
-            for update in record.summary.update:
-                summary[update.key or ".".join(update.nested_key)] = json.loads(update.value_json)
-    return history, summary
+    ended = records and records[-1].WhichOneof("record_type") == "exit"
+    return records if ended else None
 
 
 def assert_same_series(actual, expected):

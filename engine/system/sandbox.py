@@ -64,13 +64,22 @@ REASON_CHARS = 200
 # `python program.py` (and runpy) open the script by its absolute path, through the private
 # parent that nobody may not enter; this opens it relative to the working folder, as __main__.
 # Before it, Landlock (engine.system.write_guard, its source run as it stands) confines every
-# write to the working folder, whoever the program runs as.
+# write to the working folder, whoever the program runs as. The program's own process writes the
+# exception it ended on to the descriptor named by argv[1]: its processes share one stderr, where
+# a forked child's traceback may come last.
 _RUN_PROGRAM = Path(write_guard.__file__).read_text(encoding="utf-8") + (
     "\nrestrict_writes_to('.')\n"
-    "import sys; sys.argv = ['program.py']; "
-    "source = open('program.py', encoding='utf-8').read(); "
-    "exec(compile(source, 'program.py', 'exec'), "
-    "{'__name__': '__main__', '__file__': 'program.py'})"
+    "import os, sys\n"
+    "reason_fd, program_pid, sys.argv = int(sys.argv[1]), os.getpid(), ['program.py']\n"
+    "try:\n"
+    "    source = open('program.py', encoding='utf-8').read()\n"
+    "    exec(compile(source, 'program.py', 'exec'), "
+    "{'__name__': '__main__', '__file__': 'program.py'})\n"
+    "except Exception as error:\n"
+    "    if os.getpid() == program_pid:\n"
+    "        text = str(error)\n"
+    "        os.write(reason_fd, (type(error).__name__ + (': ' + text if text else '')).encode())\n"
+    "    raise\n"
 )
 
 
@@ -81,7 +90,7 @@ class SandboxUnavailable(FedtuiError):
 @dataclass(frozen=True)
 class SandboxResult:
     passed: bool  # exited with code 0 within the time
-    reason: str  # "passed", "failed: <last line of stderr>", "timed out after 3 s", ...
+    reason: str  # "passed", "failed: <its exception>", "timed out after 3 s", ...
     seconds: float
     output: str = ""  # the tail of what it printed to stdout
 
@@ -151,10 +160,15 @@ def _run(launch: _Launch, source: str, limits: _Limits) -> SandboxResult:
         # (each refused over the limit).
         nproc = f"--nproc={limits.max_processes}:{limits.max_processes}"
         late_limits = (launch.prlimit, nproc, "--") if launch.prlimit else ()
-        argv = [*launch.prefix, *late_limits, launch.interpreter, "-I", "-S", "-c", _RUN_PROGRAM]
         # Output goes to files outside the program's folder: a program that prints forever fills
         # a file up to its size limit instead of a pipe nobody drains.
-        with open(parent / "stdout", "w+b") as stdout, open(parent / "stderr", "w+b") as stderr:
+        with (
+            open(parent / "stdout", "w+b") as stdout,
+            open(parent / "stderr", "w+b") as stderr,
+            open(parent / "reason", "w+b") as reported,
+        ):
+            program = ("-I", "-S", "-c", _RUN_PROGRAM, str(reported.fileno()))
+            argv = [*launch.prefix, *late_limits, launch.interpreter, *program]
             started = time.monotonic()
             process = subprocess.Popen(
                 argv,
@@ -165,6 +179,7 @@ def _run(launch: _Launch, source: str, limits: _Limits) -> SandboxResult:
                 stderr=stderr,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(reported.fileno(),),
                 preexec_fn=functools.partial(_in_child, limits, not launch.prlimit, os.getpid()),
             )
             try:
@@ -174,11 +189,13 @@ def _run(launch: _Launch, source: str, limits: _Limits) -> SandboxResult:
                 returncode = process.wait()
             seconds = time.monotonic() - started
             output, errors = _tail(stdout), _tail(stderr)
+            reported.seek(0)
+            error = reported.read(REASON_CHARS).decode("utf-8", errors="replace")
     finally:
         _remove(parent)
     if not ended:
         return SandboxResult(False, f"timed out after {limits.timeout:g} s", seconds, output)
-    return SandboxResult(returncode == 0, _reason(returncode, errors), seconds, output)
+    return SandboxResult(returncode == 0, _reason(returncode, error, errors), seconds, output)
 
 
 def _in_child(limits: _Limits, processes: bool, parent_pid: int) -> None:
@@ -240,7 +257,9 @@ def _tail(file: BinaryIO) -> str:
     return file.read().decode("utf-8", errors="replace")
 
 
-def _reason(returncode: int, errors: str) -> str:
+def _reason(returncode: int, error: str, errors: str) -> str:
+    """Why a program failed: its signal, the exception its own process reported, or else (an
+    exit without an exception: sys.exit, os._exit) the last line of its stderr."""
     if returncode == 0:
         return "passed"
     if returncode < 0:
@@ -249,6 +268,8 @@ def _reason(returncode: int, errors: str) -> str:
         except ValueError:
             name = "unknown"
         return f"killed by signal {-returncode} ({name})"
+    if error.strip():
+        return f"failed: {error.strip()}"
     lines = [line.strip() for line in errors.splitlines() if line.strip()]
     if not lines:
         return f"failed: exit code {returncode}"
