@@ -5,9 +5,10 @@ import dataclasses
 import time
 
 import pytest
+import uvicorn
 from flwr.supernode import start_client_internal
 
-from engine.flower import internals
+from engine.flower import internals, server_ticks
 
 
 def test_every_premise_holds_for_the_installed_flower():
@@ -77,3 +78,12 @@ def test_swapped_puts_flowers_names_back_however_the_block_ends(monkeypatch):
         raise RuntimeError
 
     assert start_client_internal.time is time
+
+
+def test_a_name_inside_a_class_is_swapped_and_put_back_too():
+    original = uvicorn.Server.main_loop
+
+    with internals.swapped({internals.UVICORN_LOOP: server_ticks.main_loop}):
+        assert uvicorn.Server.main_loop is server_ticks.main_loop
+
+    assert uvicorn.Server.main_loop is original

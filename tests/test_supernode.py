@@ -1,5 +1,6 @@
 """fedtui's SuperNode is Flower's, with the idle poll's hard-coded 3 s sleep cut to POLL_S, and
-its Runtime API (the ClientApp's) answering only the user running it (engine.flower.supernode).
+its Runtime API (the ClientApp's) answering only the user running it, from a server that ticks
+less often (engine.flower.supernode).
 tests/e2e/test_other_users.py meets the refusal from another user of this host, live."""
 
 import os
@@ -7,9 +8,10 @@ import sys
 import time
 
 import flwr.supernode.main
+import uvicorn
 from flwr.supernode import start_client_internal
 
-from engine.flower import supernode
+from engine.flower import server_ticks, supernode
 from engine.flower.owner_only import OwnerOnly
 
 
@@ -18,6 +20,7 @@ def run_main(monkeypatch):
     polling module's `time`, the Runtime API's app, the environment."""
     seen = []
     monkeypatch.setattr(start_client_internal, "time", time)  # put back after the test
+    monkeypatch.setattr(uvicorn.Server, "main_loop", uvicorn.Server.main_loop)
     monkeypatch.setattr(flwr.supernode.main, "create_app", flwr.supernode.main.create_app)
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")  # uvicorn: X-Forwarded-For from anyone
     monkeypatch.setattr(sys, "argv", ["python -m engine.flower.supernode", "--insecure"])
@@ -37,6 +40,7 @@ def test_flowers_own_entry_runs_with_short_sleeps_in_its_polling_module(monkeypa
     polling_time, _, _ = run_main(monkeypatch)
 
     assert isinstance(polling_time, supernode.ShortSleeps)
+    assert uvicorn.Server.main_loop is server_ticks.main_loop  # its Runtime API's server
     assert sys.argv == ["flower-supernode", "--insecure"]  # Flower parses the same arguments
     assert polling_time.monotonic is time.monotonic  # all but sleep is the real module
     started = time.monotonic()

@@ -36,10 +36,15 @@ GUARDS, RELAY = "guards", "relay"
 SUPERLINK = (sys.executable, "-P", "-m", "engine.flower.superlink")
 SUPERNODE = (sys.executable, "-P", "-m", "engine.flower.supernode")
 WORKER = (sys.executable, "-P", "-m", "engine.flower.worker")
-# What a guarded program does first: Flower's ClientApp entry installs only fedtui's app.
+# What a guarded program does first: Flower's ClientApp entry installs only fedtui's app;
+# SuperExec asks for no task while one it started runs (engine.flower.superexec).
 PRELUDES = {
     "flwr-clientapp": (
         "from engine.flower.own_app import refuse_foreign_apps\nrefuse_foreign_apps()\n"
+    ),
+    "flower-superexec": (
+        "from engine.flower.superexec import ask_less_while_a_task_runs\n"
+        "ask_less_while_a_task_runs()\n"
     ),
 }
 # The environment's `-P`, for every Python process under them, Flower's included.

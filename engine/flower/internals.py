@@ -1,9 +1,11 @@
-"""Every name inside Flower that fedtui relies on beyond Flower's public API: what it is, where
-fedtui uses it and why. The one page to read before upgrading Flower (pinned to 1.42).
+"""Every name inside Flower that fedtui relies on beyond Flower's public API (and inside uvicorn,
+which serves Flower's HTTP APIs): what it is, where fedtui uses it and why. The one page to read
+before upgrading Flower (pinned to 1.42).
 
 Flower 1.42 has no hook for what these do: keep a ClientApp process warm across messages, poll
 for work more often than every 3 s, refuse the SuperLink's and SuperNodes' APIs to other users
-and hosts, run no ClientApp but fedtui's, learn which node a SuperNode registered as. Each is a
+and hosts, run no ClientApp but fedtui's, learn which node a SuperNode registered as, wake less
+often while clients train. Each is a
 `Premise` about the installed Flower; `broken_premises()` lists those that no longer hold, and
 tests/test_flower_premises.py asserts the list is empty, so an upgrade that breaks one fails in
 that test, naming it. fedtui replaces a name of Flower's only through `swap` and `swapped`, which
@@ -56,6 +58,18 @@ class Premise:
             return self.expect(self.resolve())
         except LookupError as err:
             return str(err)
+
+
+class TimeWithOwnSleep:
+    """The `time` module, for a loop of Flower's to see in its module's place (a `*_TIME`
+    premise), but for `sleep`, which a subclass defines."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        raise NotImplementedError
 
 
 def _parameters(*names: str) -> Callable[[Any], str | None]:
@@ -159,6 +173,29 @@ SUPERNODE_LOOP = Premise(
     "the sleep is what SUPERNODE_TIME shortens; the log line is how the controller learns "
     "which node each client's SuperNode registered as (the ServerApp sees nodes, not clients)",
     _source_has("time.sleep(3)", '"SuperNode ID: %s"'),
+)
+SUPEREXEC_TIME = Premise(
+    "flwr.supercore.superexec.run_superexec.time",
+    "the `time` module as SuperExec's task loop sees it: the loop asks for a task, then sleeps "
+    "FLWR_SUPEREXEC_TASK_POLL_INTERVAL (1 s)",
+    "engine.flower.superexec",
+    "swapped for one whose sleep lasts, while a task process the SuperExec started is running, "
+    "until one ends: each ask took CPU from training clients",
+    lambda found: None if found is time else "is no longer the time module",
+)
+SUPEREXEC_LOOP = Premise(
+    "flwr.supercore.superexec.run_superexec.run_superexec",
+    "SuperExec's main loop: it asks for a task (AcquireTask) and sleeps, every time",
+    "engine.flower.superexec",
+    "the sleep is what SUPEREXEC_TIME lengthens while a task runs",
+    _source_has("client.AcquireTask(", "time.sleep(task_poll_interval)"),
+)
+SUBPROCESS_LAUNCH = Premise(
+    "flwr.supercore.superexec.executor.subprocess_executor.SubprocessExecutor.launch",
+    "SuperExec's executor starts each task as a child process of the SuperExec",
+    "engine.flower.superexec",
+    "a running child is how the swapped sleep knows a task runs",
+    _source_has("subprocess.Popen("),
 )
 SUPERLINK_APP = Premise(
     "flwr.superlink.main.create_app",
@@ -276,6 +313,24 @@ WORKER_IMPORTS = tuple(
     )
 )
 
+UVICORN_LOOP = Premise(
+    "uvicorn.server.Server.main_loop",
+    "uvicorn's server loop (uvicorn serves Flower's HTTP APIs): it calls `on_tick` every 0.1 s, "
+    "counting the calls",
+    "engine.flower.server_ticks",
+    "swapped for one that ticks every 0.5 s in the SuperLink and SuperNodes: their ten wakeups "
+    "a second each took the CPU from training clients",
+    _source_has("await asyncio.sleep(0.1)", "counter % 864000", "await self.on_tick(counter)"),
+)
+UVICORN_TICK = Premise(
+    "uvicorn.server.Server.on_tick",
+    "renews the server's Date header when its counter is a multiple of 10, and says whether "
+    "the server should exit",
+    "engine.flower.server_ticks",
+    "the slower loop counts its ticks so that the header is still renewed once a second",
+    _source_has("if counter % 10 == 0:", "if self.should_exit:"),
+)
+
 PREMISES: tuple[Premise, ...] = (
     PULL_TASK_INPUT,
     CLIENTAPP_EXIT,
@@ -286,6 +341,9 @@ PREMISES: tuple[Premise, ...] = (
     APP_COMMON_ARGS,
     SUPERNODE_TIME,
     SUPERNODE_LOOP,
+    SUPEREXEC_TIME,
+    SUPEREXEC_LOOP,
+    SUBPROCESS_LAUNCH,
     SUPERLINK_APP,
     SUPERLINK_ENTRY,
     SUPERNODE_APP,
@@ -295,6 +353,8 @@ PREMISES: tuple[Premise, ...] = (
     CONSOLE_SCRIPTS,
     GRID,
     RUN,
+    UVICORN_LOOP,
+    UVICORN_TICK,
     *WORKER_IMPORTS,
 )
 
@@ -309,11 +369,11 @@ def broken_premises() -> list[str]:
 
 
 def swap(premise: Premise, replacement: Any) -> Any:
-    """Put `replacement` where `premise` names a module attribute of Flower's; the original."""
-    module_name, _, attribute = premise.name.rpartition(".")
-    module = importlib.import_module(module_name)
-    original = getattr(module, attribute)
-    setattr(module, attribute, replacement)
+    """Put `replacement` where `premise` names an attribute of a module or class; the original."""
+    owner_name, _, attribute = premise.name.rpartition(".")
+    owner = Premise(owner_name, "", "", "").resolve()
+    original = getattr(owner, attribute)
+    setattr(owner, attribute, replacement)
     return original
 
 

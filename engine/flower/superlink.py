@@ -12,7 +12,8 @@ health check, which SuperNodes of other hosts need (`fedtui serve`: TLS proves t
 them and SuperNode authentication checks them).
 
 Flower's `FLWR_INTERNAL_GRPC_*` variables would also open its gRPC Control and Fleet APIs,
-which no middleware guards: they are dropped here, whoever started the process.
+which no middleware guards: they are dropped here, whoever started the process. Its HTTP server
+wakes twice a second, not ten times (engine.flower.server_ticks).
 
     python -m engine.flower.superlink [flower-superlink's arguments]
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from flwr.superlink.cli import flower_superlink
 
-from engine.flower import internals
+from engine.flower import internals, server_ticks
 from engine.flower.home import INTERNAL_ENV_PREFIX
 from engine.flower.owner_only import REFUSAL, OwnerOnly, distrust_forwarded_headers
 
@@ -47,6 +48,7 @@ def main() -> None:
     internals.swap(internals.SUPERLINK_APP, create_app_for_fedtui)
     for name in [name for name in os.environ if name.startswith(INTERNAL_ENV_PREFIX)]:
         del os.environ[name]  # the gRPC APIs they open bypass the middleware
+    server_ticks.tick_less_often()
     distrust_forwarded_headers()
     sys.argv[0] = "flower-superlink"
     flower_superlink()
