@@ -85,6 +85,41 @@ def test_a_forked_copy_of_a_flower_process_is_not_taken_for_a_second_one(tmp_pat
         table.terminate_all(grace_s=2)
 
 
+def test_a_child_caught_before_it_starts_its_program_is_named_by_that_program(tmp_path):
+    """A scan that finds a SuperExec's new child between fork and exec (a moment a loaded
+    machine stretches) looks at it again on the next scan, when it runs its own program."""
+    go = tmp_path / "go"
+    clientapp = tmp_path / "flwr-clientapp"
+    clientapp.write_text("import time\ntime.sleep(120)\n")
+    superexec = tmp_path / "flower-superexec"
+    superexec.write_text(
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        f"    while not os.path.exists({str(go)!r}):\n"
+        "        time.sleep(0.01)\n"
+        f"    os.execv(sys.executable, [sys.executable, {str(clientapp)!r}])\n"
+        "time.sleep(120)\n"
+    )
+    started = []
+    table = ProcessTable(started.append, lambda process: None)
+    parent = table.spawn(
+        "superexec",
+        [sys.executable, str(superexec)],
+        env=dict(os.environ),
+        log_path=tmp_path / "superexec.log",
+    )
+    try:
+        (child,) = wait_for(lambda: psutil.Process(parent.pid).children(), timeout=30.0)
+        table.scan()  # the child still runs its parent's program
+        assert [p.role for p in started] == ["superexec"]
+        go.touch()
+        wait_for(lambda: str(clientapp) in child.cmdline(), timeout=30.0)
+        table.scan()
+        assert [p.role for p in started] == ["superexec", "clientapp"]
+    finally:
+        table.terminate_all(grace_s=2)
+
+
 def test_an_orphan_left_by_a_dead_parent_is_still_ended(tmp_path):
     table = ProcessTable(lambda p: None, lambda p: None)
     parent = start_parent(table, tmp_path, "supernode", client=0)

@@ -84,6 +84,7 @@ class FlowerDeployment:
         self.supernodes: dict[int, TrackedProcess] = {}
         self.workers: dict[int, TrackedProcess] = {}
         self._node_log_start: dict[int, int] = {}  # where the SuperNode's current run begins
+        self._registered: dict[int, int] = {}  # client -> its current SuperNode's node ID
         self._ray_dir: Path | None = None
         self._cli: FlowerCli | None = None
 
@@ -127,6 +128,7 @@ class FlowerDeployment:
     def start_supernode(self, client: int) -> TrackedProcess:
         log_path = self.run_dir / "logs" / f"supernode-{client}.log"
         self._node_log_start[client] = log_path.stat().st_size if log_path.exists() else 0
+        self._registered.pop(client, None)
         env, warm = self._client_environment(client), self.config.warm_workers
         self.supernodes[client] = self._processes.spawn(
             "supernode",
@@ -159,7 +161,10 @@ class FlowerDeployment:
         return self.workers[client]
 
     def registered_node(self, client: int) -> int | None:
-        """The node ID `client`'s current SuperNode registered as, once it has said so."""
+        """The node ID `client`'s current SuperNode registered as, once it has said so (its log,
+        which grows all run long, is read only until then)."""
+        if client in self._registered:
+            return self._registered[client]
         log_path = self.run_dir / "logs" / f"supernode-{client}.log"
         try:
             with open(log_path, "rb") as log:
@@ -167,7 +172,10 @@ class FlowerDeployment:
                 found = flower_home.NODE_ID_LINE.search(log.read().decode(errors="replace"))
         except OSError:
             return None
-        return int(found.group(1)) if found else None
+        if found is None:
+            return None
+        self._registered[client] = int(found.group(1))
+        return self._registered[client]
 
     def remove_flwr_home(self) -> None:
         """Once every process is gone: Flower's (and Ray's) state for this run is not kept, nor

@@ -5,11 +5,10 @@ before upgrading Flower (pinned to 1.42).
 Flower 1.42 has no hook for what these do: keep a ClientApp process warm across messages, poll
 for work more often than every 3 s, refuse the SuperLink's and SuperNodes' APIs to other users
 and hosts, run no ClientApp but fedtui's, learn which node a SuperNode registered as, wake less
-often while clients train. Each is a
-`Premise` about the installed Flower; `broken_premises()` lists those that no longer hold, and
-tests/test_flower_premises.py asserts the list is empty, so an upgrade that breaks one fails in
-that test, naming it. fedtui replaces a name of Flower's only through `swap` and `swapped`, which
-take the premise, never a string.
+often while clients train. Each is a `Premise` about the installed Flower; `broken_premises()`
+lists those that no longer hold, and tests/test_flower_premises.py asserts the list is empty, so
+an upgrade that breaks one fails in that test, naming it. fedtui replaces a name of Flower's only
+through `swap` and `swapped`, which take the premise, never a string.
 
 Nothing of Flower's is imported until a premise is resolved: the relay and the controller import
 this module cheaply.

@@ -29,9 +29,9 @@ ROLE_BY_PROGRAM = {
     "flwr-simulation": "serverapp",  # the ServerApp, with Ray's virtual clients under it
     "flwr-clientapp": "clientapp",
 }
-# A child still running its parent's program: forked, and not (or not yet) started a program of
-# its own. Its command line is its parent's, so naming it by program would count a ServerApp's
-# short-lived helper as a second ServerApp.
+# A child still running its parent's program on two scans in a row: forked, and not started a
+# program of its own. Its command line is its parent's, so naming it by program would count a
+# ServerApp's short-lived helper as a second ServerApp.
 FORKED = "fork"
 
 _PR_SET_PDEATHSIG = 1
@@ -77,6 +77,8 @@ class ProcessTable:
         self._on_started = on_started
         self._on_exited = on_exited
         self._tracked: dict[tuple[int, float], TrackedProcess] = {}
+        # Children seen once still running their parent's program: looked at again next scan.
+        self._maybe_forked: set[tuple[int, float]] = set()
 
     def spawn(
         self,
@@ -117,6 +119,7 @@ class ProcessTable:
                 if child not in known:
                     known.add(child)
                     self._adopt(child, process.client)
+        self._maybe_forked = {key for key in self._maybe_forked if key[0] in known}
 
     def alive(self) -> list[TrackedProcess]:
         return [process for process in self._tracked.values() if process.alive]
@@ -164,6 +167,11 @@ class ProcessTable:
             role = ROLE_BY_PROGRAM.get(program) or ROLE_BY_PROGRAM.get(child.name(), child.name())
             parent = child.parent()
             if parent is not None and command == parent.cmdline():
+                # Between fork and exec: under load (the control plane runs niced) the moment
+                # can outlast a scan, and the program it is about to run names its role.
+                if key not in self._maybe_forked:
+                    self._maybe_forked.add(key)
+                    return
                 role = FORKED
             if _is_ray(command, child.name()):
                 role = "ray"
