@@ -81,7 +81,7 @@ def _ended_wandb_records(path):
             position += BLOCK - position % BLOCK
             continue
         _, length, kind = struct.unpack("<IHB", data[position : position + 7])
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or position + 7 + length > len(data):  # not all written
             break
         chunk += data[position + 7 : position + 7 + length]
         position += 7 + length
