@@ -39,24 +39,29 @@ class Premise:
 
     def resolve(self) -> Any:
         """The object `name` names; LookupError saying what is missing."""
-        parts = self.name.split(".")
-        for cut in range(len(parts), 0, -1):
-            try:
-                found: Any = importlib.import_module(".".join(parts[:cut]))
-            except ImportError:
-                continue
-            for attribute in parts[cut:]:
-                if not hasattr(found, attribute):
-                    raise LookupError(f"{'.'.join(parts[:cut])} has no {attribute!r}")
-                found = getattr(found, attribute)
-            return found
-        raise LookupError(f"no module {parts[0]!r}")
+        return _resolve(self.name)
 
     def problem(self) -> str | None:
         try:
             return self.expect(self.resolve())
         except LookupError as err:
             return str(err)
+
+
+def _resolve(name: str) -> Any:
+    """The object a dotted path (module, then attributes) names; LookupError if none."""
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attribute in parts[cut:]:
+            if not hasattr(found, attribute):
+                raise LookupError(f"{'.'.join(parts[:cut])} has no {attribute!r}")
+            found = getattr(found, attribute)
+        return found
+    raise LookupError(f"no module {parts[0]!r}")
 
 
 class TimeWithOwnSleep:
@@ -370,7 +375,7 @@ def broken_premises() -> list[str]:
 def swap(premise: Premise, replacement: Any) -> Any:
     """Put `replacement` where `premise` names an attribute of a module or class; the original."""
     owner_name, _, attribute = premise.name.rpartition(".")
-    owner = Premise(owner_name, "", "", "").resolve()
+    owner = _resolve(owner_name)
     original = getattr(owner, attribute)
     setattr(owner, attribute, replacement)
     return original
